@@ -302,6 +302,11 @@ def _trim(
         frame = frame[frame.index >= start]
     if end is not None:
         frame = frame[frame.index <= end]
+    return trim_unobserved(frame)
+
+
+def trim_unobserved(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop the leading and trailing dates on which no column has a value."""
     observed = frame.notna().any(axis=1).to_numpy()
     if not observed.any():
         return frame.iloc[0:0]

@@ -1,0 +1,43 @@
+"""Stateless HMM inference shared by every regime model.
+
+All functions take log-space inputs: ``log_initial`` (K,), ``log_transition`` (K, K) or
+(T-1, K, K) (row i = from state i; entry t moves z_t to z_{t+1}) and ``log_emission``
+(T, K), where a missing observation is a row of zeros.
+
+The PyTensor Op (``hmm_log_likelihood``, ``HMMLogLikelihoodOp``) is imported on first
+access, so numpy-only users do not pay the ~1 s PyTensor import.
+"""
+
+from regime_model.inference.forecast import hmm_forecast
+from regime_model.inference.forward_backward import (
+    HMMFilterResult,
+    HMMGradient,
+    HMMSmootherResult,
+    hmm_filter,
+    hmm_loglik_and_grad,
+    hmm_smoother,
+)
+from regime_model.inference.sampling import hmm_posterior_sample
+
+__all__ = [
+    "HMMFilterResult",
+    "HMMGradient",
+    "HMMLogLikelihoodOp",
+    "HMMSmootherResult",
+    "hmm_filter",
+    "hmm_forecast",
+    "hmm_log_likelihood",
+    "hmm_loglik_and_grad",
+    "hmm_posterior_sample",
+    "hmm_smoother",
+]
+
+_PYTENSOR_NAMES = ("HMMLogLikelihoodOp", "hmm_log_likelihood")
+
+
+def __getattr__(name: str):
+    if name in _PYTENSOR_NAMES:
+        from regime_model.inference import pytensor_op
+
+        return getattr(pytensor_op, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,25 @@
+"""Regime models: each turns a feature set into a :class:`~regime_model.results.RegimeResult`.
+
+:func:`model_from_config` is the one place where a configuration (from the CLI or a saved
+``config.json``) becomes a model object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regime_model.models.bayesian_hmm import BayesianHMM
+from regime_model.models.em_hmm import EMHMM
+
+MODELS = {"bayes-hmm": BayesianHMM, "em-hmm": EMHMM}
+
+__all__ = ["MODELS", "BayesianHMM", "EMHMM", "model_from_config"]
+
+
+def model_from_config(config: dict[str, Any]) -> BayesianHMM | EMHMM:
+    """Build the model a config dict describes (``model`` key plus its hyperparameters)."""
+    config = dict(config)
+    name = config.pop("model")
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](**config)

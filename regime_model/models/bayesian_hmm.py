@@ -1,0 +1,490 @@
+"""Bayesian hidden Markov model in PyMC with the compiled forward-backward likelihood.
+
+The regime path is marginalised exactly by the shared kernel (one PyTensor Op with an
+analytic gradient), so NUTS samples only the parameters. Regime probabilities with bands
+come afterwards from forward-backward per posterior draw.
+
+Identifiability: regimes are ordered on one *anchor* feature, by its mean (default) or
+its volatility. The order is built into the parameterisation, anchored on the
+best-identified regime: risk_on has a free anchor mean and every lower regime sits a
+positive gap below it (or, ordering by volatility, risk_on has the smallest scale and
+each other regime a positive log-gap above). Chains start from the EM fit, perturbed, so
+they do not begin in a swapped mode.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+
+from regime_model.data.features import FeatureSet
+from regime_model.inference import hmm_filter, hmm_log_likelihood
+from regime_model.models.em_hmm import EMHMM, EMEstimate
+from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
+from regime_model.models.observations import (
+    Observations,
+    prepare_observations,
+    regime_names,
+    select_features,
+)
+from regime_model.results import (
+    MAX_CHAIN_DISAGREEMENT,
+    MAX_RHAT,
+    MIN_ESS,
+    RegimeResult,
+    build_inference_data,
+    pointwise_log_predictive,
+    regime_probability_draws,
+)
+
+EMISSIONS = ("gaussian", "student-t")
+SWITCHING = ("both", "mean", "variance")
+COVARIANCES = ("diag", "full")
+SAMPLERS = ("nuts", "nutpie", "map", "advi")
+# Priors, in units of each feature's standard deviation (the data are standardised).
+GAP_ALPHA, GAP_BETA = 2.0, 4.0  # ordered gaps: mean 0.5, no mass at 0
+LOG_SCALE_SD = 0.75
+LKJ_ETA = 2.0
+NU_ALPHA, NU_BETA = 2.0, 0.1  # Juarez & Steel (2010) prior on Student-t degrees of freedom
+# Deterministics read back from the posterior (standardised units).
+_REPORTED = ("mean", "sigma", "transition", "initial", "correlation_cholesky", "nu")
+
+
+class BayesianHMM:
+    """Bayesian HMM over the columns of a feature set.
+
+    Parameters
+    ----------
+    n_regimes: K, 2..5.
+    emission: "gaussian" or "student-t" (fat tails, one degrees-of-freedom per feature).
+    switching: "both" (regime means and scales), "mean" (one shared covariance) or
+        "variance" (one common mean).
+    covariance: "diag" or "full" (LKJ(2) prior on each regime's correlation matrix).
+    anchor: feature the regimes are ordered on (default: the first equity return).
+    order_by: "mean" or "volatility" (default: mean, or volatility when switching="variance").
+    stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
+    initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
+    sampler: "nuts" (PyMC), "nutpie" (if installed), "map" or "advi" (quick exploration).
+    band_draws: how many posterior draws get a forward-backward pass for the bands.
+    """
+
+    def __init__(
+        self,
+        n_regimes: int = 2,
+        emission: str = "gaussian",
+        switching: str = "both",
+        covariance: str = "diag",
+        anchor: str | None = None,
+        order_by: str | None = None,
+        stickiness: float = 10.0,
+        initial: str = "stationary",
+        sampler: str = "nuts",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        cores: int | None = None,
+        target_accept: float = 0.9,
+        seed: int = 0,
+        band_draws: int = 400,
+        progressbar: bool = True,
+    ) -> None:
+        for value, choices, name in (
+            (emission, EMISSIONS, "emission"),
+            (switching, SWITCHING, "switching"),
+            (covariance, COVARIANCES, "covariance"),
+            (sampler, SAMPLERS, "sampler"),
+            (initial, ("stationary", "dirichlet"), "initial"),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        order_by = order_by or ("volatility" if switching == "variance" else "mean")
+        if (order_by, switching) in (("mean", "variance"), ("volatility", "mean")):
+            raise ValueError(f"cannot order by {order_by} when only the other one switches")
+        if stickiness <= 0:
+            raise ValueError("stickiness must be positive")
+        self.n_regimes = n_regimes
+        self.emission = emission
+        self.switching = switching
+        self.covariance = covariance
+        self.anchor = anchor
+        self.order_by = order_by
+        self.stickiness = stickiness
+        self.initial = initial
+        self.sampler = sampler
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.cores = cores
+        self.target_accept = target_accept
+        self.seed = seed
+        self.band_draws = band_draws
+        self.progressbar = progressbar
+
+    def get_config(self) -> dict[str, Any]:
+        names = [
+            "n_regimes",
+            "emission",
+            "switching",
+            "covariance",
+            "anchor",
+            "order_by",
+            "stickiness",
+            "initial",
+            "sampler",
+            "draws",
+            "tune",
+            "chains",
+            "target_accept",
+            "seed",
+            "band_draws",
+        ]
+        return {"model": "bayes-hmm", **{name: getattr(self, name) for name in names}}
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, observations: Observations) -> pm.Model:
+        """The PyMC model; its free parameters are in standardised feature units."""
+        n_regimes, n_features = self.n_regimes, observations.n_features
+        names = regime_names(n_regimes)
+        coords = {"regime": names, "regime_to": names, "feature": observations.columns}
+        with pm.Model(coords=coords) as model:
+            mean = self._means(observations)
+            sigma = self._scales(observations)
+            correlation_cholesky = self._correlations(n_regimes, n_features)
+            nu = None
+            if self.emission == "student-t":
+                shape = n_features if self.covariance == "diag" else ()
+                nu = pm.Gamma("nu", alpha=NU_ALPHA, beta=NU_BETA, shape=shape)
+            concentration = np.ones((n_regimes, n_regimes)) + np.eye(n_regimes) * (
+                self.stickiness - 1.0
+            )
+            transition = pm.Dirichlet("transition", a=concentration, dims=("regime", "regime_to"))
+            if self.initial == "stationary":
+                initial = pm.Deterministic(
+                    "initial", stationary_distribution(transition), dims="regime"
+                )
+            else:
+                initial = pm.Dirichlet("initial", a=np.ones(n_regimes), dims="regime")
+            pm.Deterministic("mean", mean, dims=("regime", "feature"))
+            pm.Deterministic("sigma", sigma, dims=("regime", "feature"))
+            if correlation_cholesky is not None:
+                pm.Deterministic("correlation_cholesky", correlation_cholesky)
+            log_emission = self._log_emission(
+                observations,
+                mean,
+                sigma,
+                correlation_cholesky,
+                nu,
+            )
+            pm.Potential(
+                "hmm_loglik",
+                hmm_log_likelihood(pt.log(initial), pt.log(transition), log_emission),
+            )
+        return model
+
+    def _means(self, observations: Observations) -> pt.TensorVariable:
+        k, d, anchor = self.n_regimes, observations.n_features, observations.anchor
+        if self.switching == "variance":
+            common = pm.Normal("common_mean", 0.0, 1.0, shape=d)
+            return pt.broadcast_to(common[None, :], (k, d))
+        if self.order_by == "mean":
+            top = pm.Normal("anchor_top", 0.0, 1.0)
+            gaps = pm.Gamma("anchor_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
+            below = pt.cumsum(gaps[::-1])[::-1]  # distance of regime j < K-1 below the top
+            anchor_mean = pt.concatenate([top - below, top[None]])
+        else:
+            anchor_mean = pm.Normal("anchor_mean", 0.0, 1.0, shape=k)
+        other = pm.Normal("other_mean", 0.0, 1.0, shape=(k, d - 1))
+        return _insert_column(other, anchor_mean, anchor)
+
+    def _scales(self, observations: Observations) -> pt.TensorVariable:
+        k, d, anchor = self.n_regimes, observations.n_features, observations.anchor
+        if self.switching == "mean":
+            shared = pm.LogNormal("shared_scale", 0.0, LOG_SCALE_SD, shape=d)
+            return pt.broadcast_to(shared[None, :], (k, d))
+        if self.order_by == "volatility":
+            calm = pm.Normal("anchor_log_scale_calm", 0.0, LOG_SCALE_SD)
+            gaps = pm.Gamma("anchor_log_scale_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
+            above = pt.cumsum(gaps[::-1])[::-1]
+            anchor_scale = pt.exp(pt.concatenate([calm + above, calm[None]]))
+        else:
+            anchor_scale = pm.LogNormal("anchor_scale", 0.0, LOG_SCALE_SD, shape=k)
+        other = pm.LogNormal("other_scale", 0.0, LOG_SCALE_SD, shape=(k, d - 1))
+        return _insert_column(other, anchor_scale, anchor)
+
+    def _correlations(self, n_regimes: int, n_features: int) -> pt.TensorVariable | None:
+        if self.covariance == "diag":
+            return None
+        if n_features < 2:
+            raise ValueError("covariance='full' needs at least two features")
+        if self.switching == "mean":
+            shared = pm.LKJCorr("correlation", n=n_features, eta=LKJ_ETA, return_matrix=True)
+            factor = pt.linalg.cholesky(shared)
+            return pt.broadcast_to(factor[None], (n_regimes, n_features, n_features))
+        factors = [
+            pt.linalg.cholesky(
+                pm.LKJCorr(f"correlation_{k}", n=n_features, eta=LKJ_ETA, return_matrix=True)
+            )
+            for k in range(n_regimes)
+        ]
+        return pt.stack(factors)
+
+    def _log_emission(self, observations, mean, sigma, correlation_cholesky, nu):
+        """(T, K) log densities: one definition for sampling and for posterior draws."""
+        if correlation_cholesky is None:
+            return diagonal_log_density(
+                pt.as_tensor(observations.values),
+                pt.as_tensor(observations.observed),
+                mean,
+                sigma,
+                nu,
+            )
+        return full_log_density(
+            observations.values,
+            missing_patterns(observations.observed),
+            mean,
+            sigma,
+            correlation_cholesky,
+            nu,
+        )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, features: FeatureSet, columns: list[str] | None = None) -> RegimeResult:
+        """Sample the posterior and summarise it as a :class:`RegimeResult`."""
+        observations = prepare_observations(
+            select_features(features, columns), self.n_regimes, self.anchor
+        )
+        start = EMHMM(
+            self.n_regimes,
+            n_restarts=4,
+            anchor=observations.columns[observations.anchor],
+            order_by=self.order_by,
+            seed=self.seed,
+        ).estimate(observations)
+        model = self.build_model(observations)
+        started = time.perf_counter()
+        posterior, sample_stats = self._sample(
+            model, self._initial_values(start, observations.anchor)
+        )
+        sampling_seconds = time.perf_counter() - started
+        self.model_ = model
+        return self._result(observations, posterior, sample_stats, sampling_seconds)
+
+    def _initial_values(self, start: EMEstimate, anchor: int) -> list[dict[str, np.ndarray]]:
+        """One starting point per chain: the EM fit, perturbed a little, in order."""
+        rng = np.random.default_rng(self.seed)
+        points = []
+        for _ in range(max(self.chains, 1)):
+            mean = start.mean + 0.05 * rng.standard_normal(start.mean.shape)
+            sigma = start.sigma * np.exp(0.05 * rng.standard_normal(start.sigma.shape))
+            others = np.delete(np.arange(mean.shape[1]), anchor)
+            point: dict[str, np.ndarray] = {"transition": start.transition}
+            if self.initial == "dirichlet":
+                point["initial"] = start.initial
+            if self.switching == "variance":
+                point["common_mean"] = mean.mean(axis=0)
+            else:
+                if self.order_by == "mean":
+                    anchor_mean = np.sort(mean[:, anchor])
+                    point["anchor_top"] = np.asarray(anchor_mean[-1])
+                    point["anchor_gaps"] = np.maximum(np.diff(anchor_mean), 0.05)
+                else:
+                    point["anchor_mean"] = mean[:, anchor]
+                point["other_mean"] = mean[:, others]
+            if self.switching == "mean":
+                point["shared_scale"] = sigma.mean(axis=0)
+            else:
+                if self.order_by == "volatility":
+                    log_scale = np.sort(np.log(sigma[:, anchor]))[::-1]
+                    point["anchor_log_scale_calm"] = np.asarray(log_scale[-1])
+                    point["anchor_log_scale_gaps"] = np.maximum(-np.diff(log_scale), 0.05)
+                else:
+                    point["anchor_scale"] = sigma[:, anchor]
+                point["other_scale"] = sigma[:, others]
+            if self.emission == "student-t":
+                point["nu"] = np.full(() if self.covariance == "full" else mean.shape[1], 10.0)
+            points.append(point)
+        return points
+
+    def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
+        """(posterior, sample_stats or None) as xarray Datasets with chain and draw."""
+        with model:
+            if self.sampler in ("nuts", "nutpie"):
+                cores = self.cores or min(self.chains, os.cpu_count() or 1)
+                data = pm.sample(
+                    draws=self.draws,
+                    tune=self.tune,
+                    chains=self.chains,
+                    cores=cores,
+                    random_seed=self.seed,
+                    initvals=initvals if self.sampler == "nuts" else None,
+                    init="adapt_diag",
+                    target_accept=self.target_accept,
+                    progressbar=self.progressbar,
+                    compute_convergence_checks=False,
+                    nuts_sampler="pymc" if self.sampler == "nuts" else "nutpie",
+                )
+                return data.posterior, data.sample_stats
+            if self.sampler == "map":
+                point = pm.find_MAP(start=initvals[0], progressbar=self.progressbar)
+                return _point_as_posterior(model, point), None
+            approximation = pm.fit(
+                n=20_000,
+                method="advi",
+                start=initvals[0],
+                random_seed=self.seed,
+                progressbar=self.progressbar,
+            )
+            data = approximation.sample(self.draws, random_seed=self.seed)
+            return data.posterior, None
+
+    # ------------------------------------------------------------------ summarising
+    def _result(self, observations, posterior, sample_stats, sampling_seconds) -> RegimeResult:
+        names = regime_names(self.n_regimes)
+        arrays = {name: posterior[name].to_numpy() for name in _REPORTED if name in posterior}
+        n_chains, n_draws = arrays["transition"].shape[:2]
+        flat = {
+            name: value.reshape(n_chains * n_draws, *value.shape[2:])
+            for name, value in arrays.items()
+        }
+        log_emission = self._compiled_log_emission(observations)
+        inputs = [
+            flat[name] for name in ("mean", "sigma", "correlation_cholesky", "nu") if name in flat
+        ]
+        n_total = n_chains * n_draws
+
+        def emissions(indices):
+            for index in indices:
+                yield log_emission(*(value[index] for value in inputs))
+
+        pointwise = np.empty((n_total, observations.n_dates))
+        for index, values in enumerate(emissions(range(n_total))):
+            filtered = hmm_filter(
+                np.log(flat["initial"][index]), np.log(flat["transition"][index]), values
+            )
+            pointwise[index] = pointwise_log_predictive(filtered.predicted_probs, values)
+        band = np.unique(np.linspace(0, n_total - 1, min(self.band_draws, n_total)).astype(int))
+        probabilities = regime_probability_draws(
+            np.log(flat["initial"][band]), np.log(flat["transition"][band]), emissions(band)
+        )
+        posterior_out = {
+            "transition": arrays["transition"],
+            "initial": arrays["initial"],
+            "emission_mean": arrays["mean"] * observations.scale + observations.center,
+            "emission_scale": arrays["sigma"] * observations.scale,
+        }
+        if "nu" in arrays and arrays["nu"].ndim == 3:
+            posterior_out["emission_nu"] = arrays["nu"]
+        data = build_inference_data(
+            posterior_out,
+            pointwise.reshape(n_chains, n_draws, -1),
+            observations.dates,
+            observations.columns,
+            names,
+            sample_stats=sample_stats,
+        )
+        result = RegimeResult(
+            model="bayes-hmm",
+            dates=observations.dates,
+            columns=observations.columns,
+            regime_names=names,
+            inference_data=data,
+            probabilities=probabilities,
+            band_draws=band,
+            config={**self.get_config(), "anchor": observations.columns[observations.anchor]},
+            has_bands=n_total > 1,
+            fit_info={"sampling_seconds": round(sampling_seconds, 2), "sampler": self.sampler},
+        )
+        result.fit_info["diagnostics"] = mcmc_diagnostics(result, n_draws)
+        return result
+
+    def _compiled_log_emission(self, observations: Observations):
+        """A numpy function (mean, sigma[, cholesky][, nu]) -> (T, K) log densities."""
+        mean, sigma = pt.matrix("mean"), pt.matrix("sigma")
+        inputs = [mean, sigma]
+        cholesky = None
+        if self.covariance == "full":
+            cholesky = pt.tensor3("cholesky")
+            inputs.append(cholesky)
+        nu = None
+        if self.emission == "student-t":
+            nu = pt.vector("nu") if self.covariance == "diag" else pt.scalar("nu")
+            inputs.append(nu)
+        graph = self._log_emission(observations, mean, sigma, cholesky, nu)
+        return pytensor.function(inputs, graph)
+
+
+def stationary_distribution(transition: pt.TensorVariable) -> pt.TensorVariable:
+    """pi with pi P = pi, sum(pi) = 1, as a differentiable linear solve. (K, K) -> (K,)."""
+    n_regimes = transition.shape[0]
+    system = pt.set_subtensor((transition.T - pt.eye(n_regimes))[-1], pt.ones(n_regimes))
+    target = pt.set_subtensor(pt.zeros(n_regimes)[-1], 1.0)
+    return pt.linalg.solve(system, target)
+
+
+def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, position: int):
+    """(K, D-1) and (K,) -> (K, D) with ``column`` at ``position``."""
+    return pt.concatenate([others[:, :position], column[:, None], others[:, position:]], axis=1)
+
+
+def _point_as_posterior(model: pm.Model, point: dict[str, np.ndarray]) -> xr.Dataset:
+    """A MAP point as a one-chain, one-draw posterior of the quantities we report."""
+    names = [name for name in _REPORTED if name in model.named_vars]
+    evaluate = model.compile_fn([model[name] for name in names], on_unused_input="ignore")
+    values = [np.asarray(value)[None, None] for value in evaluate(point)]
+    return xr.Dataset(
+        {
+            name: (("chain", "draw", *[f"{name}_dim_{i}" for i in range(value.ndim - 2)]), value)
+            for name, value in zip(names, values, strict=True)
+        }
+    )
+
+
+def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
+    """R-hat, ESS, divergences and a label-switching check, with a pass/fail verdict."""
+    data = result.inference_data
+    n_chains = data.posterior.sizes["chain"]
+    if n_chains * n_draws < 2 or "sample_stats" not in data.groups():
+        return {"verdict": "not applicable", "reason": "no MCMC draws (point estimate or ADVI)"}
+    names = [
+        name
+        for name in ("transition", "emission_mean", "emission_scale", "emission_nu")
+        if name in data.posterior
+    ]
+    rhat = float(az.rhat(data, var_names=names).to_array().max())
+    ess_bulk = float(az.ess(data, var_names=names, method="bulk").to_array().min())
+    ess_tail = float(az.ess(data, var_names=names, method="tail").to_array().min())
+    divergences = int(data.sample_stats["diverging"].sum())
+    # Label switching: a chain whose risk_on probability path disagrees with the others.
+    chain_of_band = result.band_draws // n_draws
+    smoothed = result.probabilities.smoothed[:, :, -1]
+    pooled = smoothed.mean(axis=0)
+    disagreement = max(
+        float(np.abs(smoothed[chain_of_band == chain].mean(axis=0) - pooled).mean())
+        for chain in np.unique(chain_of_band)
+    )
+    checks = {
+        "max_rhat": rhat,
+        "min_ess_bulk": ess_bulk,
+        "min_ess_tail": ess_tail,
+        "divergences": divergences,
+        "chain_disagreement": disagreement,
+        "label_switching": disagreement > MAX_CHAIN_DISAGREEMENT,
+    }
+    failures = []
+    if not rhat < MAX_RHAT:
+        failures.append(f"max R-hat {rhat:.3f} >= {MAX_RHAT}")
+    if ess_bulk < MIN_ESS or ess_tail < MIN_ESS:
+        failures.append(f"min ESS (bulk {ess_bulk:.0f}, tail {ess_tail:.0f}) < {MIN_ESS}")
+    if divergences:
+        failures.append(f"{divergences} divergent transitions")
+    if checks["label_switching"]:
+        failures.append(f"chains disagree on the regime path ({disagreement:.2f}): label switching")
+    return {**checks, "verdict": "fail" if failures else "pass", "failures": failures}

@@ -1,0 +1,149 @@
+"""Turning a feature table into model inputs, and naming and ordering regimes.
+
+Every model goes through :func:`prepare_observations`, the one place where input is
+validated, and through :func:`regime_names` / :func:`order_regimes`, the one definition of
+which regime is ``risk_off`` and which is ``risk_on``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from regime_model.data.features import FeatureSet, trim_unobserved
+from regime_model.errors import (
+    ConstantFeatureError,
+    InsufficientDataError,
+    UnknownSeriesError,
+)
+
+MAX_REGIMES = 5
+# Per regime and feature a mean and a scale: ask for a few observations of each.
+MIN_OBSERVATIONS_PER_PARAMETER = 5
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Standardised observations with their mask.
+
+    ``values`` (T, D): (y - center) / scale with missing entries set to 0;
+    ``observed`` (T, D): 1.0 where a value exists. ``center``/``scale`` (D,) map model
+    parameters back to the features' units.
+    """
+
+    dates: pd.DatetimeIndex
+    columns: list[str]
+    groups: dict[str, str]
+    values: np.ndarray
+    observed: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    anchor: int
+
+    @property
+    def n_dates(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.values.shape[1]
+
+    def raw(self) -> np.ndarray:
+        """(T, D) observations in the features' own units, NaN where missing."""
+        values = self.values * self.scale + self.center
+        return np.where(self.observed > 0, values, np.nan)
+
+
+def regime_names(n_regimes: int) -> list[str]:
+    """Names from the lowest to the highest anchor mean: risk_off ... risk_on."""
+    if n_regimes == 2:
+        return ["risk_off", "risk_on"]
+    if n_regimes == 3:
+        return ["risk_off", "neutral", "risk_on"]
+    return ["risk_off", *[f"neutral_{i}" for i in range(1, n_regimes - 1)], "risk_on"]
+
+
+def order_regimes(anchor_mean: np.ndarray, anchor_scale: np.ndarray, order_by: str) -> np.ndarray:
+    """Permutation putting regimes in risk_off -> risk_on order.
+
+    ``order_by="mean"``: ascending mean of the anchor feature; ``"volatility"``: descending
+    scale (the calmest regime is risk_on). Shapes (K,) -> (K,).
+    """
+    if order_by == "mean":
+        return np.argsort(anchor_mean, kind="stable")
+    if order_by == "volatility":
+        return np.argsort(-anchor_scale, kind="stable")
+    raise ValueError(f"order_by must be 'mean' or 'volatility', not {order_by!r}")
+
+
+def default_anchor(columns: list[str], groups: dict[str, str]) -> str:
+    """The first equity return column, else the first equity column, else the first."""
+    equity = [column for column in columns if groups.get(column) == "equity"]
+    returns = [column for column in equity if column.endswith("_return")]
+    return (returns or equity or columns)[0]
+
+
+def select_features(features: FeatureSet, columns: list[str] | None) -> FeatureSet:
+    """The feature set restricted to ``columns`` (all when None), names checked."""
+    if columns is None:
+        columns = list(features.frame.columns)
+    unknown = [column for column in columns if column not in features.frame.columns]
+    if unknown:
+        raise UnknownSeriesError(
+            f"no feature column {', '.join(unknown)} "
+            f"(available: {', '.join(features.frame.columns)})"
+        )
+    return FeatureSet(
+        frame=trim_unobserved(features.frame[columns]),
+        groups={column: features.groups.get(column, "unknown") for column in columns},
+        freq=features.freq,
+        source=features.source,
+        universe=features.universe,
+        skipped=features.skipped,
+    )
+
+
+def prepare_observations(
+    features: FeatureSet, n_regimes: int, anchor: str | None = None
+) -> Observations:
+    """Validate a feature set for a K-regime model and standardise it.
+
+    A date on which no feature is observed stays in the sequence (the regime still
+    evolves across it); leading and trailing ones are trimmed by :func:`select_features`.
+    """
+    if not 2 <= n_regimes <= MAX_REGIMES:
+        raise ValueError(f"n_regimes must be between 2 and {MAX_REGIMES}, got {n_regimes}")
+    frame = features.frame
+    columns = list(frame.columns)
+    if not columns:
+        raise InsufficientDataError("no feature columns to model")
+    anchor = anchor or default_anchor(columns, features.groups)
+    if anchor not in columns:
+        raise UnknownSeriesError(f"anchor column '{anchor}' is not among {', '.join(columns)}")
+    needed = MIN_OBSERVATIONS_PER_PARAMETER * 2 * n_regimes
+    for column in columns:
+        values = frame[column].dropna()
+        if len(values) < needed:
+            raise InsufficientDataError(
+                f"feature '{column}': {len(values)} observations; a {n_regimes}-regime "
+                f"model needs at least {needed}"
+            )
+        if values.nunique() < 2:
+            raise ConstantFeatureError(f"feature '{column}': constant value {values.iloc[0]:g}")
+    observed = frame.notna().to_numpy()
+    # Centring and scaling only set the prior's units; they are undone in every report.
+    center = frame.mean().to_numpy()
+    scale = frame.std().to_numpy()
+    values = np.where(observed, (frame.to_numpy() - center) / scale, 0.0)
+    return Observations(
+        dates=pd.DatetimeIndex(frame.index, name="date").as_unit("us"),
+        columns=columns,
+        groups={column: features.groups.get(column, "unknown") for column in columns},
+        values=values,
+        observed=observed.astype(float),
+        center=center,
+        scale=scale,
+        anchor=columns.index(anchor),
+    )

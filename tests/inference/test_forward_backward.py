@@ -1,0 +1,114 @@
+"""Filter and smoother against brute-force enumeration of all state paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hmm_brute_force import brute_force, random_hmm
+
+from regime_model.inference import hmm_filter, hmm_loglik_and_grad, hmm_smoother
+
+# Enumeration and the recursions are both exact, so only rounding separates them.
+TOLERANCE = 1e-12
+
+CASES = [
+    (n_steps, n_states, time_varying)
+    for n_steps in (1, 2, 6)
+    for n_states in (2, 3)
+    for time_varying in (False, True)
+    if n_states**n_steps <= 729
+]
+
+
+@pytest.mark.parametrize(("n_steps", "n_states", "time_varying"), CASES)
+def test_filter_and_smoother_match_enumeration(n_steps, n_states, time_varying):
+    rng = np.random.default_rng(100 * n_steps + 10 * n_states + time_varying)
+    log_initial, log_transition, log_emission = random_hmm(rng, n_steps, n_states, time_varying)
+    expected = brute_force(log_initial, log_transition, log_emission)
+
+    filtered = hmm_filter(log_initial, log_transition, log_emission)
+    smoothed = hmm_smoother(log_initial, log_transition, log_emission)
+
+    for result in (filtered, smoothed):
+        assert result.marginal_loglik == pytest.approx(expected.marginal_loglik, abs=TOLERANCE)
+        np.testing.assert_allclose(result.filtered_probs, expected.filtered_probs, atol=TOLERANCE)
+        np.testing.assert_allclose(result.predicted_probs, expected.predicted_probs, atol=TOLERANCE)
+    np.testing.assert_allclose(smoothed.smoothed_probs, expected.smoothed_probs, atol=TOLERANCE)
+    np.testing.assert_allclose(smoothed.predicted_probs[0], np.exp(log_initial), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_gradient_equals_posterior_expectations(time_varying):
+    """d/d log_emission = smoothed, d/d log_transition = expected transition counts,
+    d/d log_initial = smoothed at t = 0, all against enumeration."""
+    rng = np.random.default_rng(7 + time_varying)
+    log_initial, log_transition, log_emission = random_hmm(rng, 5, 3, time_varying)
+    expected = brute_force(log_initial, log_transition, log_emission)
+
+    result = hmm_loglik_and_grad(log_initial, log_transition, log_emission)
+
+    assert result.marginal_loglik == pytest.approx(expected.marginal_loglik, abs=TOLERANCE)
+    np.testing.assert_allclose(result.grad_log_emission, expected.smoothed_probs, atol=TOLERANCE)
+    np.testing.assert_allclose(result.grad_log_initial, expected.smoothed_probs[0], atol=TOLERANCE)
+    expected_counts = (
+        expected.transition_counts if time_varying else expected.transition_counts.sum(axis=0)
+    )
+    assert result.grad_log_transition.shape == log_transition.shape
+    np.testing.assert_allclose(result.grad_log_transition, expected_counts, atol=TOLERANCE)
+
+
+def test_unnormalised_parameters_give_sum_over_paths():
+    """Transition rows and the initial vector are free parameters for the likelihood."""
+    rng = np.random.default_rng(3)
+    log_initial = rng.normal(size=3)
+    log_transition = rng.normal(size=(3, 3))
+    log_emission = rng.normal(size=(5, 3))
+    expected = brute_force(log_initial, log_transition, log_emission)
+
+    result = hmm_loglik_and_grad(log_initial, log_transition, log_emission)
+
+    assert result.marginal_loglik == pytest.approx(expected.marginal_loglik, abs=TOLERANCE)
+    np.testing.assert_allclose(result.grad_log_emission, expected.smoothed_probs, atol=TOLERANCE)
+    np.testing.assert_allclose(
+        result.grad_log_transition, expected.transition_counts.sum(axis=0), atol=TOLERANCE
+    )
+
+
+def test_missing_observations_are_zero_rows():
+    """With every emission row zero the filter returns the prior predictive."""
+    log_initial = np.log([0.9, 0.1])
+    transition = np.array([[0.8, 0.2], [0.3, 0.7]])
+    result = hmm_smoother(log_initial, np.log(transition), np.zeros((4, 2)))
+
+    assert result.marginal_loglik == pytest.approx(0.0, abs=TOLERANCE)
+    expected = np.array(
+        [np.exp(log_initial) @ np.linalg.matrix_power(transition, t) for t in range(4)]
+    )
+    np.testing.assert_allclose(result.smoothed_probs, expected, atol=TOLERANCE)
+    np.testing.assert_allclose(result.filtered_probs, expected, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_filter_has_no_look_ahead(time_varying):
+    rng = np.random.default_rng(11)
+    n_steps, cut = 60, 35
+    log_initial, log_transition, log_emission = random_hmm(rng, n_steps, 3, time_varying)
+    truncated_transition = log_transition[: cut - 1] if time_varying else log_transition
+
+    full = hmm_filter(log_initial, log_transition, log_emission)
+    truncated = hmm_filter(log_initial, truncated_transition, log_emission[:cut])
+
+    np.testing.assert_allclose(full.filtered_probs[:cut], truncated.filtered_probs, atol=1e-14)
+    np.testing.assert_allclose(full.predicted_probs[:cut], truncated.predicted_probs, atol=1e-14)
+    # ...whereas the smoother does look ahead, so this test would notice a swap.
+    smoothed = hmm_smoother(log_initial, log_transition, log_emission).smoothed_probs
+    assert np.abs(smoothed[: cut - 1] - truncated.filtered_probs[: cut - 1]).max() > 1e-3
+
+
+def test_shape_errors_are_reported():
+    with pytest.raises(ValueError, match="log_transition"):
+        hmm_filter(np.zeros(2), np.zeros((3, 2, 2)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="log_initial"):
+        hmm_filter(np.zeros(3), np.zeros((2, 2)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="log_emission"):
+        hmm_filter(np.zeros(2), np.zeros((2, 2)), np.zeros(5))
