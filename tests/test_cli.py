@@ -78,5 +78,11 @@ def test_console_script_demo_runs_offline():
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "Feature means by true regime" in result.stdout
-    assert "btc_return" in result.stdout
+    assert "Filtered regime probabilities on 2023-12-29" in result.stdout
+    accuracy = [
+        float(line.split("on ")[-1].split("%")[0])
+        for line in result.stdout.splitlines()
+        if "matches the true regime" in line
+    ]
+    assert len(accuracy) == 2 and min(accuracy) > 90.0  # filtered and smoothed recovery
+    assert "Diagnostics: PASS" in result.stdout

@@ -142,60 +142,6 @@ def _small_entries_are_structural_zeros(
 
 
 @numba.njit(cache=True)
-def _linear_forward_step(
-    t: int,
-    source: int,
-    filtered: np.ndarray,
-    predicted: np.ndarray,
-    log_initial: np.ndarray,
-    transition: np.ndarray,
-    log_transition: np.ndarray,
-    log_emission: np.ndarray,
-) -> tuple[bool, float]:
-    """Scaled step t: fills predicted[t] (unnormalised mass) and filtered[t].
-
-    Returns (exact, log_normaliser).  exact is False if any entry may have been lost to
-    underflow (or overflowed); the caller then redoes the step in log space."""
-    n_states = log_emission.shape[1]
-    if t == 0:
-        for k in range(n_states):
-            predicted[0, k] = math.exp(log_initial[k])
-    else:
-        for k in range(n_states):
-            predicted[t, k] = 0.0
-        for i in range(n_states):
-            weight = filtered[t - 1, i]
-            for k in range(n_states):
-                predicted[t, k] += weight * transition[source, i, k]
-
-    # Shift by the largest log emission so the exponentials cannot all underflow.
-    shift = log_emission[t, 0]
-    for k in range(1, n_states):
-        shift = max(shift, log_emission[t, k])
-    if shift == -np.inf:
-        return False, 0.0
-    normaliser = 0.0
-    any_small = False
-    for k in range(n_states):
-        value = predicted[t, k] * math.exp(log_emission[t, k] - shift)
-        filtered[t, k] = value
-        normaliser += value
-        any_small = any_small or value < _SAFE_MIN
-    exact = _SAFE_MIN <= normaliser < np.inf and (
-        not any_small
-        or _small_entries_are_structural_zeros(
-            t, filtered[t], filtered, log_initial, log_transition, log_emission
-        )
-    )
-    if not exact:
-        return False, 0.0
-    scale = 1.0 / normaliser
-    for k in range(n_states):
-        filtered[t, k] *= scale
-    return True, math.log(normaliser) + shift
-
-
-@numba.njit(cache=True)
 def _log_space_forward_step(
     t: int,
     source: int,
@@ -263,19 +209,40 @@ def _forward(
 
     for t in range(n_steps):
         source = _transition_index(t - 1, n_transitions)
+        # Fast path: scaled linear-space step, valid if nothing underflows or overflows.
         if previous_is_exact:
-            exact, log_normaliser = _linear_forward_step(
-                t,
-                source,
-                filtered,
-                predicted,
-                log_initial,
-                transition,
-                log_transition,
-                log_emission,
+            if t == 0:
+                for k in range(n_states):
+                    predicted[0, k] = math.exp(log_initial[k])
+            else:
+                for k in range(n_states):
+                    predicted[t, k] = 0.0
+                for i in range(n_states):
+                    weight = filtered[t - 1, i]
+                    for k in range(n_states):
+                        predicted[t, k] += weight * transition[source, i, k]
+            # Shift by the largest log emission so the exponentials cannot all underflow.
+            shift = log_emission[t, 0]
+            for k in range(1, n_states):
+                shift = max(shift, log_emission[t, k])
+            normaliser = 0.0
+            any_small = False
+            for k in range(n_states):
+                value = predicted[t, k] * math.exp(log_emission[t, k] - shift)
+                filtered[t, k] = value
+                normaliser += value
+                any_small = any_small or value < _SAFE_MIN
+            exact = _SAFE_MIN <= normaliser < np.inf and (
+                not any_small
+                or _small_entries_are_structural_zeros(
+                    t, filtered[t], filtered, log_initial, log_transition, log_emission
+                )
             )
             if exact:
-                marginal_loglik += log_normaliser
+                scale = 1.0 / normaliser
+                for k in range(n_states):
+                    filtered[t, k] *= scale
+                marginal_loglik += math.log(normaliser) + shift
                 continue
 
         log_step[t] = True
@@ -306,35 +273,6 @@ def _forward(
 
 
 @numba.njit(cache=True)
-def _linear_backward_step(
-    t: int,
-    source: int,
-    smoothed: np.ndarray,
-    transition_counts: np.ndarray,
-    filtered: np.ndarray,
-    predicted: np.ndarray,
-    transition: np.ndarray,
-    ratio: np.ndarray,
-) -> None:
-    """smoothed[t] and step t's transition counts from smoothed[t+1], in linear space."""
-    n_states = filtered.shape[1]
-    # ratio[j] = P(z_{t+1}=j | y_1..T) / P(z_{t+1}=j | y_1..t); a zero smoothed probability
-    # also covers the 0/0 of a structurally unreachable state.
-    for j in range(n_states):
-        if smoothed[t + 1, j] > 0.0:
-            ratio[j] = smoothed[t + 1, j] / predicted[t + 1, j]
-        else:
-            ratio[j] = 0.0
-    for i in range(n_states):
-        total = 0.0
-        for j in range(n_states):
-            weight = transition[source, i, j] * ratio[j]
-            total += weight
-            transition_counts[source, i, j] += filtered[t, i] * weight
-        smoothed[t, i] = filtered[t, i] * total
-
-
-@numba.njit(cache=True)
 def _log_space_backward_step(
     t: int,
     source: int,
@@ -348,7 +286,7 @@ def _log_space_backward_step(
     log_transition: np.ndarray,
     log_ratio: np.ndarray,
 ) -> None:
-    """As :func:`_linear_backward_step`, but forming each term
+    """smoothed[t] and step t's transition counts from smoothed[t+1], forming each term
     alpha_t(i) A(i, j) gamma_{t+1}(j) / p_{t+1}(j) in log space."""
     n_states = filtered.shape[1]
     for j in range(n_states):
@@ -410,10 +348,21 @@ def _backward(
                 log_transition,
                 ratio,
             )
-        else:
-            _linear_backward_step(
-                t, source, smoothed, transition_counts, filtered, predicted, transition, ratio
-            )
+            continue
+        # ratio[j] = P(z_{t+1}=j | y_1..T) / P(z_{t+1}=j | y_1..t); a zero smoothed
+        # probability also covers the 0/0 of a structurally unreachable state.
+        for j in range(n_states):
+            if smoothed[t + 1, j] > 0.0:
+                ratio[j] = smoothed[t + 1, j] / predicted[t + 1, j]
+            else:
+                ratio[j] = 0.0
+        for i in range(n_states):
+            total = 0.0
+            for j in range(n_states):
+                weight = transition[source, i, j] * ratio[j]
+                total += weight
+                transition_counts[source, i, j] += filtered[t, i] * weight
+            smoothed[t, i] = filtered[t, i] * total
     return smoothed, transition_counts
 
 
@@ -542,7 +491,10 @@ def hmm_filter(
     log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
 ) -> HMMFilterResult:
     """Forward filter.  Shapes: log_initial (K,), log_transition (K, K) or (T-1, K, K),
-    log_emission (T, K).  Returns filtered and predicted probabilities, each (T, K)."""
+    log_emission (T, K).  Returns filtered and predicted probabilities, each (T, K).
+
+    If the data have zero likelihood (every path impossible), marginal_loglik is -inf and
+    the probabilities are NaN from the first impossible step on."""
     _, _, forward_pass = _forward_from_inputs(log_initial, log_transition, log_emission)
     marginal_loglik, filtered, predicted, _, log_predicted, log_step = forward_pass
     return HMMFilterResult(
@@ -554,7 +506,7 @@ def hmm_smoother(
     log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
 ) -> HMMSmootherResult:
     """Forward filter and backward smoother; shapes as :func:`hmm_filter`, plus
-    smoothed_probs (T, K) = P(z_t | y_1..T)."""
+    smoothed_probs (T, K) = P(z_t | y_1..T) (all NaN if the likelihood is zero)."""
     transition, log_transition, forward_pass = _forward_from_inputs(
         log_initial, log_transition, log_emission
     )

@@ -93,7 +93,8 @@ def hmm_posterior_sample(
 
     Shapes: log_initial (K,), log_transition (K, K) or (T-1, K, K), log_emission (T, K).
     Returns an int64 array (n_samples, T).  All randomness comes from ``rng`` (the uniforms
-    are drawn up front), so results are reproducible by seed.
+    are drawn up front), so results are reproducible by seed.  Raises ValueError if the data
+    have zero likelihood.
     """
     transition, stacked_transition, forward_pass = _forward_from_inputs(
         log_initial, log_transition, log_emission

@@ -185,9 +185,13 @@ class BayesianHMM:
             )
             pm.Potential(
                 "hmm_loglik",
-                hmm_log_likelihood(pt.log(initial), pt.log(transition), log_emission),
+                self._marginal_loglik(pt.log(initial), pt.log(transition), log_emission),
             )
         return model
+
+    def _marginal_loglik(self, log_initial, log_transition, log_emission) -> pt.TensorVariable:
+        """log p(y_1..T) with the regime path summed out (the compiled kernel's Op)."""
+        return hmm_log_likelihood(log_initial, log_transition, log_emission)
 
     def _means(self, observations: Observations) -> pt.TensorVariable:
         k, d, anchor = self.n_regimes, observations.n_features, observations.anchor

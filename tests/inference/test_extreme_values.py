@@ -89,8 +89,14 @@ def assert_matches_reference(log_initial, log_transition, log_emission) -> None:
 
 
 def sparse_transition(n_states: int) -> np.ndarray:
-    """A sticky chain with exact zeros, 1e-300 entries and moderate ones; every state stays
-    reachable so the likelihood is positive."""
+    """Transition matrices mixing exact zeros, 1e-300 entries and moderate ones, chosen so
+    that some path stays feasible (the likelihood is positive)."""
+    if n_states == 2:
+        # A change point with hazard 1e-300 into an absorbing state.
+        return np.array([[1.0, 1e-300], [0.0, 1.0]])
+    if n_states == 3:
+        return np.array([[0.9, 0.1, 0.0], [1e-300, 0.9, 0.1], [0.1, 0.0, 0.9]])
+    # Sticky, one step ahead with 0.1, never two ahead, anything else with 1e-300.
     transition = np.full((n_states, n_states), 1e-300)
     for i in range(n_states):
         transition[i, i] = 0.9

@@ -7,6 +7,10 @@ import pytest
 from hmm_brute_force import brute_force, random_hmm
 
 from regime_model.inference import hmm_filter, hmm_loglik_and_grad, hmm_smoother
+from regime_model.inference.forward_backward import (
+    loglik_and_grad_homogeneous,
+    loglik_and_grad_time_varying,
+)
 
 # Enumeration and the recursions are both exact, so only rounding separates them.
 TOLERANCE = 1e-12
@@ -112,3 +116,8 @@ def test_shape_errors_are_reported():
         hmm_filter(np.zeros(3), np.zeros((2, 2)), np.zeros((5, 2)))
     with pytest.raises(ValueError, match="log_emission"):
         hmm_filter(np.zeros(2), np.zeros((2, 2)), np.zeros(5))
+    # The jitted entry points used by the NUMBA-mode Op check shapes too.
+    with pytest.raises(ValueError, match="log_transition"):
+        loglik_and_grad_homogeneous(np.zeros(2), np.zeros((3, 3)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="T-1"):
+        loglik_and_grad_time_varying(np.zeros(2), np.zeros((5, 2, 2)), np.zeros((5, 2)))
