@@ -24,7 +24,7 @@ import pandas as pd
 
 from regime_model.data.cache import write_text_atomic
 from regime_model.data.calendar import align_to_calendar, build_grid
-from regime_model.data.sources import SeriesSource
+from regime_model.data.sources import SeriesSource, read_dated_csv
 from regime_model.data.transforms import TRANSFORMS, TransformContext, standardize
 from regime_model.data.universe import InputSpec, SeriesSpec, Universe
 from regime_model.data.validation import check_date_range, check_feature_frame, check_series
@@ -33,7 +33,6 @@ from regime_model.errors import (
     MalformedFileError,
     RegimeDataError,
     UniverseError,
-    UnknownSeriesError,
 )
 
 DEFAULT_MIN_OBSERVATIONS = 30
@@ -93,14 +92,7 @@ def read_features(path: str | Path, groups: dict[str, str] | None = None) -> Fea
     ``groups``; columns without a known group get ``"unknown"``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UnknownSeriesError(f"feature file not found: {path}")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise MalformedFileError(f"{path}: cannot parse as CSV: {exc}") from exc
-    if "date" not in raw.columns:
-        raise MalformedFileError(f"{path}: no 'date' column")
+    raw = read_dated_csv(path, missing="feature file not found")
     if len(raw.columns) < 2:
         raise MalformedFileError(f"{path}: no feature columns besides 'date'")
     columns = {

@@ -105,21 +105,25 @@ class CsvDirectorySource:
         return loaded
 
     def _read(self, file_name: str) -> pd.DataFrame:
-        path = self.data_dir / file_name
-        if not path.is_file():
-            raise UnknownSeriesError(f"file not found: {path}")
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise MalformedFileError(f"{path}: cannot parse as CSV: {exc}") from exc
-        if "date" not in frame.columns:
-            raise MalformedFileError(
-                f"{path}: no 'date' column (columns: {', '.join(map(str, frame.columns))})"
-            )
-        if frame["date"].isna().any():
-            row = int(frame["date"].isna().to_numpy().nonzero()[0][0]) + 2
-            raise MalformedFileError(f"{path}: empty date on line {row}")
-        return frame
+        return read_dated_csv(self.data_dir / file_name)
+
+
+def read_dated_csv(path: Path, missing: str = "file not found") -> pd.DataFrame:
+    """A CSV with a ``date`` column, as strings (validation happens per column later)."""
+    if not path.is_file():
+        raise UnknownSeriesError(f"{missing}: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MalformedFileError(f"{path}: cannot parse as CSV: {exc}") from exc
+    if "date" not in frame.columns:
+        raise MalformedFileError(
+            f"{path}: no 'date' column (columns: {', '.join(map(str, frame.columns))})"
+        )
+    if frame["date"].isna().any():
+        row = int(frame["date"].isna().to_numpy().nonzero()[0][0]) + 2
+        raise MalformedFileError(f"{path}: empty date on line {row}")
+    return frame
 
 
 def _split_locator(locator: str) -> tuple[str, str]:
