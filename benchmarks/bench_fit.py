@@ -74,7 +74,7 @@ class ScanHMM(BayesianHMM):
 def report(name: str, result, wall: float, path: np.ndarray) -> dict:
     posterior = result.inference_data
     names = ["transition", "emission_mean", "emission_scale"]
-    sampling = float(posterior.posterior.attrs.get("sampling_time", np.nan))
+    sampling = float(result.fit_info.get("sampling_seconds") or np.nan)
     ess = float(az.ess(posterior, var_names=names, method="bulk").to_array().min())
     rhat = float(az.rhat(posterior, var_names=names).to_array().max())
     divergences = int(posterior.sample_stats["diverging"].sum())
