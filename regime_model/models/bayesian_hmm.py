@@ -363,20 +363,22 @@ class BayesianHMM:
             flat[name] for name in ("mean", "sigma", "correlation_cholesky", "nu") if name in flat
         ]
         n_total = n_chains * n_draws
-
-        def emissions(indices):
-            for index in indices:
-                yield log_emission(*(value[index] for value in inputs))
-
+        band = np.unique(np.linspace(0, n_total - 1, min(self.band_draws, n_total)).astype(int))
+        band_set = set(band.tolist())
+        band_emissions = {}
         pointwise = np.empty((n_total, observations.n_dates))
-        for index, values in enumerate(emissions(range(n_total))):
+        for index in range(n_total):
+            values = log_emission(*(value[index] for value in inputs))
             filtered = hmm_filter(
                 np.log(flat["initial"][index]), np.log(flat["transition"][index]), values
             )
             pointwise[index] = pointwise_log_predictive(filtered.predicted_probs, values)
-        band = np.unique(np.linspace(0, n_total - 1, min(self.band_draws, n_total)).astype(int))
+            if index in band_set:
+                band_emissions[index] = values  # evaluated once, reused for the bands
         probabilities = regime_probability_draws(
-            np.log(flat["initial"][band]), np.log(flat["transition"][band]), emissions(band)
+            np.log(flat["initial"][band]),
+            np.log(flat["transition"][band]),
+            (band_emissions[index] for index in band),
         )
         posterior_out = {
             "transition": arrays["transition"],
