@@ -126,7 +126,10 @@ def simulate_market(
     equity_return[~is_trading] = 0.0  # closed: no equity move to pass on to crypto
 
     series: dict[str, pd.Series] = {}
-    on_trading = lambda values: pd.Series(values[is_trading], index=trading_days)  # noqa: E731
+
+    def on_trading(values: np.ndarray) -> pd.Series:
+        """A daily path observed on equity trading days only."""
+        return pd.Series(values[is_trading], index=trading_days)
 
     series["iwm"] = on_trading(100.0 * np.exp(np.cumsum(equity_return)))
     spy_return = 0.75 * equity_return + 0.004 * rng.standard_normal(len(days)) * is_trading

@@ -200,6 +200,7 @@ def _parse_series(table: dict[str, Any], where: str) -> SeriesSpec:
     if standardize == "trailing" and not table.get("standardize_window"):
         raise UniverseError(f"{where}: standardize = 'trailing' needs standardize_window")
 
+    variadic = input_roles(table["transform"]) == ("*",)
     roles = _roles(table, input_roles(table["transform"]), where)
     options = table.get("input_options", {})
     if not isinstance(options, dict) or set(options) - set(roles):
@@ -211,12 +212,8 @@ def _parse_series(table: dict[str, Any], where: str) -> SeriesSpec:
         locators = {}
         for source in SOURCES:
             value = table.get(source)
-            if value is None or (
-                isinstance(value, dict)
-                and role not in value
-                and len(roles) > 1
-                and input_roles(table["transform"]) == ("*",)
-            ):
+            # A basket member that this source does not name is simply not provided by it.
+            if value is None or (variadic and role not in value):
                 continue
             locators[source] = _locators(value, role, len(roles), where, source)
         role_options = options.get(role, {})
@@ -262,7 +259,7 @@ def _parse_series(table: dict[str, Any], where: str) -> SeriesSpec:
             table.get("standardize_min_periods"), "standardize_min_periods", where
         ),
         optional=bool(table.get("optional", False)),
-        variadic=input_roles(table["transform"]) == ("*",),
+        variadic=variadic,
     )
 
 

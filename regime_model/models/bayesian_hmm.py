@@ -14,6 +14,7 @@ they do not begin in a swapped mode.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from typing import Any
@@ -129,24 +130,13 @@ class BayesianHMM:
         self.progressbar = progressbar
 
     def get_config(self) -> dict[str, Any]:
-        names = [
-            "n_regimes",
-            "emission",
-            "switching",
-            "covariance",
-            "anchor",
-            "order_by",
-            "stickiness",
-            "initial",
-            "sampler",
-            "draws",
-            "tune",
-            "chains",
-            "target_accept",
-            "seed",
-            "band_draws",
-        ]
-        return {"model": "bayes-hmm", **{name: getattr(self, name) for name in names}}
+        """Hyperparameters as passed to ``__init__`` (except display ones), plus the name."""
+        names = inspect.signature(type(self).__init__).parameters
+        skip = {"self", "cores", "progressbar"}
+        return {
+            "model": "bayes-hmm",
+            **{name: getattr(self, name) for name in names if name not in skip},
+        }
 
     # ------------------------------------------------------------------ model
     def build_model(self, observations: Observations) -> pm.Model:

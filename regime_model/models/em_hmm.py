@@ -8,6 +8,7 @@ masked. A point estimate has no bands; the result says so.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -73,16 +74,11 @@ class EMHMM:
         self.seed = seed
 
     def get_config(self) -> dict:
+        """Hyperparameters as passed to ``__init__``, plus the model name."""
+        names = inspect.signature(type(self).__init__).parameters
         return {
             "model": "em-hmm",
-            "n_regimes": self.n_regimes,
-            "covariance": self.covariance,
-            "n_restarts": self.n_restarts,
-            "anchor": self.anchor,
-            "order_by": self.order_by,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "seed": self.seed,
+            **{name: getattr(self, name) for name in names if name != "self"},
         }
 
     def fit(self, features: FeatureSet, columns: list[str] | None = None) -> RegimeResult:
