@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import arviz as az
 import numpy as np
@@ -71,21 +71,39 @@ class ProbabilityDraws:
     pointwise_loglik: np.ndarray
 
 
+class DrawProbabilities(NamedTuple):
+    """One draw's per-date quantities: probabilities (T, K) (None when not computed) and
+    the one-step predictive log density ``pointwise_loglik`` (T,)."""
+
+    filtered: np.ndarray | None
+    smoothed: np.ndarray | None
+    predicted: np.ndarray | None
+    pointwise_loglik: np.ndarray
+
+
+def draw_probabilities(
+    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+) -> DrawProbabilities:
+    """Forward-backward for one draw. Shapes as in :func:`regime_model.inference.hmm_smoother`."""
+    result = hmm_smoother(log_initial, log_transition, log_emission)
+    return DrawProbabilities(
+        result.filtered_probs.astype(np.float32),
+        result.smoothed_probs.astype(np.float32),
+        result.predicted_probs.astype(np.float32),
+        pointwise_log_predictive(result.predicted_probs, log_emission),
+    )
+
+
 def regime_probability_draws(
     log_initial: np.ndarray, log_transition: np.ndarray, log_emissions: Iterable[np.ndarray]
 ) -> ProbabilityDraws:
     """Forward-backward per draw. ``log_initial`` (S, K), ``log_transition`` (S, K, K),
     ``log_emissions`` yields (T, K) per draw, in the same order."""
-    filtered, smoothed, predicted, pointwise = [], [], [], []
-    for draw, log_emission in enumerate(log_emissions):
-        result = hmm_smoother(log_initial[draw], log_transition[draw], log_emission)
-        filtered.append(result.filtered_probs.astype(np.float32))
-        smoothed.append(result.smoothed_probs.astype(np.float32))
-        predicted.append(result.predicted_probs.astype(np.float32))
-        pointwise.append(pointwise_log_predictive(result.predicted_probs, log_emission))
-    return ProbabilityDraws(
-        np.stack(filtered), np.stack(smoothed), np.stack(predicted), np.stack(pointwise)
-    )
+    draws = [
+        draw_probabilities(log_initial[draw], log_transition[draw], log_emission)
+        for draw, log_emission in enumerate(log_emissions)
+    ]
+    return ProbabilityDraws(*(np.stack(values) for values in zip(*draws, strict=True)))
 
 
 @dataclass
@@ -218,9 +236,31 @@ class RegimeResult:
         return dict(self.fit_info.get("diagnostics", {}))
 
     def log_likelihood(self) -> pd.DataFrame:
-        """Posterior mean of the one-step predictive log density per date."""
-        values = self.inference_data.log_likelihood["y"].mean(("chain", "draw")).to_numpy()
-        return pd.DataFrame({"log_predictive_density": values}, index=self.dates)
+        """Posterior mean of the one-step predictive log density per fitted date."""
+        pointwise = self.inference_data.log_likelihood["y"]
+        return pd.DataFrame(
+            {"log_predictive_density": pointwise.mean(("chain", "draw")).to_numpy()},
+            index=pd.DatetimeIndex(pointwise["date"].to_numpy(), name="date"),
+        )
+
+    def holdout_log_predictive(self) -> pd.Series | None:
+        """log p(y_t | y_1..t-1) per held-out date, averaged over the posterior *as a
+        density*: log mean_s p_s. None when the run held nothing out.
+
+        Parameters come from the fit on the dates before the holdout only; the filter runs
+        on through the held-out dates, so each term uses data up to the day before.
+        """
+        if "y_holdout" not in self.inference_data.log_likelihood:
+            return None
+        pointwise = self.inference_data.log_likelihood["y_holdout"]
+        draws = pointwise.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+        peak = draws.max(axis=0)
+        values = peak + np.log(np.exp(draws - peak).mean(axis=0))
+        return pd.Series(
+            values,
+            index=pd.DatetimeIndex(pointwise["holdout_date"].to_numpy(), name="date"),
+            name="log_predictive_density",
+        )
 
     # ------------------------------------------------------------------ helpers
     def _bands(self, draws: np.ndarray, hdi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -379,27 +419,45 @@ def build_inference_data(
     columns: list[str],
     regime_names: list[str],
     sample_stats: xr.Dataset | None = None,
+    dims: dict[str, list[str]] | None = None,
+    coords: dict[str, Any] | None = None,
+    holdout_loglik: np.ndarray | None = None,
+    holdout_dates: pd.DatetimeIndex | None = None,
 ) -> az.InferenceData:
-    """InferenceData from (chain, draw, ...) arrays named as in :class:`RegimeResult`."""
-    dims = {
+    """InferenceData from (chain, draw, ...) arrays named as in :class:`RegimeResult`.
+
+    ``pointwise_loglik`` (chain, draw, T_fit) becomes ``log_likelihood.y`` (what PSIS-LOO
+    reads); ``holdout_loglik`` (chain, draw, T_holdout), when there is a held-out stretch,
+    becomes ``log_likelihood.y_holdout`` over ``holdout_date``. ``dims``/``coords`` name the
+    dimensions of a model's own extra parameters.
+    """
+    all_dims = {
         "transition": ["regime_from", "regime_to"],
         "initial": ["regime"],
         "emission_mean": ["regime", "feature"],
         "emission_scale": ["regime", "feature"],
         "emission_nu": ["feature"],
+        **(dims or {}),
     }
-    coords = {
+    all_coords = {
         "regime": regime_names,
         "regime_from": regime_names,
         "regime_to": regime_names,
         "feature": columns,
         "date": dates,
+        **(coords or {}),
     }
+    log_likelihood = {"y": pointwise_loglik}
+    loglik_dims = {"y": ["date"]}
+    if holdout_loglik is not None and holdout_loglik.shape[-1]:
+        log_likelihood["y_holdout"] = holdout_loglik
+        loglik_dims["y_holdout"] = ["holdout_date"]
+        all_coords["holdout_date"] = holdout_dates
     data = az.from_dict(
         posterior=posterior,
-        log_likelihood={"y": pointwise_loglik},
-        coords=coords,
-        dims={**{name: dims.get(name, []) for name in posterior}, "y": ["date"]},
+        log_likelihood=log_likelihood,
+        coords=all_coords,
+        dims={**{name: all_dims.get(name, []) for name in posterior}, **loglik_dims},
     )
     if sample_stats is not None:
         data.add_groups(sample_stats=sample_stats)

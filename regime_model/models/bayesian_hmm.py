@@ -22,7 +22,6 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
@@ -32,18 +31,22 @@ from regime_model.models.em_hmm import EMHMM, EMEstimate
 from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
 from regime_model.models.observations import (
     Observations,
+    holdout_info,
     prepare_observations,
     regime_names,
     select_features,
 )
 from regime_model.results import (
+    KINDS,
     MAX_CHAIN_DISAGREEMENT,
     MAX_RHAT,
     MIN_ESS,
+    DrawProbabilities,
+    ProbabilityDraws,
     RegimeResult,
     build_inference_data,
+    draw_probabilities,
     pointwise_log_predictive,
-    regime_probability_draws,
 )
 
 EMISSIONS = ("gaussian", "student-t")
@@ -140,44 +143,74 @@ class BayesianHMM:
 
     # ------------------------------------------------------------------ model
     def build_model(self, observations: Observations) -> pm.Model:
-        """The PyMC model; its free parameters are in standardised feature units."""
-        n_regimes, n_features = self.n_regimes, observations.n_features
-        names = regime_names(n_regimes)
-        coords = {"regime": names, "regime_to": names, "feature": observations.columns}
-        with pm.Model(coords=coords) as model:
-            mean = self._means(observations)
-            sigma = self._scales(observations)
-            correlation_cholesky = self._correlations(n_regimes, n_features)
-            nu = None
-            if self.emission == "student-t":
-                shape = n_features if self.covariance == "diag" else ()
-                nu = pm.Gamma("nu", alpha=NU_ALPHA, beta=NU_BETA, shape=shape)
-            concentration = np.ones((n_regimes, n_regimes)) + np.eye(n_regimes) * (
-                self.stickiness - 1.0
-            )
-            transition = pm.Dirichlet("transition", a=concentration, dims=("regime", "regime_to"))
-            if self.initial == "stationary":
-                initial = pm.Deterministic(
-                    "initial", stationary_distribution(transition), dims="regime"
-                )
+        """The PyMC model; its free parameters are in standardised feature units.
+
+        Only the first ``observations.n_fit`` dates enter the likelihood; the kernel's
+        inputs over all dates are kept (``self.kernel_terms_``) to score held-out dates.
+        """
+        with pm.Model(coords=self._coords(observations)) as model:
+            log_initial, log_transition, log_emission = self._kernel_terms(observations)
+            n_fit = observations.n_fit
+            if log_transition.ndim == 3:
+                log_transition_fitted = log_transition[: n_fit - 1]
             else:
-                initial = pm.Dirichlet("initial", a=np.ones(n_regimes), dims="regime")
-            pm.Deterministic("mean", mean, dims=("regime", "feature"))
-            pm.Deterministic("sigma", sigma, dims=("regime", "feature"))
-            if correlation_cholesky is not None:
-                pm.Deterministic("correlation_cholesky", correlation_cholesky)
-            log_emission = self._log_emission(
-                observations,
-                mean,
-                sigma,
-                correlation_cholesky,
-                nu,
-            )
+                log_transition_fitted = log_transition
             pm.Potential(
                 "hmm_loglik",
-                self._marginal_loglik(pt.log(initial), pt.log(transition), log_emission),
+                self._marginal_loglik(log_initial, log_transition_fitted, log_emission[:n_fit]),
             )
+        self.kernel_terms_ = (log_initial, log_transition, log_emission)
         return model
+
+    def _coords(self, observations: Observations) -> dict[str, list[str]]:
+        names = regime_names(self.n_regimes)
+        return {"regime": names, "regime_to": names, "feature": observations.columns}
+
+    def _kernel_terms(self, observations: Observations):
+        """Priors, and the kernel's inputs over all dates: log_initial (K,),
+        log_transition (K, K) or (T-1, K, K), log_emission (T, K). Subclasses replace
+        pieces (emission priors, transitions, state space) by overriding this or the
+        helpers it calls."""
+        mean, sigma, correlation_cholesky, nu = self._emission_parameters(observations)
+        log_initial, log_transition = self._transition_terms(observations)
+        log_emission = self._log_emission(observations, mean, sigma, correlation_cholesky, nu)
+        return log_initial, log_transition, log_emission
+
+    def _emission_parameters(self, observations: Observations):
+        """(mean, sigma, correlation_cholesky or None, nu or None), registered as reported
+        Deterministics."""
+        n_features = observations.n_features
+        mean = self._means(observations)
+        sigma = self._scales(observations)
+        correlation_cholesky = self._correlations(self.n_regimes, n_features)
+        nu = None
+        if self.emission == "student-t":
+            shape = n_features if self.covariance == "diag" else ()
+            nu = pm.Gamma("nu", alpha=NU_ALPHA, beta=NU_BETA, shape=shape)
+        pm.Deterministic("mean", mean, dims=("regime", "feature"))
+        pm.Deterministic("sigma", sigma, dims=("regime", "feature"))
+        if correlation_cholesky is not None:
+            pm.Deterministic("correlation_cholesky", correlation_cholesky)
+        return mean, sigma, correlation_cholesky, nu
+
+    def _transition_terms(self, observations: Observations):
+        """Sticky Dirichlet transition rows and the initial distribution, in logs."""
+        n_regimes = self.n_regimes
+        transition = pm.Dirichlet(
+            "transition", a=self._transition_concentration(), dims=("regime", "regime_to")
+        )
+        if self.initial == "stationary":
+            initial = pm.Deterministic(
+                "initial", stationary_distribution(transition), dims="regime"
+            )
+        else:
+            initial = pm.Dirichlet("initial", a=np.ones(n_regimes), dims="regime")
+        return pt.log(initial), pt.log(transition)
+
+    def _transition_concentration(self) -> np.ndarray:
+        """(K, K) Dirichlet weights: ``stickiness`` on the diagonal, 1 elsewhere."""
+        k = self.n_regimes
+        return np.ones((k, k)) + np.eye(k) * (self.stickiness - 1.0)
 
     def _marginal_loglik(self, log_initial, log_transition, log_emission) -> pt.TensorVariable:
         """log p(y_1..T) with the regime path summed out (the compiled kernel's Op)."""
@@ -250,29 +283,43 @@ class BayesianHMM:
         )
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, features: FeatureSet, columns: list[str] | None = None) -> RegimeResult:
-        """Sample the posterior and summarise it as a :class:`RegimeResult`."""
+    def fit(
+        self,
+        features: FeatureSet,
+        columns: list[str] | None = None,
+        holdout_start: str | None = None,
+    ) -> RegimeResult:
+        """Sample the posterior and summarise it as a :class:`RegimeResult`.
+
+        ``holdout_start``: fit on the dates before it only, then score the later dates one
+        step ahead with the filter (no refitting): the result's ``holdout_log_predictive``.
+        """
         observations = prepare_observations(
-            select_features(features, columns), self.n_regimes, self.anchor
+            select_features(features, columns), self.n_regimes, self.anchor, holdout_start
         )
-        start = EMHMM(
+        start = self._em_start(observations.fitted_part())
+        model = self.build_model(observations)
+        started = time.perf_counter()
+        posterior, sample_stats = self._sample(model, self._initial_values(start, observations))
+        sampling_seconds = time.perf_counter() - started
+        self.model_ = model
+        return self._result(model, observations, posterior, sample_stats, sampling_seconds)
+
+    def _em_start(self, observations: Observations) -> EMEstimate:
+        """A maximum-likelihood fit in the model's regime order, to start chains from."""
+        return EMHMM(
             self.n_regimes,
             n_restarts=4,
             anchor=observations.columns[observations.anchor],
             order_by=self.order_by,
             seed=self.seed,
         ).estimate(observations)
-        model = self.build_model(observations)
-        started = time.perf_counter()
-        posterior, sample_stats = self._sample(
-            model, self._initial_values(start, observations.anchor)
-        )
-        sampling_seconds = time.perf_counter() - started
-        self.model_ = model
-        return self._result(observations, posterior, sample_stats, sampling_seconds)
 
-    def _initial_values(self, start: EMEstimate, anchor: int) -> list[dict[str, np.ndarray]]:
+    def _initial_values(
+        self, start: EMEstimate, observations: Observations
+    ) -> list[dict[str, np.ndarray]]:
         """One starting point per chain: the EM fit, perturbed a little, in order."""
+        anchor = observations.anchor
         rng = np.random.default_rng(self.seed)
         points = []
         for _ in range(max(self.chains, 1)):
@@ -340,57 +387,47 @@ class BayesianHMM:
             return data.posterior, None
 
     # ------------------------------------------------------------------ summarising
-    def _result(self, observations, posterior, sample_stats, sampling_seconds) -> RegimeResult:
-        names = regime_names(self.n_regimes)
-        arrays = {name: posterior[name].to_numpy() for name in _REPORTED if name in posterior}
-        n_chains, n_draws = arrays["transition"].shape[:2]
-        flat = {
-            name: value.reshape(n_chains * n_draws, *value.shape[2:])
-            for name, value in arrays.items()
-        }
-        log_emission = self._compiled_log_emission(observations)
-        inputs = [
-            flat[name] for name in ("mean", "sigma", "correlation_cholesky", "nu") if name in flat
-        ]
+    def _result(
+        self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
+    ) -> RegimeResult:
+        """Forward-backward per draw: per-date log predictive densities for every draw,
+        regime probabilities for ``band_draws`` of them."""
+        n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
         n_total = n_chains * n_draws
+        kernel_inputs = self._draw_kernel_inputs(model, posterior)
         band = np.unique(np.linspace(0, n_total - 1, min(self.band_draws, n_total)).astype(int))
         band_set = set(band.tolist())
-        band_emissions = {}
         pointwise = np.empty((n_total, observations.n_dates))
+        band_probabilities = []
         for index in range(n_total):
-            values = log_emission(*(value[index] for value in inputs))
-            filtered = hmm_filter(
-                np.log(flat["initial"][index]), np.log(flat["transition"][index]), values
-            )
-            pointwise[index] = pointwise_log_predictive(filtered.predicted_probs, values)
-            if index in band_set:
-                band_emissions[index] = values  # evaluated once, reused for the bands
-        probabilities = regime_probability_draws(
-            np.log(flat["initial"][band]),
-            np.log(flat["transition"][band]),
-            (band_emissions[index] for index in band),
+            with_bands = index in band_set
+            values = self._date_quantities(*kernel_inputs(index), with_bands=with_bands)
+            pointwise[index] = values.pointwise_loglik
+            if with_bands:
+                band_probabilities.append(values)
+        probabilities = ProbabilityDraws(
+            *(np.stack([getattr(draw, kind) for draw in band_probabilities]) for kind in KINDS),
+            np.stack([draw.pointwise_loglik for draw in band_probabilities]),
         )
-        posterior_out = {
-            "transition": arrays["transition"],
-            "initial": arrays["initial"],
-            "emission_mean": arrays["mean"] * observations.scale + observations.center,
-            "emission_scale": arrays["sigma"] * observations.scale,
-        }
-        if "nu" in arrays and arrays["nu"].ndim == 3:
-            posterior_out["emission_nu"] = arrays["nu"]
+        reported, dims, coords = self._reported(posterior, observations)
+        n_fit = observations.n_fit
         data = build_inference_data(
-            posterior_out,
-            pointwise.reshape(n_chains, n_draws, -1),
-            observations.dates,
+            reported,
+            pointwise[:, :n_fit].reshape(n_chains, n_draws, -1),
+            observations.dates[:n_fit],
             observations.columns,
-            names,
+            self._state_names(observations),
             sample_stats=sample_stats,
+            dims=dims,
+            coords=coords,
+            holdout_loglik=pointwise[:, n_fit:].reshape(n_chains, n_draws, -1),
+            holdout_dates=observations.dates[n_fit:],
         )
         result = RegimeResult(
-            model="bayes-hmm",
+            model=self.get_config()["model"],
             dates=observations.dates,
             columns=observations.columns,
-            regime_names=names,
+            regime_names=self._state_names(observations),
             inference_data=data,
             probabilities=probabilities,
             band_draws=band,
@@ -399,27 +436,61 @@ class BayesianHMM:
             fit_info={
                 "sampler": self.sampler,
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
-                "sample_call_seconds": round(sampling_seconds, 2),
+                "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
+                **holdout_info(observations),
             },
         )
         result.fit_info["diagnostics"] = mcmc_diagnostics(result, n_draws)
         return result
 
-    def _compiled_log_emission(self, observations: Observations):
-        """A numpy function (mean, sigma[, cholesky][, nu]) -> (T, K) log densities."""
-        mean, sigma = pt.matrix("mean"), pt.matrix("sigma")
-        inputs = [mean, sigma]
-        cholesky = None
-        if self.covariance == "full":
-            cholesky = pt.tensor3("cholesky")
-            inputs.append(cholesky)
-        nu = None
-        if self.emission == "student-t":
-            nu = pt.vector("nu") if self.covariance == "diag" else pt.scalar("nu")
-            inputs.append(nu)
-        graph = self._log_emission(observations, mean, sigma, cholesky, nu)
-        return pytensor.function(inputs, graph)
+    def _state_names(self, observations: Observations) -> list[str]:
+        """Names of the kernel's states, in order (the regimes, for this model)."""
+        return regime_names(self.n_regimes)
+
+    def _draw_kernel_inputs(self, model: pm.Model, posterior: xr.Dataset):
+        """index into the flattened chain x draw axis -> the kernel's numpy inputs over
+        all dates, evaluated from the same graph the sampler used."""
+        free = list(model.free_RVs)
+        evaluate = model.compile_fn(
+            outs=list(self.kernel_terms_),
+            inputs=free,
+            point_fn=False,
+            on_unused_input="ignore",
+        )
+        flat = {
+            rv.name: (values := posterior[rv.name].to_numpy()).reshape(-1, *values.shape[2:])
+            for rv in free
+        }
+
+        def kernel_inputs(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return tuple(evaluate(*(flat[rv.name][index] for rv in free)))
+
+        return kernel_inputs
+
+    def _date_quantities(self, log_initial, log_transition, log_emission, with_bands: bool):
+        """Per-date quantities of one draw: a :class:`DrawProbabilities` (probabilities
+        only when ``with_bands``; the filter alone is cheaper)."""
+        if with_bands:
+            return draw_probabilities(log_initial, log_transition, log_emission)
+        filtered = hmm_filter(log_initial, log_transition, log_emission)
+        return DrawProbabilities(
+            None, None, None, pointwise_log_predictive(filtered.predicted_probs, log_emission)
+        )
+
+    def _reported(self, posterior: xr.Dataset, observations: Observations):
+        """(variables, dims, extra coords) of the InferenceData posterior, in the features'
+        units. Subclasses add their own parameters."""
+        arrays = {name: posterior[name].to_numpy() for name in _REPORTED if name in posterior}
+        reported = {
+            "transition": arrays["transition"],
+            "initial": arrays["initial"],
+            "emission_mean": arrays["mean"] * observations.scale + observations.center,
+            "emission_scale": arrays["sigma"] * observations.scale,
+        }
+        if "nu" in arrays and arrays["nu"].ndim == 3:
+            reported["emission_nu"] = arrays["nu"]
+        return reported, {}, {}
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -440,8 +511,9 @@ def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, positio
 
 
 def _point_as_posterior(model: pm.Model, point: dict[str, np.ndarray]) -> xr.Dataset:
-    """A MAP point as a one-chain, one-draw posterior of the quantities we report."""
-    names = [name for name in _REPORTED if name in model.named_vars]
+    """A MAP point as a one-chain, one-draw posterior of the free variables and the
+    deterministics (what the summaries read)."""
+    names = [variable.name for variable in [*model.free_RVs, *model.deterministics]]
     evaluate = model.compile_fn([model[name] for name in names], on_unused_input="ignore")
     values = [np.asarray(value)[None, None] for value in evaluate(point)]
     return xr.Dataset(
@@ -458,11 +530,7 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
     n_chains = data.posterior.sizes["chain"]
     if n_chains * n_draws < 2 or "sample_stats" not in data.groups():
         return {"verdict": "not applicable", "reason": "no MCMC draws (point estimate or ADVI)"}
-    names = [
-        name
-        for name in ("transition", "emission_mean", "emission_scale", "emission_nu")
-        if name in data.posterior
-    ]
+    names = list(data.posterior.data_vars)  # every reported parameter
     rhat = float(az.rhat(data, var_names=names).to_array().max())
     ess_bulk = float(az.ess(data, var_names=names, method="bulk").to_array().min())
     ess_tail = float(az.ess(data, var_names=names, method="tail").to_array().min())

@@ -21,6 +21,7 @@ from regime_model.errors import InsufficientDataError
 from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
 from regime_model.models.observations import (
     Observations,
+    holdout_info,
     order_regimes,
     prepare_observations,
     regime_names,
@@ -81,11 +82,19 @@ class EMHMM:
             **{name: getattr(self, name) for name in names if name != "self"},
         }
 
-    def fit(self, features: FeatureSet, columns: list[str] | None = None) -> RegimeResult:
+    def fit(
+        self,
+        features: FeatureSet,
+        columns: list[str] | None = None,
+        holdout_start: str | None = None,
+    ) -> RegimeResult:
+        """Fit by EM (on the dates before ``holdout_start`` when given; the later dates
+        are scored one step ahead with the filter, without refitting)."""
         observations = prepare_observations(
-            select_features(features, columns), self.n_regimes, self.anchor
+            select_features(features, columns), self.n_regimes, self.anchor, holdout_start
         )
-        estimate = self.estimate(observations)
+        n_fit = observations.n_fit
+        estimate = self.estimate(observations.fitted_part())
         self.estimate_ = estimate
         log_emission = em_log_emission(observations, estimate)
         draws = regime_probability_draws(
@@ -93,9 +102,9 @@ class EMHMM:
             np.log(estimate.transition)[None],
             [log_emission],
         )
-        loglik = float(draws.pointwise_loglik.sum())
+        loglik = float(draws.pointwise_loglik[:, :n_fit].sum())
         n_parameters = self._n_parameters(observations.n_features)
-        n_values = int(observations.observed.sum())
+        n_values = int(observations.observed[:n_fit].sum())
         self.criteria_ = {
             "loglik": loglik,
             "n_parameters": n_parameters,
@@ -110,7 +119,13 @@ class EMHMM:
             "emission_scale": (estimate.sigma * observations.scale)[None, None],
         }
         data = build_inference_data(
-            posterior, draws.pointwise_loglik[None], observations.dates, observations.columns, names
+            posterior,
+            draws.pointwise_loglik[None, :, :n_fit],
+            observations.dates[:n_fit],
+            observations.columns,
+            names,
+            holdout_loglik=draws.pointwise_loglik[None, :, n_fit:],
+            holdout_dates=observations.dates[n_fit:],
         )
         return RegimeResult(
             model="em-hmm",
@@ -129,6 +144,7 @@ class EMHMM:
                 "n_iter": estimate.n_iter,
                 "dates_used_by_em": estimate.n_complete,
                 "dates": observations.n_dates,
+                **holdout_info(observations),
             },
         )
 

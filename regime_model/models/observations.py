@@ -7,7 +7,7 @@ which regime is ``risk_off`` and which is ``risk_on``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ import pandas as pd
 from regime_model.data.features import FeatureSet, trim_unobserved
 from regime_model.errors import (
     ConstantFeatureError,
+    DateRangeError,
     InsufficientDataError,
     UnknownSeriesError,
 )
@@ -30,7 +31,9 @@ class Observations:
 
     ``values`` (T, D): (y - center) / scale with missing entries set to 0;
     ``observed`` (T, D): 1.0 where a value exists. ``center``/``scale`` (D,) map model
-    parameters back to the features' units.
+    parameters back to the features' units. Only the first ``n_fit`` dates are fitted; the
+    rest (a held-out stretch, scored one step ahead) are standardised with the fitted
+    part's center and scale, so nothing about them leaks into the fit.
     """
 
     dates: pd.DatetimeIndex
@@ -41,10 +44,25 @@ class Observations:
     center: np.ndarray
     scale: np.ndarray
     anchor: int
+    n_fit: int
 
     @property
     def n_dates(self) -> int:
         return self.values.shape[0]
+
+    @property
+    def n_holdout(self) -> int:
+        return self.n_dates - self.n_fit
+
+    def fitted_part(self) -> Observations:
+        """The first ``n_fit`` dates only."""
+        n = self.n_fit
+        return replace(
+            self,
+            dates=self.dates[:n],
+            values=self.values[:n],
+            observed=self.observed[:n],
+        )
 
     @property
     def n_features(self) -> int:
@@ -106,12 +124,16 @@ def select_features(features: FeatureSet, columns: list[str] | None) -> FeatureS
 
 
 def prepare_observations(
-    features: FeatureSet, n_regimes: int, anchor: str | None = None
+    features: FeatureSet,
+    n_regimes: int,
+    anchor: str | None = None,
+    holdout_start: str | pd.Timestamp | None = None,
 ) -> Observations:
     """Validate a feature set for a K-regime model and standardise it.
 
     A date on which no feature is observed stays in the sequence (the regime still
     evolves across it); leading and trailing ones are trimmed by :func:`select_features`.
+    ``holdout_start``: dates from this one on are held out (not fitted, scored later).
     """
     if not 2 <= n_regimes <= MAX_REGIMES:
         raise ValueError(f"n_regimes must be between 2 and {MAX_REGIMES}, got {n_regimes}")
@@ -122,9 +144,11 @@ def prepare_observations(
     anchor = anchor or default_anchor(columns, features.groups)
     if anchor not in columns:
         raise UnknownSeriesError(f"anchor column '{anchor}' is not among {', '.join(columns)}")
+    n_fit = _fitted_length(frame.index, holdout_start)
+    fitted = frame.iloc[:n_fit]
     needed = MIN_OBSERVATIONS_PER_PARAMETER * 2 * n_regimes
     for column in columns:
-        values = frame[column].dropna()
+        values = fitted[column].dropna()
         if len(values) < needed:
             raise InsufficientDataError(
                 f"feature '{column}': {len(values)} observations; a {n_regimes}-regime "
@@ -134,8 +158,8 @@ def prepare_observations(
             raise ConstantFeatureError(f"feature '{column}': constant value {values.iloc[0]:g}")
     observed = frame.notna().to_numpy()
     # Centring and scaling only set the prior's units; they are undone in every report.
-    center = frame.mean().to_numpy()
-    scale = frame.std().to_numpy()
+    center = fitted.mean().to_numpy()
+    scale = fitted.std().to_numpy()
     values = np.where(observed, (frame.to_numpy() - center) / scale, 0.0)
     return Observations(
         dates=pd.DatetimeIndex(frame.index, name="date").as_unit("us"),
@@ -146,4 +170,34 @@ def prepare_observations(
         center=center,
         scale=scale,
         anchor=columns.index(anchor),
+        n_fit=n_fit,
     )
+
+
+def holdout_info(observations: Observations) -> dict[str, object]:
+    """What a result's ``fit_info`` says about a held-out stretch (empty when none)."""
+    if not observations.n_holdout:
+        return {}
+    return {
+        "holdout_start": observations.dates[observations.n_fit].strftime("%Y-%m-%d"),
+        "holdout_dates": observations.n_holdout,
+    }
+
+
+def _fitted_length(dates: pd.Index, holdout_start: str | pd.Timestamp | None) -> int:
+    """How many leading dates are fitted when dates from ``holdout_start`` are held out."""
+    if holdout_start is None:
+        return len(dates)
+    start = pd.Timestamp(holdout_start)
+    n_fit = int((dates < start).sum())
+    if n_fit == len(dates):
+        raise DateRangeError(
+            f"holdout start {start:%Y-%m-%d} is after the last date {dates[-1]:%Y-%m-%d}: "
+            "nothing would be held out"
+        )
+    if n_fit == 0:
+        raise DateRangeError(
+            f"holdout start {start:%Y-%m-%d} is on or before the first date "
+            f"{dates[0]:%Y-%m-%d}: nothing would be fitted"
+        )
+    return n_fit
