@@ -80,6 +80,8 @@ class BayesianHMM:
     band_draws: how many posterior draws get a forward-backward pass for the bands.
     """
 
+    name = "bayes-hmm"  # the --model name; subclasses set their own
+
     def __init__(
         self,
         n_regimes: int = 2,
@@ -137,7 +139,7 @@ class BayesianHMM:
         names = inspect.signature(type(self).__init__).parameters
         skip = {"self", "cores", "progressbar"}
         return {
-            "model": "bayes-hmm",
+            "model": self.name,
             **{name: getattr(self, name) for name in names if name not in skip},
         }
 
@@ -424,7 +426,7 @@ class BayesianHMM:
             holdout_dates=observations.dates[n_fit:],
         )
         result = RegimeResult(
-            model=self.get_config()["model"],
+            model=self.name,
             dates=observations.dates,
             columns=observations.columns,
             regime_names=self._state_names(observations),
