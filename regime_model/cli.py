@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_fit(commands)
     _add_summary(commands)
+    _add_compare(commands)
     _add_plot(commands)
 
     demo = commands.add_parser(
@@ -135,6 +136,12 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--restarts", type=int, default=10, help="EM random restarts (em-hmm)")
+    fit.add_argument(
+        "--holdout-start",
+        metavar="DATE",
+        help="fit on the dates before DATE only and score the rest one step ahead with the "
+        "filter (for 'regime compare')",
+    )
     fit.add_argument("--out", required=True, help="output directory")
     fit.set_defaults(handler=_run_fit)
 
@@ -154,6 +161,32 @@ def _add_summary(commands: argparse._SubParsersAction) -> None:
         "--strict", action="store_true", help="exit with status 1 when diagnostics fail"
     )
     summary.set_defaults(handler=_run_summary)
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="rank fitted runs on the same data (held-out score and PSIS-LOO)",
+        description="Rank runs fitted on the same observations by the held-out one-step "
+        "predictive score (runs fitted with the same --holdout-start) and by PSIS-LOO, with "
+        "standard errors of the differences and ArviZ's warnings.",
+    )
+    compare.add_argument("runs", nargs="+", help="directories written by 'regime fit'")
+    compare.add_argument("--format", choices=("table", "json"), default="table")
+    compare.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from regime_model.compare import compare_runs, format_comparison, load_runs
+
+    comparison = compare_runs(load_runs(args.runs))
+    if args.format == "json":
+        print(json.dumps(comparison.to_dict(), indent=2))
+    else:
+        print(format_comparison(comparison))
+    return 0
 
 
 def _add_plot(commands: argparse._SubParsersAction) -> None:
@@ -355,7 +388,10 @@ def _run_fit(args: argparse.Namespace) -> int:
             "seed": args.seed,
         }
     model = model_from_config(config)
-    result = model.fit(features, columns)
+    holdout_start = None
+    if args.holdout_start:
+        holdout_start = parse_date(args.holdout_start, "--holdout-start")
+    result = model.fit(features, columns, holdout_start=holdout_start)
     result.config.update(run_config(args.features, features))
     result.save(args.out)
     print(f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json")

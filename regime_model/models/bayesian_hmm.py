@@ -513,11 +513,10 @@ def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, positio
 
 
 def _point_as_posterior(model: pm.Model, point: dict[str, np.ndarray]) -> xr.Dataset:
-    """A MAP point as a one-chain, one-draw posterior of the free variables and the
-    deterministics (what the summaries read)."""
+    """A MAP point (``pm.find_MAP`` gives every free variable and deterministic by name)
+    as a one-chain, one-draw posterior."""
     names = [variable.name for variable in [*model.free_RVs, *model.deterministics]]
-    evaluate = model.compile_fn([model[name] for name in names], on_unused_input="ignore")
-    values = [np.asarray(value)[None, None] for value in evaluate(point)]
+    values = [np.asarray(point[name])[None, None] for name in names]
     return xr.Dataset(
         {
             name: (("chain", "draw", *[f"{name}_dim_{i}" for i in range(value.ndim - 2)]), value)
