@@ -467,6 +467,15 @@ def format_summary(summary: dict) -> str:
         for row in summary["emissions"]
     ]
     info = summary["fit_info"]
+    for title, records in info.get("model_summary", {}).items():
+        lines += ["", f"{title.replace('_', ' ').capitalize()}:"]
+        lines += _records_table(records)
+    if "holdout_start" in info:
+        lines += [
+            "",
+            f"Held out from {info['holdout_start']} ({info['holdout_dates']} dates): fitted on "
+            "the earlier dates, later dates filtered with those parameters.",
+        ]
     diagnostics = info.get("diagnostics")
     lines.append("")
     if diagnostics and diagnostics.get("verdict") in ("pass", "fail"):
@@ -482,6 +491,13 @@ def format_summary(summary: dict) -> str:
     if "note" in info:
         lines.append(f"Note: {info['note']}")
     return "\n".join(lines)
+
+
+def _records_table(records: list[dict] | dict) -> list[str]:
+    """A model's own summary table (list of records) as indented text lines."""
+    frame = pd.DataFrame(records if isinstance(records, list) else [records])
+    text = frame.to_string(index=False, float_format=lambda value: f"{value:.4g}", na_rep="-")
+    return [f"  {line}" for line in text.splitlines()]
 
 
 def _band(row: dict, spec: str = ".3f") -> str:

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from regime_model.results import RegimeResult  # noqa: E402
 
@@ -69,3 +70,55 @@ def _anchor_path(result: RegimeResult, anchor: str) -> np.ndarray | None:
         return None
     values = frame[anchor]
     return values.fillna(0).cumsum().to_numpy() if anchor.endswith("_return") else values.to_numpy()
+
+
+def plot_probability_over_prices(
+    result: RegimeResult,
+    prices: dict[str, pd.Series],
+    path: str | Path,
+    regime: str = "risk_on",
+    hdi: float = 0.9,
+) -> Path:
+    """Log prices on top (shaded where the smoothed P(regime) > 0.5); below, the filtered
+    (real-time) and smoothed P(regime) with their HDI bands."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(
+        len(prices) + 1, 1, figsize=(12, 2.4 * (len(prices) + 1.4)), sharex=True
+    )
+    smoothed = result.regime_probabilities("smoothed", hdi)[regime]
+    filtered = result.regime_probabilities("filtered", hdi)[regime]
+    for axis, (name, series) in zip(axes[:-1], prices.items(), strict=True):
+        series = series[(series.index >= result.dates[0]) & (series.index <= result.dates[-1])]
+        axis.semilogy(series.index, series.to_numpy(), color="black", linewidth=0.8)
+        axis.set_ylabel(f"{name} (log scale)")
+        axis.fill_between(
+            result.dates,
+            0,
+            1,
+            where=smoothed["mean"].to_numpy() > 0.5,
+            color=_COLOURS[-1],
+            alpha=0.15,
+            transform=axis.get_xaxis_transform(),
+            linewidth=0,
+        )
+    axes[0].set_title(
+        f"{result.model}: P({regime}) with {hdi:.0%} bands; shaded where smoothed P > 0.5"
+    )
+    bottom = axes[-1]
+    for frame, label, colour in (
+        (filtered, "filtered (real-time)", "#2c3e50"),
+        (smoothed, "smoothed (uses later data)", _COLOURS[-1]),
+    ):
+        bottom.plot(result.dates, frame["mean"], color=colour, linewidth=0.9, label=label)
+        if result.has_bands:
+            bottom.fill_between(
+                result.dates, frame["lower"], frame["upper"], color=colour, alpha=0.2, linewidth=0
+            )
+    bottom.set_ylim(0, 1)
+    bottom.set_ylabel(f"P({regime})")
+    bottom.legend(loc="upper left", fontsize=8, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

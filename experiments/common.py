@@ -1,0 +1,90 @@
+"""What every experiment script shares: options, features from the snapshot, fit settings,
+writing outputs. Model code lives in the package; the scripts only compose it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from regime_model.data.cache import write_text_atomic
+from regime_model.data.features import FeatureSet, build_features, read_features
+from regime_model.data.sources import CsvDirectorySource
+from regime_model.data.universe import load_universe
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """MCMC length: the defaults for real answers, a short run for ``--quick`` (CI smoke)."""
+
+    draws: int
+    tune: int
+    chains: int
+
+    def as_kwargs(self) -> dict[str, int]:
+        return {"draws": self.draws, "tune": self.tune, "chains": self.chains}
+
+
+FULL = FitSettings(draws=1000, tune=1000, chains=4)
+QUICK = FitSettings(draws=100, tune=150, chains=2)
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-dir", default="../shared/data", help="snapshot of market data")
+    parser.add_argument("--out", required=True, help="output directory for tables and figures")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short chains and a short sample: checks the pipeline runs, answers nothing",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.settings = QUICK if args.quick else FULL
+    return args
+
+
+def features(data_dir: str | Path, freq: str, out: Path) -> FeatureSet:
+    """The packaged universe's features built from the snapshot (saved in ``out``)."""
+    path = out / f"features_{freq}.csv"
+    built = build_features(load_universe(), CsvDirectorySource(data_dir), freq)
+    built.save(path)
+    return read_features(path)
+
+
+def prices(data_dir: str | Path, locators: dict[str, str]) -> pd.DataFrame:
+    """Closing prices by name from ``file.csv:column`` locators (validated, not filled)."""
+    loaded = CsvDirectorySource(data_dir).load(list(locators.values()))
+    return pd.DataFrame({name: loaded[locator] for name, locator in locators.items()})
+
+
+def write_table(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    write_text_atomic(frame.to_csv(index=index, float_format="%.6g"), path)
+    return path
+
+
+def write_json(value: dict, path: Path) -> Path:
+    write_text_atomic(json.dumps(value, indent=2, default=str) + "\n", path)
+    return path
+
+
+class Timer:
+    """Wall time of a block, for the experiment's own log."""
+
+    def __enter__(self) -> Timer:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,106 @@
+"""The joint liquidity regime, 2015 to the end of the data, weekly and daily.
+
+One latent risk-on / risk-off regime inferred jointly from small-cap returns and breadth,
+credit and liquidity flows, and crypto returns. Writes, per calendar:
+
+* ``risk_on_{freq}.png``: filtered (real-time) and smoothed P(risk_on) with 90% bands,
+  over IWM and BTC prices;
+* ``probabilities_{freq}.csv``: the same probabilities as rows (date, regime, kind, ...);
+* ``episodes_{freq}.csv``: smoothed regime episodes (start, end, duration, mean
+  probability) with each asset's mean and total log return (percent) in the episode;
+* ``summary_{freq}.json``: transition matrix, durations, emissions, diagnostics.
+
+    python experiments/regime_history.py --data-dir ../shared/data --out results/regime_history
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Timer, features, log, parse_args, prices, write_json, write_table  # noqa: E402
+
+from regime_model.episodes import episode_returns, regime_episodes  # noqa: E402
+from regime_model.models import BayesianHMM  # noqa: E402
+from regime_model.models.observations import select_features  # noqa: E402
+from regime_model.plots import plot_probability_over_prices  # noqa: E402
+
+# Small caps, breadth, credit flows, crypto: the four legs of the "one liquidity regime"
+# story. Stablecoin supply starts in 2020 (masked before), so it is left to the flows
+# experiment; net liquidity is weekly by nature and flat on most days.
+COLUMNS = [
+    "iwm_return",
+    "pct_above_200dma_change",
+    "hy_spread_change",
+    "btc_return",
+    "eth_return",
+]
+RETURN_COLUMNS = ["iwm_return", "spy_return", "btc_return", "eth_return", "altcoin_return"]
+PRICES = {"IWM": "iwm.csv:close", "BTC": "btc_usd_yf.csv:close"}
+
+
+def run(freq: str, args) -> dict:
+    feature_set = features(args.data_dir, freq, args.out)
+    if args.quick:  # the last three years only: a smoke test of the pipeline
+        frame = feature_set.frame[feature_set.frame.index >= "2023-01-01"]
+        feature_set = select_features(
+            type(feature_set)(frame, feature_set.groups, feature_set.freq), None
+        )
+    # Student-t emissions: crash weeks and crypto's fat tails would otherwise get a regime
+    # of their own.
+    model = BayesianHMM(
+        2, emission="student-t", seed=args.seed, progressbar=False, **args.settings.as_kwargs()
+    )
+    with Timer() as timer:
+        result = model.fit(feature_set, COLUMNS)
+    log(f"{freq}: fitted {len(result.dates)} dates in {timer.seconds:.0f} s")
+    run_dir = args.out / f"run_{freq}"
+    result.save(run_dir)
+    probabilities = result.probabilities_long()
+    probabilities["date"] = probabilities["date"].dt.strftime("%Y-%m-%d")
+    write_table(probabilities, args.out / f"probabilities_{freq}.csv")
+    episodes = episode_returns(
+        regime_episodes(result, "smoothed"), feature_set.frame[RETURN_COLUMNS]
+    )
+    for column in ("start", "end"):
+        episodes[column] = episodes[column].dt.strftime("%Y-%m-%d")
+    write_table(episodes, args.out / f"episodes_{freq}.csv")
+    price_frame = prices(args.data_dir, PRICES)
+    plot_probability_over_prices(
+        result,
+        {name: price_frame[name].dropna() for name in PRICES},
+        args.out / f"risk_on_{freq}.png",
+    )
+    summary = result.summary()
+    summary["fit_seconds"] = round(timer.seconds, 1)
+    write_json(summary, args.out / f"summary_{freq}.json")
+    diagnostics = summary["fit_info"].get("diagnostics", {})
+    risk_on = episodes[episodes["regime"] == "risk_on"]
+    return {
+        "freq": freq,
+        "dates": len(result.dates),
+        "fit_seconds": round(timer.seconds, 1),
+        "verdict": diagnostics.get("verdict"),
+        "failures": diagnostics.get("failures", []),
+        "latest_filtered_risk_on": summary["latest_filtered"]["risk_on"],
+        "risk_on_episodes": len(risk_on),
+        "share_of_time_risk_on": float(risk_on["duration"].sum() / len(result.dates)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__.splitlines()[0], argv)
+    report = [run(freq, args) for freq in ("weekly", "daily")]
+    write_json({"runs": report, "quick": args.quick}, args.out / "report.json")
+    for row in report:
+        log(
+            f"{row['freq']}: {row['dates']} dates, diagnostics {row['verdict']}, "
+            f"P(risk_on) now {row['latest_filtered_risk_on']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
