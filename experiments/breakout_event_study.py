@@ -1,0 +1,179 @@
+"""Russell 2000 breakouts to new all-time highs, and what crypto did next.
+
+A breakout is an IWM close (dividend-adjusted) above every earlier close when the previous
+high is at least ``--min-base-days`` calendar days old (default 365: a breakout from a base
+of a year or more, not one more high in a running trend). IWM rather than ^RUT because the
+index is a price index: ^RUT stayed below its 2021 high in late 2024 while the total-return
+ETF broke out. Since 2015 this finds 2016-11-11, 2020-11-09 and 2024-11-06.
+
+For each horizon (63, 126, 252 trading days: 3, 6, 12 months) the forward log returns of
+BTC, ETH and the altcoin basket after each breakout are compared, with partial pooling
+(:class:`regime_model.models.event_study.EventStudy`), with non-overlapping windows tiling
+the whole period (the unconditional reference). Separately, a crypto-only Bayesian HMM
+(weekly) gives the posterior of the mean filtered P(crypto risk_on) in the weeks after a
+breakout versus over all weeks, draw by draw.
+
+Outputs: ``events.csv``, ``event_windows.csv``, ``event_study.csv`` (posteriors per asset
+and horizon, with HDI widths), ``crypto_risk_on.csv``, ``event_study.png``, ``report.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from common import Timer, features, log, parse_args, prices, write_json, write_table  # noqa: E402
+
+from regime_model.data.events import find_breakouts  # noqa: E402
+from regime_model.models import BayesianHMM  # noqa: E402
+from regime_model.models.event_study import (  # noqa: E402
+    EventStudy,
+    forward_returns,
+    tiling_starts,
+)
+from regime_model.results import hdi_bounds  # noqa: E402
+
+ASSETS = ["btc_return", "eth_return", "altcoin_return"]
+HORIZONS = {"3m": 63, "6m": 126, "12m": 252}  # trading days
+WEEKS = {"3m": 13, "6m": 26, "12m": 52}
+FIRST_DATE = "2015-01-01"
+
+
+def crypto_risk_on(weekly, events: pd.DatetimeIndex, args) -> pd.DataFrame:
+    """Posterior (band draws) of mean filtered P(risk_on) after breakouts vs all weeks."""
+    model = BayesianHMM(2, seed=args.seed, progressbar=False, **args.settings.as_kwargs())
+    result = model.fit(weekly, ASSETS)
+    risk_on = result.regime_names.index("risk_on")
+    filtered = result.probabilities.filtered[:, :, risk_on].astype(float)  # (S, T)
+    unconditional = filtered.mean(axis=1)
+    rows = []
+    for label, weeks in WEEKS.items():
+        masks = []
+        for event in events:
+            start = result.dates.searchsorted(event, side="right")  # first week after
+            if start + weeks <= len(result.dates):
+                mask = np.zeros(len(result.dates), bool)
+                mask[start : start + weeks] = True
+                masks.append(mask)
+        if not masks:
+            continue
+        after = np.stack([filtered[:, mask].mean(axis=1) for mask in masks]).mean(axis=0)
+        difference = after - unconditional
+        lower, upper = hdi_bounds(difference, 0.9)
+        rows.append(
+            {
+                "horizon": label,
+                "events": len(masks),
+                "after_breakout_mean": after.mean(),
+                "any_time_mean": unconditional.mean(),
+                "difference_mean": difference.mean(),
+                "difference_lower": lower,
+                "difference_upper": upper,
+                "p_difference_positive": (difference > 0).mean(),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.attrs["diagnostics"] = result.diagnostics()
+    return table
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    figure, axes = plt.subplots(1, len(HORIZONS), figsize=(12, 3.6), sharey=True)
+    for axis, horizon in zip(axes, HORIZONS, strict=True):
+        part = table[table["horizon"] == horizon].reset_index(drop=True)
+        for offset, (name, colour) in enumerate(
+            (("after_event", "#27ae60"), ("any_time", "#7f8c8d"))
+        ):
+            y = np.arange(len(part)) + 0.15 * (1 - 2 * offset)
+            axis.errorbar(
+                part[f"{name}_mean"],
+                y,
+                xerr=[
+                    part[f"{name}_mean"] - part[f"{name}_lower"],
+                    part[f"{name}_upper"] - part[f"{name}_mean"],
+                ],
+                fmt="o",
+                color=colour,
+                label=name.replace("_", " "),
+            )
+        axis.axvline(0, color="black", linewidth=0.5)
+        axis.set_yticks(range(len(part)), part["asset"].str.removesuffix("_return"))
+        axis.set_title(f"{horizon} forward log return (%)")
+    axes[0].legend(fontsize=8)
+    figure.suptitle("Posterior mean and 90% HDI: after an IWM breakout vs any time")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__.splitlines()[0], argv)
+    min_base_days = 365
+    daily = features(args.data_dir, "daily", args.out)
+    weekly = features(args.data_dir, "weekly", args.out)
+    iwm = prices(args.data_dir, {"IWM": "iwm.csv:close"})["IWM"].dropna()
+    breakouts = find_breakouts(iwm, min_base_days)
+    breakouts = breakouts[breakouts["date"] >= FIRST_DATE].reset_index(drop=True)
+    sensitivity = find_breakouts(iwm, 180)
+    sensitivity = sensitivity[sensitivity["date"] >= FIRST_DATE]
+    write_table(breakouts, args.out / "events.csv")
+    log(f"breakouts (base >= {min_base_days} days): {', '.join(map(str, breakouts['date']))}")
+    events = pd.DatetimeIndex(breakouts["date"])
+    returns = daily.frame.loc[daily.frame.index >= FIRST_DATE, ASSETS]
+    tables, windows = [], []
+    with Timer() as timer:
+        for label, horizon in HORIZONS.items():
+            after = forward_returns(returns, events, horizon)
+            reference = forward_returns(returns, tiling_starts(returns.index, horizon), horizon)
+            complete = after.dropna(how="all")
+            windows.append(after.assign(horizon=label))
+            if len(complete) < 2:
+                log(f"{label}: fewer than two complete windows after breakouts, skipped")
+                continue
+            study = EventStudy(seed=args.seed, **args.settings.as_kwargs()).fit(
+                complete, reference.dropna(how="all")
+            )
+            summary = study.summary().assign(
+                horizon=label,
+                events=len(complete),
+                reference_windows=study.n_reference_,
+                **{f"diagnostic_{k}": v for k, v in study.diagnostics().items()},
+            )
+            tables.append(summary)
+    table = pd.concat(tables, ignore_index=True)
+    write_table(table, args.out / "event_study.csv")
+    write_table(pd.concat(windows).reset_index(), args.out / "event_windows.csv")
+    plot(table, args.out / "event_study.png")
+    risk_on = crypto_risk_on(weekly, events, args)
+    write_table(risk_on, args.out / "crypto_risk_on.csv")
+    report = {
+        "quick": args.quick,
+        "min_base_days": min_base_days,
+        "events": [str(date.date()) for date in events],
+        "events_with_180_day_base": [str(date.date()) for date in sensitivity["date"]],
+        "fit_seconds": round(timer.seconds, 1),
+        "event_study": table.to_dict(orient="records"),
+        "crypto_risk_on": risk_on.to_dict(orient="records"),
+        "crypto_hmm_diagnostics": risk_on.attrs["diagnostics"],
+    }
+    write_json(report, args.out / "report.json")
+    for row in table.itertuples():
+        log(
+            f"{row.horizon} {row.asset}: after {row.after_event_mean:.0f}% "
+            f"[{row.after_event_lower:.0f}, {row.after_event_upper:.0f}] vs any time "
+            f"{row.any_time_mean:.0f}% [{row.any_time_lower:.0f}, {row.any_time_upper:.0f}]; "
+            f"P(after > any) {row.p_difference_positive:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
