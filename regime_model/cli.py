@@ -103,7 +103,14 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         metavar="COLUMN=GROUP",
         help="group of a column of a bare CSV (repeatable); build writes them already",
     )
-    fit.add_argument("--model", choices=("bayes-hmm", "em-hmm"), default="bayes-hmm")
+    fit.add_argument(
+        "--model",
+        choices=("bayes-hmm", "em-hmm", "hierarchical", "tvtp", "leadlag"),
+        default="bayes-hmm",
+        help="bayes-hmm (default), em-hmm (maximum likelihood), hierarchical (one regime, "
+        "asset parameters pooled by group), tvtp (covariate-driven transitions), leadlag "
+        "(a leading and a lagging regime chain)",
+    )
     fit.add_argument("--regimes", type=int, default=2, help="number of regimes K (2-5)")
     fit.add_argument("--emission", choices=("gaussian", "student-t"), default="gaussian")
     fit.add_argument(
@@ -136,6 +143,36 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--restarts", type=int, default=10, help="EM random restarts (em-hmm)")
+    tvtp = fit.add_argument_group("tvtp model")
+    tvtp.add_argument(
+        "--covariates",
+        metavar="COL,COL",
+        help="columns that drive the transitions (lagged one step), not used as emissions",
+    )
+    tvtp.add_argument(
+        "--coefficient-scale",
+        type=float,
+        default=1.0,
+        help="prior sd of each transition coefficient per covariate sd (default 1)",
+    )
+    leadlag = fit.add_argument_group("leadlag model")
+    leadlag.add_argument("--lead-group", default="equity", help="group of the leading chain")
+    leadlag.add_argument("--lag-group", default="crypto", help="group of the lagging chain")
+    leadlag.add_argument(
+        "--lag",
+        type=int,
+        default=1,
+        help="the lagging chain's transitions depend on the leading regime LAG steps earlier",
+    )
+    leadlag.add_argument(
+        "--lag-anchor", help="column the lagging chain is ordered on (default: its first return)"
+    )
+    leadlag.add_argument(
+        "--coupling-sd",
+        type=float,
+        default=1.5,
+        help="prior sd of the coupling log odds ratios (default 1.5)",
+    )
     fit.add_argument(
         "--holdout-start",
         metavar="DATE",
@@ -373,7 +410,7 @@ def _run_fit(args: argparse.Namespace) -> int:
         }
     else:
         config = {
-            "model": "bayes-hmm",
+            "model": args.model,
             "n_regimes": args.regimes,
             "emission": args.emission,
             "switching": args.switching,
@@ -387,6 +424,7 @@ def _run_fit(args: argparse.Namespace) -> int:
             "chains": args.chains,
             "seed": args.seed,
         }
+        config.update(_model_specific_config(args))
     model = model_from_config(config)
     holdout_start = None
     if args.holdout_start:
@@ -397,6 +435,28 @@ def _run_fit(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json")
     print(format_summary(result.summary()))
     return 0
+
+
+def _model_specific_config(args: argparse.Namespace) -> dict:
+    """The options only one model family takes; an error if given to another."""
+    if args.model == "tvtp":
+        if not args.covariates:
+            raise RegimeModelError("--model tvtp needs --covariates COL,COL")
+        return {
+            "covariates": [name.strip() for name in args.covariates.split(",") if name.strip()],
+            "coefficient_scale": args.coefficient_scale,
+        }
+    if args.covariates:
+        raise RegimeModelError("--covariates is for --model tvtp")
+    if args.model == "leadlag":
+        return {
+            "lead_group": args.lead_group,
+            "lag_group": args.lag_group,
+            "lag": args.lag,
+            "lag_anchor": args.lag_anchor,
+            "coupling_sd": args.coupling_sd,
+        }
+    return {}
 
 
 def _parse_group(item: str) -> tuple[str, str]:
@@ -493,8 +553,12 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _records_table(records: list[dict] | dict) -> list[str]:
-    """A model's own summary table (list of records) as indented text lines."""
+def _records_table(records: list[dict] | dict | str) -> list[str]:
+    """A model's own summary table (list of records, or a note) as indented text lines."""
+    if isinstance(records, str):
+        import textwrap
+
+        return textwrap.wrap(records, width=92, initial_indent="  ", subsequent_indent="  ")
     frame = pd.DataFrame(records if isinstance(records, list) else [records])
     text = frame.to_string(index=False, float_format=lambda value: f"{value:.4g}", na_rep="-")
     return [f"  {line}" for line in text.splitlines()]

@@ -225,3 +225,318 @@ def _mean_reverting(
     for t in range(1, len(target)):
         values[t] = values[t - 1] + speed * (target[t] - values[t - 1]) + shocks[t]
     return values
+
+
+# Feature-level generators for model tests
+
+from regime_model.data.features import FeatureSet  # noqa: E402  (appended; no import cycle)
+
+
+@dataclass(frozen=True)
+class TVTPTruth:
+    """What generated :func:`simulate_tvtp_features`.
+
+    ``regimes`` (T,) ints, 0 = risk_off. Moves i -> j != i are listed origin-major;
+    ``intercept`` (M,) and ``coefficient`` (M, C) give each move's logit against staying,
+    per *raw* unit of the covariates. ``transition`` (T-1, K, K): entry t moves date t to
+    t+1 and uses the covariates of date t. ``mean``/``scale`` (K, D) emission parameters.
+    """
+
+    regimes: np.ndarray
+    covariates: np.ndarray
+    intercept: np.ndarray
+    coefficient: np.ndarray
+    transition: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    emission_columns: list[str]
+    covariate_columns: list[str]
+
+
+def simulate_tvtp_features(
+    n_dates: int = 400,
+    intercept: np.ndarray | None = None,
+    coefficient: np.ndarray | None = None,
+    ar_coefficient: float = 0.8,
+    mean: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[FeatureSet, TVTPTruth]:
+    """Weekly features of a regime chain whose switching odds follow lagged covariates.
+
+    Covariates are independent AR(1) paths with unit stationary variance; the move from
+    date t-1 to t has logit ``intercept + coefficient @ x_{t-1}`` against staying
+    (multinomial logit per origin). Emissions are Gaussian with ``mean``/``scale`` (K, D).
+    Defaults: K = 2, two emission columns, covariate ``breadth_change`` pushing risk_off ->
+    risk_on up and risk_on -> risk_off down, and ``spread_change`` with no effect.
+    Returns (FeatureSet with emissions and covariates, :class:`TVTPTruth`).
+    """
+    intercept = np.array([-2.5, -2.5]) if intercept is None else np.asarray(intercept, float)
+    if coefficient is None:
+        coefficient = np.array([[1.2, 0.0], [-1.2, 0.0]])
+    coefficient = np.asarray(coefficient, float)
+    mean = np.array([[-1.0, 0.5], [1.0, -0.5]]) if mean is None else np.asarray(mean, float)
+    scale = np.array([[1.5, 1.0], [0.7, 1.0]]) if scale is None else np.asarray(scale, float)
+    n_regimes, n_features = mean.shape
+    n_moves, n_covariates = coefficient.shape
+    if n_moves != n_regimes * (n_regimes - 1) or intercept.shape != (n_moves,):
+        raise ValueError("intercept (K(K-1),) and coefficient (K(K-1), C) must match mean (K, D)")
+    if not -1.0 < ar_coefficient < 1.0:
+        raise ValueError("ar_coefficient must be between -1 and 1")
+    rng = np.random.default_rng(seed)
+    covariates = np.empty((n_dates, n_covariates))
+    covariates[0] = rng.standard_normal(n_covariates)
+    innovation = np.sqrt(1.0 - ar_coefficient**2)
+    for t in range(1, n_dates):
+        covariates[t] = ar_coefficient * covariates[t - 1] + innovation * rng.standard_normal(
+            n_covariates
+        )
+    off_diagonal = ~np.eye(n_regimes, dtype=bool)
+    logits = np.zeros((n_dates - 1, n_regimes, n_regimes))
+    logits[:, off_diagonal] = intercept + covariates[:-1] @ coefficient.T
+    transition = np.exp(logits - logits.max(axis=2, keepdims=True))
+    transition /= transition.sum(axis=2, keepdims=True)
+    regimes = np.empty(n_dates, dtype=np.int64)
+    regimes[0] = rng.integers(n_regimes)
+    for t in range(1, n_dates):
+        regimes[t] = rng.choice(n_regimes, p=transition[t - 1, regimes[t - 1]])
+    values = mean[regimes] + scale[regimes] * rng.standard_normal((n_dates, n_features))
+    emission_columns = ["eq_return", "crypto_return", *[f"flow_{d}" for d in range(2, n_features)]]
+    emission_columns = emission_columns[:n_features]
+    covariate_columns = ["breadth_change", "spread_change"]
+    covariate_columns += [f"driver_{c}" for c in range(2, n_covariates)]
+    covariate_columns = covariate_columns[:n_covariates]
+    dates = pd.date_range("2015-01-02", periods=n_dates, freq="W-FRI", name="date")
+    frame = pd.DataFrame(
+        np.hstack([values, covariates]), index=dates, columns=emission_columns + covariate_columns
+    )
+    groups = {"eq_return": "equity", "crypto_return": "crypto", "breadth_change": "breadth"}
+    groups = {column: groups.get(column, "flows") for column in frame.columns}
+    truth = TVTPTruth(
+        regimes=regimes,
+        covariates=covariates,
+        intercept=intercept,
+        coefficient=coefficient,
+        transition=transition,
+        mean=mean,
+        scale=scale,
+        emission_columns=emission_columns,
+        covariate_columns=covariate_columns,
+    )
+    return FeatureSet(frame, groups, "weekly", source="synthetic-tvtp"), truth
+
+
+@dataclass(frozen=True)
+class PooledTruth:
+    """What generated :func:`simulate_pooled_features` (K = 2).
+
+    ``regimes`` (T,) ints, 0 = risk_off; ``groups`` (G,) group names. Group level, in units
+    of each asset's stationary standard deviation: ``group_mean`` (K, G) signed regime
+    responses and ``group_log_scale`` (K, G) log-scale responses, both centred over
+    regimes; ``group_mean_sd``/``group_log_scale_sd`` (G,) spreads of the members. Asset
+    level: ``signs`` {column: +1 or -1}; ``mean``/``scale`` (K, D) in the features' units.
+    ``short_column`` is observed from ``short_start`` on only.
+    """
+
+    regimes: np.ndarray
+    transition: np.ndarray
+    groups: list[str]
+    group_mean: np.ndarray
+    group_log_scale: np.ndarray
+    group_mean_sd: np.ndarray
+    group_log_scale_sd: np.ndarray
+    signs: dict[str, int]
+    mean: np.ndarray
+    scale: np.ndarray
+    columns: list[str]
+    short_column: str
+    short_start: pd.Timestamp
+
+
+# (group, risk_on - risk_off response, risk_off - risk_on log-scale, spreads, members with
+# their signs). "coin_new_return" is the short-history asset.
+_POOLED_GROUPS = (
+    ("equity", 1.2, 0.5, 0.15, 0.10, (("eq_small_return", 1), ("eq_large_return", 1),
+                                      ("eq_value_return", 1))),
+    ("crypto", 0.8, 0.4, 0.10, 0.08, (("coin_a_return", 1), ("coin_b_return", 1),
+                                      ("coin_new_return", 1))),
+    ("flows", 1.0, 0.6, 0.15, 0.10, (("spread_change", -1), ("flow_growth", 1))),
+)  # fmt: skip
+
+
+def simulate_pooled_features(
+    n_dates: int = 400,
+    short_history: float = 0.3,
+    stay_probability: float = 0.97,
+    missing_share: float = 0.05,
+    seed: int = 0,
+) -> tuple[FeatureSet, PooledTruth]:
+    """Weekly features of one 2-regime chain, asset parameters drawn within groups.
+
+    Each asset's regime response is its group's plus a centred Normal(0, spread) deviation
+    per regime (likewise its log-scale response); its signed response sets the sign of its
+    mean contrast. Its log-scale level is chosen so its stationary variance is 1 (so
+    standardised units are the group level's units), then each asset gets its own raw
+    centre and unit. The short-history asset ("coin_new_return") is observed on the last
+    ``short_history`` share of dates only; ``missing_share`` of coin_a_return's dates are
+    missing at random. Returns (FeatureSet with groups, :class:`PooledTruth`).
+    """
+    if not 0.0 < short_history < 1.0:
+        raise ValueError("short_history must be between 0 and 1")
+    rng = np.random.default_rng(seed)
+    transition = _transition_matrix(2, stay_probability)
+    regimes = _markov_chain(rng, transition, n_dates)
+    names = [group[0] for group in _POOLED_GROUPS]
+    n_groups = len(names)
+    group_mean = np.empty((2, n_groups))
+    group_log_scale = np.empty((2, n_groups))
+    columns, signs, mean, scale = [], {}, [], []
+    for g, (_, response, log_ratio, mean_sd, log_sd, members) in enumerate(_POOLED_GROUPS):
+        group_mean[:, g] = [-response / 2, response / 2]
+        group_log_scale[:, g] = [log_ratio / 2, -log_ratio / 2]
+        for column, sign in members:
+            deviation = rng.normal(0.0, [mean_sd, log_sd], size=(2, 2))
+            deviation -= deviation.mean(axis=0)  # centred over regimes, as in the model
+            effect = group_mean[:, g] + deviation[:, 0]
+            log_effect = group_log_scale[:, g] + deviation[:, 1]
+            contrast = effect[1] - effect[0]
+            # Stationary variance with equal regime shares: mean of sigma^2 + (contrast/2)^2.
+            log_level = 0.5 * np.log((1.0 - contrast**2 / 4) / np.mean(np.exp(2 * log_effect)))
+            centre, unit = rng.normal(0.0, 0.01), np.exp(rng.normal(-3.0, 1.0))
+            columns.append(column)
+            signs[column] = sign
+            mean.append(centre + unit * sign * effect)
+            scale.append(unit * np.exp(log_level + log_effect))
+    mean, scale = np.stack(mean, axis=1), np.stack(scale, axis=1)
+    values = mean[regimes] + scale[regimes] * rng.standard_normal((n_dates, len(columns)))
+    dates = pd.date_range("2015-01-02", periods=n_dates, freq="W-FRI", name="date")
+    frame = pd.DataFrame(values, index=dates, columns=columns)
+    short_start = dates[int(round((1.0 - short_history) * n_dates))]
+    frame.loc[frame.index < short_start, "coin_new_return"] = np.nan
+    frame.loc[rng.random(n_dates) < missing_share, "coin_a_return"] = np.nan
+    groups = {column: name for name, *_, members in _POOLED_GROUPS for column, _ in members}
+    truth = PooledTruth(
+        regimes=regimes,
+        transition=transition,
+        groups=names,
+        group_mean=group_mean,
+        group_log_scale=group_log_scale,
+        group_mean_sd=np.array([group[3] for group in _POOLED_GROUPS]),
+        group_log_scale_sd=np.array([group[4] for group in _POOLED_GROUPS]),
+        signs=signs,
+        mean=mean,
+        scale=scale,
+        columns=columns,
+        short_column="coin_new_return",
+        short_start=short_start,
+    )
+    return FeatureSet(frame, groups, "weekly", source="synthetic-pooled"), truth
+
+
+@dataclass(frozen=True)
+class LeadLagTruth:
+    """What generated :func:`simulate_lead_lag_features` (K = 2 regimes per chain).
+
+    ``lead_regimes``/``lag_regimes`` (T,) ints per date, 0 = risk_off. ``lead_transition``
+    (K, K); ``lag_transition`` (K, K, K): entry [e] is the lag chain's transition matrix
+    when the lead regime ``lag`` steps earlier was e. ``coupling_enter``/``coupling_stay``:
+    log odds ratios of P(lag: risk_off -> risk_on) and of P(lag: risk_on -> risk_on)
+    between a lead risk_on and a lead risk_off ``lag`` steps earlier. ``mean``/``scale``
+    (K, D): each column's parameters in its own chain's regimes (``lead_columns`` follow
+    the lead chain, ``lag_columns`` the lag chain).
+    """
+
+    lead_regimes: np.ndarray
+    lag_regimes: np.ndarray
+    lag: int
+    lead_transition: np.ndarray
+    lag_transition: np.ndarray
+    coupling_enter: float
+    coupling_stay: float
+    mean: np.ndarray
+    scale: np.ndarray
+    lead_columns: list[str]
+    lag_columns: list[str]
+
+
+# Per column: (name, group, chain, risk_off mean, risk_on mean, risk_off scale, risk_on scale).
+_LEAD_LAG_COLUMNS = (
+    ("eq_return", "equity", "lead", -1.0, 0.6, 1.5, 0.8),
+    ("eq_breadth_change", "equity", "lead", -0.8, 0.5, 1.0, 1.0),
+    ("coin_a_return", "crypto", "lag", -1.5, 1.5, 2.0, 1.2),
+    ("coin_b_return", "crypto", "lag", -1.2, 1.2, 2.2, 1.5),
+)
+
+
+def simulate_lead_lag_features(
+    n_dates: int = 400,
+    lag: int = 2,
+    lead_stay: float = 0.95,
+    enter_probability: tuple[float, float] = (0.02, 0.2),
+    stay_probability: tuple[float, float] = (0.85, 0.97),
+    separation: float = 1.0,
+    seed: int = 0,
+) -> tuple[FeatureSet, LeadLagTruth]:
+    """Weekly features of two regime chains, the lag chain (crypto columns) switching with
+    odds set by the lead chain's (equity columns) regime ``lag`` weeks earlier.
+
+    ``lead_stay``: P(lead stays) in either regime. ``enter_probability``: P(lag chain
+    risk_off -> risk_on) when the lead was (risk_off, risk_on) ``lag`` weeks earlier;
+    ``stay_probability``: P(lag chain stays risk_on), likewise. Equal pairs: independent
+    chains. ``separation`` multiplies every regime mean (larger: regimes easier to tell).
+    Both chains run 100 weeks before the first date, so they start near their stationary
+    mix. Returns (FeatureSet with groups equity and crypto, :class:`LeadLagTruth`).
+    """
+    if lag < 0:
+        raise ValueError("lag must be >= 0")
+    probabilities = (lead_stay, *enter_probability, *stay_probability)
+    if not all(0.0 < p < 1.0 for p in probabilities):
+        raise ValueError("probabilities must be strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    burn_in = 100
+    lead_transition = _transition_matrix(2, lead_stay)
+    lag_transition = np.array(
+        [
+            [[1.0 - enter, enter], [1.0 - stay, stay]]
+            for enter, stay in zip(enter_probability, stay_probability, strict=True)
+        ]
+    )
+    # lead[s] is the lead regime of date s - burn_in - lag; lag_path[s] the lag chain's of
+    # date s - burn_in, which moves with the lead regime of date s - burn_in - lag = lead[s].
+    lead = _markov_chain(rng, lead_transition, burn_in + lag + n_dates)
+    lag_path = np.empty(burn_in + n_dates, dtype=np.int64)
+    lag_path[0] = rng.integers(2)
+    for s in range(1, len(lag_path)):
+        row = lag_transition[lead[s], lag_path[s - 1]]
+        lag_path[s] = int(rng.random() < row[1])
+    lead_regimes, lag_regimes = lead[burn_in + lag :], lag_path[burn_in:]
+    columns = [spec[0] for spec in _LEAD_LAG_COLUMNS]
+    mean = separation * np.array([spec[3:5] for spec in _LEAD_LAG_COLUMNS]).T  # (K, D)
+    scale = np.array([spec[5:7] for spec in _LEAD_LAG_COLUMNS]).T
+    follows_lead = np.array([spec[2] == "lead" for spec in _LEAD_LAG_COLUMNS])
+    regime = np.where(follows_lead[None, :], lead_regimes[:, None], lag_regimes[:, None])
+    columns_index = np.arange(len(columns))[None, :]
+    values = mean[regime, columns_index] + scale[regime, columns_index] * rng.standard_normal(
+        regime.shape
+    )
+    dates = pd.date_range("2015-01-02", periods=n_dates, freq="W-FRI", name="date")
+    frame = pd.DataFrame(values, index=dates, columns=columns)
+    groups = {spec[0]: spec[1] for spec in _LEAD_LAG_COLUMNS}
+
+    def logit(p: float) -> float:
+        return float(np.log(p / (1.0 - p)))
+
+    truth = LeadLagTruth(
+        lead_regimes=lead_regimes,
+        lag_regimes=lag_regimes,
+        lag=lag,
+        lead_transition=lead_transition,
+        lag_transition=lag_transition,
+        coupling_enter=logit(enter_probability[1]) - logit(enter_probability[0]),
+        coupling_stay=logit(stay_probability[1]) - logit(stay_probability[0]),
+        mean=mean,
+        scale=scale,
+        lead_columns=[c for c, lead in zip(columns, follows_lead, strict=True) if lead],
+        lag_columns=[c for c, lead in zip(columns, follows_lead, strict=True) if not lead],
+    )
+    return FeatureSet(frame, groups, "weekly", source="synthetic-leadlag"), truth

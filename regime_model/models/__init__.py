@@ -10,10 +10,27 @@ from typing import Any
 
 from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.em_hmm import EMHMM
+from regime_model.models.hierarchical import HierarchicalHMM
+from regime_model.models.leadlag import LeadLagHMM
+from regime_model.models.tvtp import TVTPHMM
 
-MODELS = {"bayes-hmm": BayesianHMM, "em-hmm": EMHMM}
+MODELS = {
+    "bayes-hmm": BayesianHMM,
+    "em-hmm": EMHMM,
+    "hierarchical": HierarchicalHMM,
+    "tvtp": TVTPHMM,
+    "leadlag": LeadLagHMM,
+}
 
-__all__ = ["MODELS", "BayesianHMM", "EMHMM", "model_from_config"]
+__all__ = [
+    "MODELS",
+    "BayesianHMM",
+    "EMHMM",
+    "HierarchicalHMM",
+    "LeadLagHMM",
+    "TVTPHMM",
+    "model_from_config",
+]
 
 
 def model_from_config(config: dict[str, Any]) -> BayesianHMM | EMHMM:
