@@ -1,0 +1,63 @@
+"""Fit time and ESS per second of each model family on weekly data (T ~ 600, K = 2).
+
+Uses the real weekly features built from ``--data-dir`` (the snapshot beside the
+repository). Each model is fitted at its defaults (4 chains x 1000 tune + 1000 draws) on
+the same columns: IWM returns and breadth change (equity), BTC and ETH returns (crypto);
+tvtp adds the lagged change in high-yield spreads as its transition driver, leadlag uses
+lag 1 and volatility ordering.
+
+    python benchmarks/bench_models.py --data-dir ../shared/data
+    python benchmarks/bench_models.py --data-dir ../shared/data --only tvtp
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import arviz as az
+
+from regime_model.data.features import FeatureSet, build_features
+from regime_model.data.sources import CsvDirectorySource
+from regime_model.data.universe import load_universe
+from regime_model.models import MODELS
+
+COLUMNS = ["iwm_return", "pct_above_200dma_change", "btc_return", "eth_return"]
+RUNS = {
+    "bayes-hmm": {},
+    "hierarchical": {},
+    "tvtp": {"covariates": ["hy_spread_change"]},
+    "leadlag": {"lag": 1, "order_by": "volatility"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--only", choices=list(RUNS), action="append")
+    args = parser.parse_args()
+    weekly = build_features(load_universe(), CsvDirectorySource(args.data_dir), "weekly")
+    needed = weekly.frame[COLUMNS + ["hy_spread_change"]].notna().all(axis=1)
+    frame = weekly.frame.loc[needed.idxmax() : needed[::-1].idxmax()]
+    groups = {**weekly.groups, "pct_above_200dma_change": "equity"}
+    features = FeatureSet(frame, groups, "weekly")
+    print(f"T = {len(frame)} weekly dates, K = 2, 4 chains x 1000 + 1000")
+    header = f"{'model':<13} {'wall s':>7} {'sampling s':>10} {'min ESS':>8} {'ESS/s':>7}"
+    print(header + f" {'max R-hat':>9} {'div':>4}")
+    for name in args.only or RUNS:
+        model = MODELS[name](2, progressbar=False, **RUNS[name])
+        started = time.perf_counter()
+        result = model.fit(features, COLUMNS)
+        wall = time.perf_counter() - started
+        data = result.inference_data
+        ess = float(az.ess(data, method="bulk").to_array().min())
+        sampling = result.fit_info.get("sampling_seconds") or result.fit_info["sample_call_seconds"]
+        diagnostics = result.diagnostics()
+        print(
+            f"{name:<13} {wall:7.1f} {sampling:10.1f} {ess:8.0f} {ess / sampling:7.1f} "
+            f"{diagnostics['max_rhat']:9.3f} {diagnostics['divergences']:4d}"
+        )
+
+
+if __name__ == "__main__":
+    main()
