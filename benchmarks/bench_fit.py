@@ -1,25 +1,38 @@
 """Fit-time benchmark of the Bayesian HMM against the usual alternatives.
 
 One run, same data (synthetic 2-regime Gaussian HMM, T dates, D features) and the same
-priors and ordered parameterisation:
+priors and ordered parameterisation for every Bayesian row:
 
-* package:  BayesianHMM (compiled forward-backward Op with analytic gradient, PyMC NUTS);
-* scan:     the same PyMC model with the forward algorithm written as a pytensor.scan
-            (hand-written max-shifted logsumexp), the common way; a shorter run;
-* em:       hmmlearn EM (10 restarts), for speed and accuracy reference.
+* em:      hmmlearn EM (10 restarts), for speed and accuracy reference;
+* nuts:    the package's BayesianHMM (compiled forward-backward Op with an analytic
+           gradient) sampled by PyMC's NUTS;
+* nutpie:  the same model sampled by nutpie (the Op's numba dispatch, NUMBA mode);
+* numpyro: the model written by hand in numpyro (forward pass in jax.lax.scan, JAX
+           autodiff, numpyro's NUTS; benchmarks/numpyro_reference.py), same EM starts;
+* scan:    the PyMC model with the forward algorithm written as a pytensor.scan
+           (hand-written max-shifted logsumexp), the common way; a shorter run.
 
-Prints wall time, compile time, min bulk ESS, ESS per second, max R-hat, divergences and
-accuracy of the argmax smoothed regime, and the ESS/s ratio to the scan implementation.
+Prints wall time, compile time, min bulk ESS, ESS per second (ESS / wall), max R-hat,
+divergences and accuracy of the argmax smoothed regime, then each row's ESS/s as a
+multiple of the scan and numpyro rows'. A package row's wall is its whole ``fit()`` call:
+EM start, compiling (or loading compiled code from the caches), sampling, and the
+per-draw forward-backward behind the bands and diagnostics.
 
-    python benchmarks/bench_fit.py                 # T=2500, K=2, D=3, 4 chains x 1000+1000
-    python benchmarks/bench_fit.py --regimes 3     # K=3 on the same data
-    python benchmarks/bench_fit.py --skip-scan     # without the (slow) scan reference
+    python benchmarks/bench_fit.py --scan-draws 100   # all rows, T=2500, K=2, D=3, 4 x 1000+1000
+    python benchmarks/bench_fit.py --regimes 3 --skip-scan     # K=3 on the same data
+    time python benchmarks/bench_fit.py --only nutpie         # one row in a fresh process
+
+For a cold start, point both compile caches at empty directories:
+    PYTENSOR_FLAGS=base_compiledir=$(mktemp -d) NUMBA_CACHE_DIR=$(mktemp -d) \\
+        python benchmarks/bench_fit.py --only nutpie
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -28,7 +41,18 @@ import pytensor
 import pytensor.tensor as pt
 
 from regime_model.data.features import FeatureSet
+from regime_model.inference import hmm_smoother
 from regime_model.models import EMHMM, BayesianHMM
+from regime_model.models.observations import prepare_observations, select_features
+
+ROWS = ("em", "nuts", "nutpie", "numpyro", "scan")
+LABELS = {
+    "em": "hmmlearn-em",
+    "nuts": "package (PyMC NUTS)",
+    "nutpie": "package (nutpie)",
+    "numpyro": "numpyro (hand-written)",
+    "scan": "pytensor-scan (PyMC NUTS)",
+}
 
 
 def simulate(n_dates: int, n_features: int, seed: int = 0) -> tuple[FeatureSet, np.ndarray]:
@@ -71,26 +95,13 @@ class ScanHMM(BayesianHMM):
         return peak + pt.log(pt.sum(pt.exp(last - peak)))
 
 
-def report(name: str, result, wall: float, path: np.ndarray) -> dict:
-    posterior = result.inference_data
-    names = ["transition", "emission_mean", "emission_scale"]
-    sampling = float(result.fit_info.get("sampling_seconds") or np.nan)
-    ess = float(az.ess(posterior, var_names=names, method="bulk").to_array().min())
-    rhat = float(az.rhat(posterior, var_names=names).to_array().max())
-    divergences = int(posterior.sample_stats["diverging"].sum())
-    smoothed = result.regime_probabilities("smoothed")[("risk_on", "mean")].to_numpy()
-    accuracy = float(((smoothed > 0.5).astype(int) == path).mean())
-    row = {
-        "implementation": name,
-        "wall_s": wall,
-        "compile_s": wall - sampling,
-        "sampling_s": sampling,
-        "min_ess_bulk": ess,
-        "ess_per_s": ess / wall,
-        "max_rhat": rhat,
-        "divergences": divergences,
-        "accuracy": accuracy,
-    }
+def accuracy(risk_on_probability: np.ndarray, path: np.ndarray) -> float:
+    """Share of dates where the argmax smoothed regime is the true one (K=2: risk_on = 1;
+    K>2: the true risk_off is every regime but risk_on)."""
+    return float(((risk_on_probability > 0.5).astype(int) == path).mean())
+
+
+def print_row(row: dict) -> None:
     print(
         " ".join(
             f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
@@ -98,7 +109,81 @@ def report(name: str, result, wall: float, path: np.ndarray) -> dict:
         ),
         flush=True,
     )
+
+
+def package_row(name: str, result, wall: float, path: np.ndarray) -> dict:
+    posterior = result.inference_data
+    names = ["transition", "emission_mean", "emission_scale"]
+    sampling = float(result.fit_info.get("sampling_seconds") or np.nan)
+    ess = float(az.ess(posterior, var_names=names, method="bulk").to_array().min())
+    rhat = float(az.rhat(posterior, var_names=names).to_array().max())
+    smoothed = result.regime_probabilities("smoothed")[("risk_on", "mean")].to_numpy()
+    row = {
+        "implementation": name,
+        "wall_s": wall,
+        "compile_s": float(result.fit_info["sample_call_seconds"]) - sampling,
+        "sampling_s": sampling,
+        "min_ess_bulk": ess,
+        "ess_per_s": ess / wall,
+        "max_rhat": rhat,
+        "divergences": int(posterior.sample_stats["diverging"].sum()),
+        "accuracy": accuracy(smoothed, path),
+    }
+    print_row(row)
     return row
+
+
+def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
+    """The hand-written numpyro model from the package's own EM-based chain starts."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from numpyro_reference import fit_numpyro
+
+    model = BayesianHMM(args.regimes, chains=args.chains, seed=1)
+    observations = prepare_observations(select_features(features, None), args.regimes)
+    start = model._em_start(observations.fitted_part())
+    initvals = model._initial_values(start, observations)
+    fit = fit_numpyro(
+        observations,
+        args.regimes,
+        initvals,
+        draws=args.draws,
+        tune=args.tune,
+        target_accept=model.target_accept,
+        seed=1,
+        chain_method=args.numpyro_chain_method,
+    )
+    draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
+    ess = min(float(az.ess(az.convert_to_dataset(v)).to_array().min()) for v in draws.values())
+    rhat = max(float(az.rhat(az.convert_to_dataset(v)).to_array().max()) for v in draws.values())
+    row = {
+        "implementation": f"{LABELS['numpyro']} [{fit.chain_method}]",
+        "wall_s": fit.wall_seconds,
+        "compile_s": fit.compile_seconds,
+        "sampling_s": fit.wall_seconds - fit.compile_seconds,
+        "min_ess_bulk": ess,
+        "ess_per_s": ess / fit.wall_seconds,
+        "max_rhat": rhat,
+        "divergences": int(fit.diverging.sum()),
+        "accuracy": accuracy(_numpyro_risk_on(fit, observations), path),
+    }
+    print_row(row)
+    return row
+
+
+def _numpyro_risk_on(fit, observations, n_draws: int = 400) -> np.ndarray:
+    """Posterior mean of P(risk_on | all data) over evenly spaced draws (not timed)."""
+    mean, sigma = (x.reshape(-1, *x.shape[2:]) for x in (fit.mean, fit.sigma))
+    transition, initial = (x.reshape(-1, *x.shape[2:]) for x in (fit.transition, fit.initial))
+    values, observed = observations.values, observations.observed
+    total = np.zeros(len(values))
+    picks = np.unique(np.linspace(0, len(mean) - 1, n_draws).astype(int))
+    for i in picks:
+        z = (values[:, None, :] - mean[i][None]) / sigma[i][None]
+        log_density = -0.5 * z**2 - np.log(sigma[i])[None] - 0.5 * np.log(2 * np.pi)
+        log_emission = (log_density * observed[:, None, :]).sum(axis=-1)
+        smoothed = hmm_smoother(np.log(initial[i]), np.log(transition[i]), log_emission)
+        total += smoothed.smoothed_probs[:, -1]
+    return total / len(picks)
 
 
 def main() -> None:
@@ -111,36 +196,69 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--scan-draws", type=int, default=150, help="draws and tune for scan")
     parser.add_argument("--skip-scan", action="store_true")
+    parser.add_argument(
+        "--only", default=",".join(ROWS), help=f"comma-separated rows among {','.join(ROWS)}"
+    )
+    parser.add_argument(
+        "--numpyro-chain-method",
+        default="parallel",
+        choices=("sequential", "vectorized", "parallel"),
+        help="parallel (fastest on 2 cores): one XLA host device per chain, chains in threads",
+    )
     args = parser.parse_args()
+    wanted = [row.strip() for row in args.only.split(",") if row.strip()]
+    unknown = set(wanted) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows {', '.join(sorted(unknown))}; choose among {', '.join(ROWS)}")
+    if args.skip_scan and "scan" in wanted:
+        wanted.remove("scan")
     features, path = simulate(args.dates, args.features)
+    if args.regimes > 2:
+        # risk_on is still the calm regime of the simulation; every other one is "not risk_on".
+        print("K > 2: accuracy = P(risk_on) > 0.5 against the true calm regime", flush=True)
     print(
         f"T={args.dates} K={args.regimes} D={args.features} chains={args.chains} "
-        f"draws={args.draws} tune={args.tune}",
+        f"draws={args.draws} tune={args.tune} rows={','.join(wanted)}",
         flush=True,
     )
 
-    rows = []
-    start = time.perf_counter()
-    em = EMHMM(args.regimes, n_restarts=10).fit(features)
-    em_wall = time.perf_counter() - start
-    smoothed = em.regime_probabilities("smoothed")[("risk_on", "mean")].to_numpy()
-    print(
-        f"implementation=hmmlearn-em wall_s={em_wall:.3g} "
-        f"accuracy={((smoothed > 0.5).astype(int) == path).mean():.3g}",
-        flush=True,
-    )
+    rows: dict[str, dict] = {}
+    if "em" in wanted:
+        start = time.perf_counter()
+        em = EMHMM(args.regimes, n_restarts=10).fit(features)
+        em_wall = time.perf_counter() - start
+        smoothed = em.regime_probabilities("smoothed")[("risk_on", "mean")].to_numpy()
+        print(
+            f"implementation={LABELS['em']} wall_s={em_wall:.3g} "
+            f"accuracy={accuracy(smoothed, path):.3g}",
+            flush=True,
+        )
 
     settings = dict(chains=args.chains, seed=1, progressbar=False)
-    start = time.perf_counter()
-    package = BayesianHMM(args.regimes, draws=args.draws, tune=args.tune, **settings).fit(features)
-    rows.append(report("package", package, time.perf_counter() - start, path))
-    if not args.skip_scan:
+    for sampler in ("nuts", "nutpie"):
+        if sampler in wanted:
+            model = BayesianHMM(
+                args.regimes, sampler=sampler, draws=args.draws, tune=args.tune, **settings
+            )
+            start = time.perf_counter()
+            result = model.fit(features)
+            rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
+    if "numpyro" in wanted:
+        rows["numpyro"] = numpyro_row(features, args, path)
+    if "scan" in wanted:
+        model = ScanHMM(args.regimes, draws=args.scan_draws, tune=args.scan_draws, **settings)
         start = time.perf_counter()
-        scan = ScanHMM(args.regimes, draws=args.scan_draws, tune=args.scan_draws, **settings).fit(
-            features
-        )
-        rows.append(report("pytensor-scan", scan, time.perf_counter() - start, path))
-        print(f"ESS/s ratio package / scan: {rows[0]['ess_per_s'] / rows[1]['ess_per_s']:.0f}x")
+        result = model.fit(features)
+        label = f"{LABELS['scan']}, {args.scan_draws} tune + {args.scan_draws} draws"
+        rows["scan"] = package_row(label, result, time.perf_counter() - start, path)
+
+    for reference in ("scan", "numpyro"):
+        if reference not in rows:
+            continue
+        for name, row in rows.items():
+            if name != reference:
+                ratio = row["ess_per_s"] / rows[reference]["ess_per_s"]
+                print(f"ESS/s ratio {LABELS[name]} / {LABELS[reference]}: {ratio:.3g}x")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_
 
 from regime_model.inference import forward_backward
 from regime_model.inference.forward_backward import (
-    hmm_loglik_and_grad,
     loglik_and_grad_homogeneous,
     loglik_and_grad_time_varying,
 )
@@ -63,7 +62,11 @@ class HMMLogLikelihoodOp(Op):
         return Apply(self, inputs, outputs)
 
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
-        for storage, value in zip(output_storage, hmm_loglik_and_grad(*inputs), strict=True):
+        # The jitted entry points check shapes themselves; make_node already fixed dtype and
+        # rank, so the public function's Python validation would only add overhead.
+        time_varying = node.inputs[1].type.ndim == 3
+        kernel = loglik_and_grad_time_varying if time_varying else loglik_and_grad_homogeneous
+        for storage, value in zip(output_storage, kernel(*inputs), strict=True):
             storage[0] = np.asarray(value, dtype=np.float64)
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):
