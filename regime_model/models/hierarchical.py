@@ -19,25 +19,28 @@ scale are known from all of its dates; what a short history cannot pin down is h
 split between regimes, and that is what the group lends.
 
 Zero-sum vectors are sampled as coordinates in an orthonormal basis of the zero-sum
-subspace (Normal coordinates = ZeroSumNormal vector). Members' coordinates are partially
-centred (Gorinova, Moore & Hoffman 2020), with a weight per feature fixed before sampling:
-near 1 (centred) for a feature whose own data pin its response down, lower (towards
-non-centred) for a short or noisy one. The weights change what the sampler sees, never
-the posterior.
+subspace (Normal coordinates = ZeroSumNormal vector). Each feature's level is a
+precision-weighted average of its regime means (weights fixed from the start), which
+makes it nearly uncorrelated with the responses in the posterior. A pooled group is
+sampled non-centred (member = group + spread * raw) unless its members clearly differ at
+the start; then its members are free and the group is their average plus a standardised
+offset (no funnel between a two-member group and its spread). These choices change what
+the sampler sees, never the posterior.
 
 Signs: features in one group may respond to risk-on with opposite signs (a credit-spread
 change falls when a high-yield return rises). Each feature's ``sign`` is fixed before
-sampling from the EM start, as the sign of its risk_on minus risk_off mean (the anchor is
-+1 by construction); ``signs`` overrides it per column. A feature whose response turns
-out to have the other sign is not forced: its deviation moves it across, at a prior
-cost; the summary reports P(same sign) per feature.
+sampling from the start of the chains (the non-pooled model's MAP, reached from EM), as
+the sign of its risk_on minus risk_off mean (the anchor is +1 by construction);
+``signs`` overrides it per column. A feature whose response turns out to have the other
+sign is not forced: its deviation moves it across, at a prior cost. The summary reports
+P(same sign) per feature, with a note when it is below 0.05.
 
 Groups: a column whose group is missing ("unknown") forms a group of its own (named
 ``ungrouped:<column>``), so nothing is pooled without a stated group. A group with one
 member has no spread parameter: the member's response *is* the group's.
 
 Identifiability: the anchor's group has ordered mean responses (risk_off lowest), built
-from positive Gamma(2, 4) gaps and centred; chains start from the EM fit. Regimes are
+from positive Gamma(2, 4) gaps and centred; chains start from the MAP point. Regimes are
 thus ordered on the anchor group's response, which is the anchor's own order whenever the
 group agrees.
 """
@@ -69,16 +72,20 @@ from regime_model.results import RegimeResult, hdi_bounds
 LEVEL_SD = 1.0  # per-feature level; the data are centred
 GROUP_MEAN_SD = 1.0  # per zero-sum coordinate of a group's regime responses
 GROUP_LOG_SCALE_SD = LOG_SCALE_SD  # same spread as BayesianHMM's log-scales
-# Spread of the members around their group, per zero-sum coordinate: Gamma(2, 10), mean
-# 0.2 sd, mode 0.1, 95% within (0.02, 0.56). Zero-avoiding: assets are never treated as
+# Spread of the members around their group, per zero-sum coordinate: Gamma(3, 15), mean
+# 0.2 sd, mode 0.13, 95% within (0.04, 0.48). Zero-avoiding: assets are never treated as
 # identical (pooling stays partial), and with two or three members per group it keeps
 # the sampler out of the funnel's neck (Chung et al. 2013); its light right tail keeps
 # members of a group similar unless their data say otherwise.
-SPREAD_ALPHA, SPREAD_BETA = 2.0, 10.0
-MIN_START_SPREAD = 0.05
+SPREAD_ALPHA, SPREAD_BETA = 3.0, 15.0
+MIN_START_SPREAD = 0.05  # floor of the start values of spreads and ordered gaps
+# A pooled group is sampled centred when its members' spread at the start is at least this
+# many times their standard errors (see _centred_groups).
+CENTRED_SPREAD_RATIO = 3.0
 # Features observed on fewer of the fitted dates are left out of the EM start's own fit.
-EM_MIN_OBSERVED_SHARE = 0.8  # floor of the start values of spreads and ordered gaps
+EM_MIN_OBSERVED_SHARE = 0.8
 SUMMARY_HDI = 0.9
+SIGN_WARNING = 0.05  # notes a pooled feature whose P(same sign) falls below this
 UNGROUPED = "unknown"
 
 
@@ -86,28 +93,35 @@ UNGROUPED = "unknown"
 class GroupStructure:
     """Which feature belongs to which group, and each feature's response sign.
 
-    ``names`` (G,) group names; ``member`` (D,) group index of each feature; ``pooled``
-    indexes the groups with two or more members; ``pooled_features`` (P,) the features in
-    them; ``signs`` (D,) +1 or -1; ``sign_source`` (D,) "em" or "user"; ``centring``
-    {"mean", "log_scale"} -> (P,) partial-centring weights of the pooled features.
+    ``columns`` (D,) the features, ``anchor`` the anchor's index; ``names`` (G,) group
+    names; ``member`` (D,) group index of each feature; ``pooled`` indexes the groups with
+    two or more members; ``pooled_features`` (P,) the features in them; ``signs`` (D,) +1
+    or -1; ``sign_source`` (D,) "start" or "user"; ``level_weights`` {"mean",
+    "log_scale"} -> (D, K) weights over regimes defining each feature's level; ``centred``
+    {"mean", "log_scale"} -> (G,) True for a pooled group sampled centred.
     """
 
+    columns: list[str]
+    anchor: int
     names: list[str]
     member: np.ndarray
     pooled: np.ndarray
     pooled_features: np.ndarray
     signs: np.ndarray
     sign_source: list[str]
-    centring: dict[str, np.ndarray]
+    level_weights: dict[str, np.ndarray]
+    centred: dict[str, np.ndarray]
 
     @property
     def pooled_names(self) -> list[str]:
         return [self.names[g] for g in self.pooled]
 
-    def pooled_position(self) -> np.ndarray:
-        """(P,) position in ``pooled`` of each pooled feature's group."""
+    def pooled_position(self, features=None) -> np.ndarray:
+        """Position in ``pooled`` of the group of each of ``features`` (default: all
+        pooled features)."""
+        features = self.pooled_features if features is None else features
         position = {int(g): i for i, g in enumerate(self.pooled)}
-        return np.array([position[int(self.member[d])] for d in self.pooled_features], dtype=int)
+        return np.array([position[int(self.member[d])] for d in features], dtype=int)
 
 
 def feature_groups(columns: list[str], groups: dict[str, str]) -> tuple[list[str], np.ndarray]:
@@ -133,9 +147,11 @@ class HierarchicalHMM(BayesianHMM):
     Takes BayesianHMM's parameters; only ``switching="both"``, ``covariance="diag"`` and
     ``order_by="mean"`` are supported (Gaussian or Student-t margins). ``signs``: optional
     {column: +1 or -1} fixing the direction in which a feature responds to risk_on
-    (default: from the EM start). ``target_accept`` defaults to 0.95, not 0.9: the spread
-    parameters of two- or three-member groups have curved posteriors whose tails gave a
-    few divergent transitions at 0.9 on the weekly data.
+    (default: read off the start, see :meth:`_em_start`). ``target_accept`` defaults to
+    0.98, not 0.9: the spreads of two- or three-member groups have posteriors whose tails
+    (where one parameterisation or the other is strongly curved) gave a divergent
+    transition or two per 4,000 draws at 0.95 on the weekly data; none at 0.98 in three
+    seeds.
     """
 
     name = "hierarchical"
@@ -143,57 +159,21 @@ class HierarchicalHMM(BayesianHMM):
     def __init__(
         self,
         n_regimes: int = 2,
-        emission: str = "gaussian",
-        switching: str = "both",
-        covariance: str = "diag",
-        anchor: str | None = None,
-        order_by: str | None = None,
-        stickiness: float = 10.0,
-        initial: str = "stationary",
-        sampler: str = "nuts",
-        draws: int = 1000,
-        tune: int = 1000,
-        chains: int = 4,
-        cores: int | None = None,
-        target_accept: float = 0.95,
-        seed: int = 0,
-        band_draws: int = 400,
-        progressbar: bool = True,
+        *,
         signs: dict[str, int] | None = None,
+        target_accept: float = 0.98,
+        **base_options: Any,
     ) -> None:
-        if switching != "both":
-            raise ValueError(
-                "the hierarchical model pools regime-specific means and scales: "
-                f"switching must be 'both', not {switching!r}"
-            )
-        if covariance != "diag":
-            raise ValueError(
-                f"the hierarchical model supports covariance='diag' only, not {covariance!r}"
-            )
-        if order_by not in (None, "mean"):
-            raise ValueError(
-                "the hierarchical model orders regimes by the anchor group's mean response: "
-                f"order_by must be 'mean', not {order_by!r}"
-            )
-        super().__init__(
-            n_regimes=n_regimes,
-            emission=emission,
-            switching=switching,
-            covariance=covariance,
-            anchor=anchor,
-            order_by="mean",
-            stickiness=stickiness,
-            initial=initial,
-            sampler=sampler,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            target_accept=target_accept,
-            seed=seed,
-            band_draws=band_draws,
-            progressbar=progressbar,
-        )
+        unsupported = {"switching": "both", "covariance": "diag", "order_by": "mean"}
+        for option, supported in unsupported.items():
+            value = base_options.pop(option, None)
+            if value not in (None, supported):
+                raise ValueError(
+                    f"the hierarchical model pools regime-specific means and scales and orders "
+                    f"regimes by the anchor group's mean response: {option} must be "
+                    f"{supported!r}, not {value!r}"
+                )
+        super().__init__(n_regimes, target_accept=target_accept, order_by="mean", **base_options)
         bad = {column: sign for column, sign in (signs or {}).items() if sign not in (1, -1)}
         if bad:
             raise ValueError(f"signs must be +1 or -1, got {bad}")
@@ -202,14 +182,17 @@ class HierarchicalHMM(BayesianHMM):
 
     # ------------------------------------------------------------------ structure
     def _em_start(self, observations: Observations) -> EMEstimate:
-        """The EM start, which also fixes each feature's response sign.
+        """The start of the chains, which also fixes each feature's response sign.
 
         EM runs on complete dates only, so one late-starting asset would cut it down to
-        that asset's window (and a poor start would fix poor signs). It therefore runs on
-        the features observed on at least ``EM_MIN_OBSERVED_SHARE`` of the dates; every
-        feature's regime means and scales then come from its own observed dates,
-        weighted by the smoothed regime probabilities of that fit.
+        that asset's window. It therefore runs on the features observed on at least
+        ``EM_MIN_OBSERVED_SHARE`` of the dates, and every feature's regime moments come
+        from its own dates weighted by that fit's regime probabilities. From there, the
+        maximum a posteriori point of the non-pooled BayesianHMM on all features (missing
+        values masked) gives the start: signs read off a fit whose regimes are those of
+        the full data, not of an EM on a subset.
         """
+        self._check_signs(observations)
         long_history = observations.observed.mean(axis=0) >= EM_MIN_OBSERVED_SHARE
         long_history[observations.anchor] = True
         if long_history.all():
@@ -217,81 +200,92 @@ class HierarchicalHMM(BayesianHMM):
         else:
             subset = _feature_subset(observations, np.flatnonzero(long_history))
             start = _moments_on_all_features(super()._em_start(subset), subset, observations)
+        start = self._unpooled_map(observations, start)
         self.structure_ = self._group_structure(observations, start)
         return start
 
-    def _group_structure(self, observations: Observations, start: EMEstimate) -> GroupStructure:
-        """Groups, signs (from the EM start unless given) and centring weights."""
+    def _check_signs(self, observations: Observations) -> None:
         columns = observations.columns
-        anchor = columns[observations.anchor]
         unknown = sorted(set(self.signs or {}) - set(columns))
         if unknown:
             raise ValueError(f"signs given for columns not in the model: {', '.join(unknown)}")
+        anchor = columns[observations.anchor]
         if (self.signs or {}).get(anchor, 1) != 1:
             raise ValueError(f"the anchor '{anchor}' defines risk_on: its sign must be +1")
+
+    def _unpooled_map(self, observations: Observations, start: EMEstimate) -> EMEstimate:
+        """``start`` moved to the MAP of the non-pooled model (kept if that fails)."""
+        pilot = BayesianHMM(
+            self.n_regimes,
+            emission=self.emission,
+            anchor=observations.columns[observations.anchor],
+            stickiness=self.stickiness,
+            initial=self.initial,
+            sampler="map",
+            chains=1,
+            seed=self.seed,
+            progressbar=False,
+        )
+        model = pilot.build_model(observations)
+        point, _ = pilot._sample(model, pilot._initial_values(start, observations))
+        values = {name: point[name].to_numpy()[0, 0] for name in ("mean", "sigma", "transition")}
+        if not all(np.isfinite(value).all() for value in values.values()):
+            return start
+        return replace(
+            start,
+            mean=values["mean"],
+            sigma=values["sigma"],
+            transition=values["transition"],
+            initial=point["initial"].to_numpy()[0, 0] if "initial" in point else start.initial,
+        )
+
+    def _group_structure(self, observations: Observations, start: EMEstimate) -> GroupStructure:
+        """Groups, signs (from the start unless given), level weights and the choice of
+        centred or non-centred sampling per group."""
+        columns = observations.columns
         names, member = feature_groups(columns, observations.groups)
         counts = np.bincount(member, minlength=len(names))
         pooled = np.flatnonzero(counts >= 2)
-        # The EM start is ordered on the anchor mean, so the anchor's response is positive.
+        # The start is ordered on the anchor mean, so the anchor's response is positive.
         response = start.mean[-1] - start.mean[0]
         signs = np.where(response >= 0, 1.0, -1.0)
         signs[observations.anchor] = 1.0
-        source = ["em"] * len(columns)
+        source = ["start"] * len(columns)
         for d, column in enumerate(columns):
             if self.signs and column in self.signs:
                 signs[d], source[d] = float(self.signs[column]), "user"
+        fitted = observations.fitted_part()
+        occupancy = hmm_smoother(
+            np.log(start.initial), np.log(start.transition), em_log_emission(fitted, start)
+        ).smoothed_probs  # (T_fit, K)
+        # Expected number of observed dates of each feature in each regime.
+        dates = np.maximum(fitted.observed.T @ occupancy, 1.0)  # (D, K)
+        # Precision weights: the level sum_k w_k mean_k is then uncorrelated with the
+        # regime contrasts in the likelihood (w_i v_i = w_j v_j for estimate variances v).
+        mean_precision = dates / start.sigma.T**2
         structure = GroupStructure(
+            columns=list(columns),
+            anchor=observations.anchor,
             names=names,
             member=member,
             pooled=pooled,
             pooled_features=np.flatnonzero(np.isin(member, pooled)),
             signs=signs,
             sign_source=source,
-            centring={},
+            level_weights={
+                "mean": mean_precision / mean_precision.sum(axis=1, keepdims=True),
+                "log_scale": dates / dates.sum(axis=1, keepdims=True),
+            },
+            centred={},
         )
-        structure.centring.update(self._centring(observations, start, structure))
+        structure.centred.update(_centred_groups(start, structure, dates))
         return structure
 
-    def _centring(
-        self, observations: Observations, start: EMEstimate, structure: GroupStructure
-    ) -> dict[str, np.ndarray]:
-        """Per pooled feature, c = spread^2 / (spread^2 + se^2): the centring weight that
-        decorrelates a member from its group in a normal model (Gorinova et al. 2020).
-        A feature with many observations (small standard error ``se`` of its own
-        response) is sampled centred, a short-history one non-centred. ``spread`` is a
-        moment estimate from the EM start; the weights only change the sampler's
-        geometry, never the posterior."""
-        pooled = structure.pooled_features
-        decomposition = decompose(start.mean, np.log(start.sigma), structure, observations.anchor)
-        fitted = observations.fitted_part()
-        occupancy = hmm_smoother(
-            np.log(start.initial), np.log(start.transition), em_log_emission(fitted, start)
-        ).smoothed_probs  # (T_fit, K)
-        # Expected number of observed dates of each pooled feature in each regime.
-        dates = np.maximum(fitted.observed[:, pooled].T @ occupancy, 1.0)  # (P, K)
-        standard_error = {
-            "mean": np.mean(start.sigma[:, pooled].T ** 2 / dates, axis=1),
-            "log_scale": np.mean(0.5 / dates, axis=1),
-        }  # squared, per coordinate of an orthonormal zero-sum basis
-        weights = {}
-        for name, squared_se in standard_error.items():
-            deviation = (
-                decomposition.member[name][pooled]
-                - decomposition.group[name][structure.member[pooled]]
-            )
-            spread = np.empty(len(pooled))
-            for g in structure.pooled:
-                members = structure.member[pooled] == g
-                raw = np.mean(deviation[members] ** 2) - np.mean(squared_se[members])
-                spread[members] = max(raw, MIN_START_SPREAD**2)
-            weights[name] = spread / (spread + squared_se)
-        return weights
-
     def _structure(self, observations: Observations) -> GroupStructure:
-        """The structure fixed by the EM start (computed here if the model is built
+        """The structure fixed by the start (computed here if the model is built
         without :meth:`fit`)."""
         structure = self.structure_
-        if structure is None or len(structure.signs) != observations.n_features:
+        if structure is None or structure.columns != observations.columns:
             self._em_start(observations.fitted_part())
             structure = self.structure_
         return structure
@@ -329,64 +323,34 @@ class HierarchicalHMM(BayesianHMM):
         structure = self._structure(observations)
         k = self.n_regimes
         basis = pt.as_tensor(zero_sum_basis(k))
-        n_groups = len(structure.names)
-        anchor_group = int(structure.member[observations.anchor])
-
         level = pm.Normal("level", 0.0, LEVEL_SD, dims="feature")
         log_level = pm.Normal("log_level", 0.0, LOG_SCALE_SD, dims="feature")
-        # The anchor group's responses are ordered: positive gaps, then centred.
+        # The anchor group's mean responses are ordered: positive gaps, then centred.
         gaps = pm.Gamma("anchor_group_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
         steps = pt.concatenate([pt.zeros(1), pt.cumsum(gaps)])
-        coordinates = [None] * n_groups
-        coordinates[anchor_group] = basis.T @ (steps - steps.mean())
-        others = [g for g in range(n_groups) if g != anchor_group]
-        if others:
-            free = pm.Normal("group_mean_coord", 0.0, GROUP_MEAN_SD, shape=(len(others), k - 1))
-            for row, g in enumerate(others):
-                coordinates[g] = free[row]
-        mean_coordinates = pt.stack(coordinates)  # (G, K-1)
-        log_scale_coordinates = pm.Normal(
-            "group_log_scale_coord", 0.0, GROUP_LOG_SCALE_SD, shape=(n_groups, k - 1)
-        )
-        pm.Deterministic("group_mean", basis @ mean_coordinates.T, dims=("regime", "group"))
-        pm.Deterministic(
-            "group_log_scale", basis @ log_scale_coordinates.T, dims=("regime", "group")
-        )
-
-        member_mean = mean_coordinates[structure.member]  # (D, K-1)
-        member_log_scale = log_scale_coordinates[structure.member]
-        if len(structure.pooled):
-            position = structure.pooled_position()
-            pooled = structure.pooled_features
-            spreads = {
-                name: pm.Gamma(
-                    f"group_{name}_sd", alpha=SPREAD_ALPHA, beta=SPREAD_BETA, dims="pooled_group"
-                )
-                for name in ("mean", "log_scale")
-            }
-            for name, member in (("mean", member_mean), ("log_scale", member_log_scale)):
-                coordinates = _partially_centred(
-                    f"member_{name}_raw",
-                    member[pooled],
-                    spreads[name][position][:, None],
-                    structure.centring[name][:, None],
-                    (len(pooled), k - 1),
-                )
-                if name == "mean":
-                    member_mean = pt.set_subtensor(member_mean[pooled], coordinates)
-                else:
-                    member_log_scale = pt.set_subtensor(member_log_scale[pooled], coordinates)
+        anchor_group = int(structure.member[structure.anchor])
+        responses = {}
+        for name, prior_sd, fixed in (
+            ("mean", GROUP_MEAN_SD, {anchor_group: basis.T @ (steps - steps.mean())}),
+            ("log_scale", GROUP_LOG_SCALE_SD, {}),
+        ):
+            group, member = _hierarchy(name, structure, prior_sd, fixed, k)
+            pm.Deterministic(f"group_{name}", basis @ group.T, dims=("regime", "group"))
+            # Responses (K, D) relative to each feature's level, their weighted average.
+            centred = basis @ member.T
+            weights = pt.as_tensor(structure.level_weights[name].T)
+            responses[name] = centred - (weights * centred).sum(axis=0)[None, :]
         signs = pt.as_tensor(structure.signs)
-        mean = level[None, :] + signs[None, :] * (basis @ member_mean.T)
-        sigma = pt.exp(log_level[None, :] + basis @ member_log_scale.T)
+        mean = level[None, :] + signs[None, :] * responses["mean"]
+        sigma = pt.exp(log_level[None, :] + responses["log_scale"])
         return mean, sigma
 
     # ------------------------------------------------------------------ start values
     def _initial_values(
         self, start: EMEstimate, observations: Observations
     ) -> list[dict[str, np.ndarray]]:
-        """The EM fit, perturbed as in BayesianHMM, decomposed into levels, group
-        responses, spreads and the members' partially centred coordinates."""
+        """The start, perturbed as in BayesianHMM, decomposed into levels, group
+        responses, spreads and the members' coordinates (see :func:`_hierarchy`)."""
         structure = self._structure(observations)
         shared = ("transition", "initial", "nu")
         points = [
@@ -394,40 +358,47 @@ class HierarchicalHMM(BayesianHMM):
             for point in super()._initial_values(start, observations)
         ]
         rng = np.random.default_rng(self.seed)
-        anchor_group = int(structure.member[observations.anchor])
-        others = [g for g in range(len(structure.names)) if g != anchor_group]
+        anchor_group = int(structure.member[structure.anchor])
         pooled = structure.pooled_features
-        position = structure.pooled_position()
         for point in points:
             mean = start.mean + 0.05 * rng.standard_normal(start.mean.shape)
             log_sigma = np.log(start.sigma) + 0.05 * rng.standard_normal(start.sigma.shape)
-            parts = decompose(mean, log_sigma, structure, observations.anchor)
+            parts = decompose(mean, log_sigma, structure)
             point.update(
-                level=parts.level,
-                log_level=parts.log_level,
-                anchor_group_gaps=parts.anchor_gaps,
-                group_log_scale_coord=parts.group["log_scale"],
+                level=parts.level, log_level=parts.log_level, anchor_group_gaps=parts.anchor_gaps
             )
-            if others:
-                point["group_mean_coord"] = parts.group["mean"][others]
-            if not len(pooled):
-                continue
             for name in ("mean", "log_scale"):
-                group = parts.group[name][structure.member[pooled]]  # (P, K-1)
-                deviation = parts.member[name][pooled] - group
+                centred = structure.centred[name]
+                fixed = {anchor_group} if name == "mean" else set()
+                free = [g for g in range(len(structure.names)) if g not in fixed and not centred[g]]
+                if free:
+                    point[f"group_{name}_coord"] = parts.group[name][free]
+                if not len(pooled):
+                    continue
+                group = parts.group[name][structure.member]  # (D, K-1)
+                deviation = parts.member[name] - group
                 spread = np.array(
                     [
-                        max(np.sqrt(np.mean(deviation[position == i] ** 2)), MIN_START_SPREAD)
-                        for i in range(len(structure.pooled))
+                        max(
+                            np.sqrt(np.mean(deviation[structure.member == g] ** 2)),
+                            MIN_START_SPREAD,
+                        )
+                        for g in structure.pooled
                     ]
                 )
-                centring = structure.centring[name][:, None]
-                member_spread = spread[position][:, None]
                 point[f"group_{name}_sd"] = spread
-                # Inverse of theta = group + spread**(1 - c) * (raw - c * group).
-                point[f"member_{name}_raw"] = centring * group + deviation / member_spread ** (
-                    1.0 - centring
-                )
+                non_centred = [d for d in pooled if not centred[structure.member[d]]]
+                if non_centred:
+                    member_spread = spread[structure.pooled_position(non_centred)][:, None]
+                    point[f"member_{name}_raw"] = deviation[non_centred] / member_spread
+                if centred.any():
+                    # Start groups at their members' average: offsets of zero.
+                    point[f"member_{name}_centred"] = parts.member[name][
+                        [d for d in pooled if centred[structure.member[d]]]
+                    ]
+                    point[f"group_{name}_offset"] = np.zeros(
+                        (int(centred.sum()), mean.shape[0] - 1)
+                    )
         return points
 
     # ------------------------------------------------------------------ reporting
@@ -438,9 +409,7 @@ class HierarchicalHMM(BayesianHMM):
         reported, dims, coords = super()._reported(posterior, observations)
         structure = self._structure(observations)
         for name in ("group_mean", "group_log_scale"):
-            reported[name] = (
-                posterior[name].transpose("chain", "draw", "regime", "group").to_numpy()
-            )
+            reported[name] = posterior[name].to_numpy()  # (chain, draw, regime, group)
             dims[name] = ["regime", "group"]
         coords["group"] = structure.names
         if len(structure.pooled):
@@ -470,16 +439,112 @@ def zero_sum_basis(n_regimes: int) -> np.ndarray:
     return -basis  # sign: for K = 2 the coordinate grows with the risk_on response
 
 
-def _partially_centred(
-    name: str, group, spread, centring, shape: tuple[int, int]
-) -> pt.TensorVariable:
-    """Member coordinates theta ~ Normal(group, spread), sampled as
-    raw ~ Normal(c * group, spread**c), theta = group + spread**(1 - c) * (raw - c * group)
-    (Gorinova, Moore & Hoffman 2020): c = 0 is non-centred, c = 1 centred. The posterior
-    is the same for every c; c only shapes what the sampler sees. Shapes broadcast to
-    ``group``'s (P, K-1)."""
-    raw = pm.Normal(name, centring * group, spread**centring, shape=shape)
-    return group + spread ** (1.0 - centring) * (raw - centring * group)
+def _hierarchy(
+    name: str,
+    structure: GroupStructure,
+    prior_sd: float,
+    fixed: dict[int, pt.TensorVariable],
+    n_regimes: int,
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Group coordinates (G, K-1) and member coordinates (D, K-1) of one kind of
+    response ("mean" or "log_scale"), with their priors.
+
+    A group's coordinates are Normal(0, ``prior_sd``) (or given in ``fixed``); a member
+    of a pooled group is Normal(group, spread), spread ~ Gamma(SPREAD_ALPHA, SPREAD_BETA);
+    a lone member's coordinates are its group's. Two parameterisations, chosen per group
+    before sampling (``structure.centred``):
+
+    - non-centred: member = group + spread * raw, raw ~ Normal(0, 1);
+    - centred, for a group whose members clearly differ: members are free, and the group
+      sits at their average plus spread / sqrt(n) * offset. Given the members, the offset
+      is then about Normal(0, 1) whatever the spread: no funnel between the group and
+      its spread, which a centred group with two or three members otherwise has.
+    """
+    n_groups, k = len(structure.names), n_regimes - 1
+    centred = structure.centred[name]
+    free = [g for g in range(n_groups) if g not in fixed and not centred[g]]
+    groups: list[pt.TensorVariable | None] = [fixed.get(g) for g in range(n_groups)]
+    if free:
+        coordinates = pm.Normal(f"group_{name}_coord", 0.0, prior_sd, shape=(len(free), k))
+        for row, g in enumerate(free):
+            groups[g] = coordinates[row]
+    pooled = structure.pooled_features
+    if not len(pooled):
+        stacked = pt.stack(groups)
+        return stacked, stacked[structure.member]
+    spread = pm.Gamma(f"group_{name}_sd", alpha=SPREAD_ALPHA, beta=SPREAD_BETA, dims="pooled_group")
+    centred_members = [d for d in pooled if centred[structure.member[d]]]
+    if centred_members:
+        members = pm.Flat(f"member_{name}_centred", shape=(len(centred_members), k))
+        centred_groups = [int(g) for g in structure.pooled if centred[g]]
+        offsets = pm.Flat(f"group_{name}_offset", shape=(len(centred_groups), k))
+        terms = []
+        for row, g in enumerate(centred_groups):
+            rows = [i for i, d in enumerate(centred_members) if structure.member[d] == g]
+            position = int(np.flatnonzero(structure.pooled == g)[0])
+            groups[g], log_density = _centred_group(
+                members[rows], offsets[row], spread[position], prior_sd
+            )
+            terms.append(log_density)
+        pm.Potential(f"group_{name}_hierarchy", pt.sum(pt.stack(terms)))
+    stacked = pt.stack(groups)
+    member = stacked[structure.member]
+    non_centred = [d for d in pooled if not centred[structure.member[d]]]
+    if non_centred:
+        raw = pm.Normal(f"member_{name}_raw", 0.0, 1.0, shape=(len(non_centred), k))
+        member_spread = spread[structure.pooled_position(non_centred)][:, None]
+        member = pt.set_subtensor(member[non_centred], member[non_centred] + member_spread * raw)
+    if centred_members:
+        member = pt.set_subtensor(member[centred_members], members)
+    return stacked, member
+
+
+def _centred_group(
+    members: pt.TensorVariable, offset: pt.TensorVariable, spread, prior_sd: float
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """(group coordinates (K-1,), log density) of a centred group from its members
+    (n, K-1) and a free ``offset`` (K-1,): group = mean(members) + spread / sqrt(n) *
+    offset. The log density is that of members ~ Normal(group, spread) and group ~
+    Normal(0, prior_sd), plus log|d group / d offset|, so that (members, offset) carry
+    exactly the hierarchical prior."""
+    n = members.shape[0]
+    group = members.mean(axis=0) + spread * offset / pt.sqrt(n)
+    log_density = (
+        pm.logp(pm.Normal.dist(group, spread), members).sum()
+        + pm.logp(pm.Normal.dist(0.0, prior_sd), group).sum()
+        + offset.shape[0] * (pt.log(spread) - 0.5 * pt.log(n))
+    )
+    return group, log_density
+
+
+def _centred_groups(
+    start: EMEstimate, structure: GroupStructure, dates: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per kind of response ("mean", "log_scale"), (G,) True for the pooled groups to
+    sample centred: those whose members clearly differ at the start, the moment estimate
+    of their spread (less the noise) being at least ``CENTRED_SPREAD_RATIO`` times the
+    members' standard error. Other groups are non-centred, which suits members that may
+    agree (spread near zero). The posterior is the same either way; only the sampler's
+    geometry changes. The anchor's group is never centred for the mean (its responses are
+    the ordered gaps). ``dates`` (D, K): expected observed dates of each feature in each
+    regime."""
+    decomposition = decompose(start.mean, np.log(start.sigma), structure)
+    squared_se = {
+        "mean": np.mean(start.sigma.T**2 / dates, axis=1),
+        "log_scale": np.mean(0.5 / dates, axis=1),
+    }  # (D,), per coordinate of an orthonormal zero-sum basis
+    centred = {}
+    for name, se2 in squared_se.items():
+        deviation = decomposition.member[name] - decomposition.group[name][structure.member]
+        flags = np.zeros(len(structure.names), dtype=bool)
+        for g in structure.pooled:
+            members = structure.member == g
+            spread2 = np.mean(deviation[members] ** 2) * members.sum() / (members.sum() - 1)
+            noise = np.mean(se2[members])
+            flags[g] = spread2 - noise >= CENTRED_SPREAD_RATIO**2 * noise
+        centred[name] = flags
+    centred["mean"][structure.member[structure.anchor]] = False
+    return centred
 
 
 @dataclass(frozen=True)
@@ -527,17 +592,14 @@ def _moments_on_all_features(
     return replace(start, mean=mean, sigma=np.sqrt(np.maximum(squared, 1e-4)))
 
 
-def decompose(
-    mean: np.ndarray, log_sigma: np.ndarray, structure: GroupStructure, anchor: int
-) -> Decomposition:
+def decompose(mean: np.ndarray, log_sigma: np.ndarray, structure: GroupStructure) -> Decomposition:
     """(K, D) mean and log-scale -> :class:`Decomposition`; a group's response is the
-    average of its members'."""
+    average of its members'. Levels are the ``structure.level_weights`` averages."""
     n_regimes = mean.shape[0]
     basis = zero_sum_basis(n_regimes)
-    level, log_level = mean.mean(axis=0), log_sigma.mean(axis=0)
     member = {
-        "mean": (structure.signs * (mean - level)).T @ basis,
-        "log_scale": (log_sigma - log_level).T @ basis,
+        "mean": (structure.signs * (mean - mean.mean(axis=0))).T @ basis,
+        "log_scale": (log_sigma - log_sigma.mean(axis=0)).T @ basis,
     }
     group = {
         name: np.stack(
@@ -545,11 +607,13 @@ def decompose(
         )
         for name, values in member.items()
     }
-    anchor_group = structure.member[anchor]
+    anchor_group = structure.member[structure.anchor]
     ordered = np.sort(basis @ group["mean"][anchor_group])
     gaps = np.maximum(np.diff(ordered), MIN_START_SPREAD)
     steps = np.concatenate([[0.0], np.cumsum(gaps)])
     group["mean"][anchor_group] = (steps - steps.mean()) @ basis
+    level = (structure.level_weights["mean"].T * mean).sum(axis=0)
+    log_level = (structure.level_weights["log_scale"].T * log_sigma).sum(axis=0)
     return Decomposition(level, log_level, member, group, gaps)
 
 
@@ -567,6 +631,8 @@ def pooling_summary(
     ``feature_pooling``: per feature its response contrast ("contrast"), its distance from
     its group's contrast after shrinkage ("distance"), and the same for the log-scale
     ("log_scale_contrast", "log_scale_distance").
+    ``notes``: plain-language warnings (a pooled feature whose posterior response runs
+    against its fixed sign; nothing pooled).
     """
 
     def draws(name: str) -> np.ndarray:
@@ -574,6 +640,8 @@ def pooling_summary(
         return values.reshape(-1, *values.shape[2:])
 
     def record(values: np.ndarray, **labels: Any) -> dict[str, Any]:
+        if len(values) < 2:  # a point estimate (MAP) has no band
+            return {**labels, "mean": float(values.mean()), "lower": None, "upper": None}
         lower, upper = hdi_bounds(values[:, None], SUMMARY_HDI)
         return {
             **labels,
@@ -582,7 +650,7 @@ def pooling_summary(
             "upper": float(upper[0]),
         }
 
-    names = regime_names(posterior.sizes["regime"])
+    names = regime_names(posterior["group_mean"].shape[2])
     contrast_name = f"{names[-1]}-{names[0]}"
     group_mean = draws("group_mean")  # (S, K, G)
     group_log_scale = draws("group_log_scale")
@@ -645,9 +713,18 @@ def pooling_summary(
             ("log_scale_distance", log_contrast[:, d] - group_log_contrast[:, d]),
         ):
             pooling_rows.append(record(values, feature=column, group=group, quantity=quantity))
+    notes = [] if len(structure.pooled) else ["no group has two members: nothing is pooled"]
+    for row in feature_table:
+        if row["pooled"] and row["p_same_sign"] < SIGN_WARNING:
+            notes.append(
+                f"{row['feature']}: P(response has the fixed sign {row['sign']:+d}) = "
+                f"{row['p_same_sign']:.2f}; it is pooled against its direction. Refit with "
+                f"signs={{'{row['feature']}': {-row['sign']:+d}}}."
+            )
     return {
         "groups": group_table,
         "group_parameters": group_rows,
         "features": feature_table,
         "feature_pooling": pooling_rows,
+        "notes": notes,
     }

@@ -1,0 +1,170 @@
+"""nutpie as a sampler for any model built by :class:`BayesianHMM` and its subclasses.
+
+The model's logp + gradient is compiled in NUMBA mode (the kernel Op has a
+numba dispatch) and handed to nutpie as a C callback, like
+``nutpie.compile_pymc_model`` does, but built so that numba caches it on disk:
+nutpie's own callbacks cannot be cached and cost ~15 s in every process. nutpie
+stores the flat unconstrained point of each draw; the reported variables are
+computed from it afterwards. nutpie asks for each chain's start with a seed drawn
+from that chain's generator, not with the chain index, so each chain starts at the
+first EM-based point plus a small jitter drawn from that seed: in order, and
+reproducible. (This uses nutpie's ``CompiledPyMCModel`` and its C calling
+convention, which are not public API: tests/test_nutpie.py catches a change.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+import time
+
+import numba
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.initial_point import make_initial_point_fn
+from pymc.model.transform.optimization import freeze_dims_and_data
+from pymc.pytensorf import compile as compile_pymc
+from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+
+
+def sample_with_nutpie(
+    model: pm.Model,
+    start_values: dict[str, np.ndarray],
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int,
+    seed: int,
+    target_accept: float,
+    progressbar: bool,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """(posterior, sample_stats) with chain and draw dimensions, like ``pm.sample``'s.
+
+    ``start_values``: a point in the model's (untransformed) variables; every chain starts
+    from it plus a small jitter.
+    """
+    import nutpie  # optional dependency
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    frozen = freeze_dims_and_data(model)  # constant shapes: no shared inputs
+    values = [frozen.rvs_to_values[rv] for rv in frozen.free_RVs]
+    start = make_initial_point_fn(
+        model=frozen, overrides=start_values, jitter_rvs=set(), return_transformed=True
+    )(seed)
+    shapes = [np.shape(start[value.name]) for value in values]
+    bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
+    base = np.concatenate([np.ravel(start[value.name]) for value in values]).astype(float)
+    n_dim = len(base)
+    flat = pt.vector("flat_point", shape=(n_dim,), dtype="float64")
+    unflatten = {
+        value: flat[low:high].reshape(shape).astype(value.dtype)
+        for value, low, high, shape in zip(values, bounds[:-1], bounds[1:], shapes, strict=True)
+    }
+    logp = frozen.logp()
+    gradient = pt.concatenate([part.ravel() for part in pytensor.grad(logp, values)])
+    with frozen:
+        jitted = compile_pymc(
+            [flat], pytensor.clone_replace([logp, gradient], unflatten), mode="NUMBA"
+        ).vm.jit_fn
+        names = {rv.name for rv in frozen.unobserved_RVs}
+        reported = [var for var in frozen.unobserved_value_vars if var.name in names]
+        expand = compile_pymc(
+            [flat], pytensor.clone_replace(reported, unflatten), on_unused_input="ignore"
+        )
+
+    # nutpie's C signatures; return codes > 0 reject a point, < 0 abort sampling.
+    logp_source = f"""
+    def logp_callback(dim, point_pointer, gradient_pointer, logp_pointer, user_data):
+        if dim != {n_dim}:
+            return -1
+        try:
+            value, gradient = jitted(numba.carray(point_pointer, ({n_dim},)))
+        except Exception:
+            return 1
+        numba.carray(logp_pointer, (1,))[0] = value[()]
+        numba.carray(gradient_pointer, ({n_dim},))[:] = gradient
+        if not np.isfinite(value[()]):
+            return 4
+        if not np.all(np.isfinite(gradient)):
+            return 3
+        return 0
+    """
+    expand_source = f"""
+    def expand_callback(dim, n_expanded, point_pointer, out_pointer, user_data):
+        if dim != {n_dim} or n_expanded != {n_dim}:
+            return -1
+        numba.carray(out_pointer, ({n_dim},))[:] = numba.carray(point_pointer, ({n_dim},))
+        return 0
+    """
+    # Built from source text with a key, the way PyTensor builds its own functions,
+    # so numba caches them on disk under the compiled graph's key.
+    graph_key = CACHED_SRC_FUNCTIONS.get(jitted.py_func)
+    env = {"__name__": __name__, "jitted": jitted, "np": np, "numba": numba}
+    double = numba.types.CPointer(numba.types.double)
+    callbacks = []
+    for source, name, arguments in (
+        (logp_source, "logp_callback", (double, double, double)),
+        (expand_source, "expand_callback", (numba.types.uint64, double, double)),
+    ):
+        source = textwrap.dedent(source)
+        source_key = hashlib.sha256(source.encode()).hexdigest()[:16]
+        signature = numba.types.int64(numba.types.uint64, *arguments, numba.types.voidptr)
+        function = compile_numba_function_src(
+            source,
+            name,
+            dict(env),
+            cache_key=graph_key and f"regime_model_nutpie_{source_key}_{graph_key}",
+        )
+        callbacks.append(numba.cfunc(signature, cache=graph_key is not None)(function))
+
+    def initial_point(chain_seed: int) -> np.ndarray:
+        jitter = np.random.default_rng([seed, chain_seed]).standard_normal(n_dim)
+        return base + 0.05 * jitter
+
+    compiled = CompiledPyMCModel(
+        dims={"point": ("point_dim",)},
+        _n_dim=n_dim,
+        _coords={"point_dim": np.arange(n_dim)},
+        _shapes={"point": (n_dim,)},
+        compiled_logp_func=callbacks[0],
+        compiled_expand_func=callbacks[1],
+        initial_point_func=initial_point,
+        shared_data={},
+        user_data=np.zeros(1),
+        n_expanded=n_dim,
+        shape_info=(["point"], [slice(0, n_dim)], [(n_dim,)]),
+        logp_func=None,
+        expand_func=None,
+    )
+    started = time.perf_counter()
+    data = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=seed,
+        target_accept=target_accept,
+        progress_bar=progressbar,
+        save_warmup=False,
+    )
+    seconds = time.perf_counter() - started
+    points = data.posterior["point"].to_numpy()
+    n_chains, n_draws = points.shape[:2]
+    per_draw = [expand(point) for point in points.reshape(n_chains * n_draws, n_dim)]
+    variables = {}
+    coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws)}
+    for index, var in enumerate(reported):
+        stacked = np.stack([np.asarray(outputs[index]) for outputs in per_draw])
+        stacked = stacked.reshape(n_chains, n_draws, *stacked.shape[1:])
+        dims = frozen.named_vars_to_dims.get(var.name) or tuple(
+            f"{var.name}_dim_{axis}" for axis in range(stacked.ndim - 2)
+        )
+        variables[var.name] = (("chain", "draw", *dims), stacked)
+        coords.update({dim: list(frozen.coords[dim]) for dim in dims if dim in frozen.coords})
+    posterior = xr.Dataset(variables, coords=coords, attrs={"sampling_time": seconds})
+    return posterior, data.sample_stats
