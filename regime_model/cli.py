@@ -554,11 +554,20 @@ def format_summary(summary: dict) -> str:
 
 
 def _records_table(records: list[dict] | dict | str) -> list[str]:
-    """A model's own summary table (list of records, or a note) as indented text lines."""
-    if isinstance(records, str):
-        import textwrap
+    """A model's own summary table (list of records, a note, or a list of notes) as
+    indented text lines."""
+    import textwrap
 
-        return textwrap.wrap(records, width=92, initial_indent="  ", subsequent_indent="  ")
+    if isinstance(records, str):
+        records = [records]
+    if not records:
+        return ["  none"]
+    if isinstance(records, list) and all(isinstance(item, str) for item in records):
+        return [
+            line
+            for note in records
+            for line in textwrap.wrap(note, width=92, initial_indent="  ", subsequent_indent="    ")
+        ]
     frame = pd.DataFrame(records if isinstance(records, list) else [records])
     text = frame.to_string(index=False, float_format=lambda value: f"{value:.4g}", na_rep="-")
     return [f"  {line}" for line in text.splitlines()]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from regime_model.data.features import FeatureSet
 from regime_model.data.sources import FrameSource
 
 # Daily parameters of the two extreme regimes; intermediate regimes interpolate.
@@ -229,7 +230,6 @@ def _mean_reverting(
 
 # Feature-level generators for model tests
 
-from regime_model.data.features import FeatureSet  # noqa: E402  (appended; no import cycle)
 
 
 @dataclass(frozen=True)
