@@ -10,8 +10,8 @@ For each horizon (63, 126, 252 trading days: 3, 6, 12 months) the forward log re
 BTC, ETH and the altcoin basket after each breakout are compared, with partial pooling
 (:class:`regime_model.models.event_study.EventStudy`), with non-overlapping windows tiling
 the whole period (the unconditional reference). Separately, a crypto-only Bayesian HMM
-(weekly) gives the posterior of the mean filtered P(crypto risk_on) in the weeks after a
-breakout versus over all weeks, draw by draw.
+(weekly) gives each week's filtered P(crypto risk_on); its mean over the weeks after each
+breakout is compared with the same mean over tiling windows by the same event-study model.
 
 Outputs: ``events.csv``, ``event_windows.csv``, ``event_study.csv`` (posteriors per asset
 and horizon, with HDI widths), ``crypto_risk_on.csv``, ``event_study.png``, ``report.json``.
@@ -39,7 +39,6 @@ from regime_model.models.event_study import (  # noqa: E402
     forward_returns,
     tiling_starts,
 )
-from regime_model.results import hdi_bounds  # noqa: E402
 
 ASSETS = ["btc_return", "eth_return", "altcoin_return"]
 HORIZONS = {"3m": 63, "6m": 126, "12m": 252}  # trading days
@@ -48,39 +47,36 @@ FIRST_DATE = "2015-01-01"
 
 
 def crypto_risk_on(weekly, events: pd.DatetimeIndex, args) -> pd.DataFrame:
-    """Posterior (band draws) of mean filtered P(risk_on) after breakouts vs all weeks."""
+    """Mean filtered P(crypto risk_on) in the weeks after breakouts vs any time.
+
+    A crypto-only Bayesian HMM gives each week's filtered P(risk_on) (posterior mean). Its
+    mean over the 13/26/52 weeks after each breakout is one observation per event; the
+    same means over non-overlapping windows tiling all weeks are the reference. The event
+    study model compares the two, so the answer's width reflects that there are three
+    events, not the HMM's parameter uncertainty alone (which is far narrower).
+    """
     model = BayesianHMM(2, seed=args.seed, progressbar=False, **args.settings.as_kwargs())
     result = model.fit(weekly, ASSETS)
-    risk_on = result.regime_names.index("risk_on")
-    filtered = result.probabilities.filtered[:, :, risk_on].astype(float)  # (S, T)
-    unconditional = filtered.mean(axis=1)
-    rows = []
+    risk_on = result.regime_probabilities("filtered")[[("risk_on", "mean")]]
+    risk_on.columns = ["p_risk_on"]
+    tables = []
     for label, weeks in WEEKS.items():
-        masks = []
-        for event in events:
-            start = result.dates.searchsorted(event, side="right")  # first week after
-            if start + weeks <= len(result.dates):
-                mask = np.zeros(len(result.dates), bool)
-                mask[start : start + weeks] = True
-                masks.append(mask)
-        if not masks:
+        after = forward_returns(risk_on, events, weeks).dropna() / weeks
+        reference = forward_returns(risk_on, tiling_starts(risk_on.index, weeks), weeks) / weeks
+        if len(after) < 2:
             continue
-        after = np.stack([filtered[:, mask].mean(axis=1) for mask in masks]).mean(axis=0)
-        difference = after - unconditional
-        lower, upper = hdi_bounds(difference, 0.9)
-        rows.append(
-            {
-                "horizon": label,
-                "events": len(masks),
-                "after_breakout_mean": after.mean(),
-                "any_time_mean": unconditional.mean(),
-                "difference_mean": difference.mean(),
-                "difference_lower": lower,
-                "difference_upper": upper,
-                "p_difference_positive": (difference > 0).mean(),
-            }
+        study = EventStudy(seed=args.seed, **args.settings.as_kwargs()).fit(
+            after, reference.dropna()
         )
-    table = pd.DataFrame(rows)
+        tables.append(
+            study.summary().assign(
+                horizon=label,
+                events=len(after),
+                reference_windows=study.n_reference_,
+                **{f"diagnostic_{k}": v for k, v in study.diagnostics().items()},
+            )
+        )
+    table = pd.concat(tables, ignore_index=True)
     table.attrs["diagnostics"] = result.diagnostics()
     return table
 

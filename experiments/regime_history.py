@@ -1,14 +1,18 @@
 """The joint liquidity regime, 2015 to the end of the data, weekly and daily.
 
 One latent risk-on / risk-off regime inferred jointly from small-cap returns and breadth,
-credit and liquidity flows, and crypto returns. Writes, per calendar:
+credit, volatility and crypto returns (Student-t margins, K = 2). Two designs (see
+``DESIGNS``): "state" (weekly and daily) and "returns_only" (weekly). Writes, per run
+NAME (``weekly``, ``daily``, ``returns_only_weekly``):
 
-* ``risk_on_{freq}.png``: filtered (real-time) and smoothed P(risk_on) with 90% bands,
+* ``risk_on_NAME.png``: filtered (real-time) and smoothed P(risk_on) with 90% bands,
   over IWM and BTC prices;
-* ``probabilities_{freq}.csv``: the same probabilities as rows (date, regime, kind, ...);
-* ``episodes_{freq}.csv``: smoothed regime episodes (start, end, duration, mean
+* ``probabilities_NAME.csv``: the same probabilities as rows (date, regime, kind, ...);
+* ``episodes_NAME.csv``: smoothed regime episodes (start, end, duration, mean
   probability) with each asset's mean and total log return (percent) in the episode;
-* ``summary_{freq}.json``: transition matrix, durations, emissions, diagnostics.
+* ``summary_NAME.json``: transition matrix, durations, emissions, diagnostics;
+* ``report.json``: per run, the verdict, expected durations, P(stay) and the latest
+  filtered P(risk_on).
 
     python experiments/regime_history.py --data-dir ../shared/data --out results/regime_history
 """
@@ -27,22 +31,40 @@ from regime_model.models import BayesianHMM  # noqa: E402
 from regime_model.models.observations import select_features  # noqa: E402
 from regime_model.plots import plot_probability_over_prices  # noqa: E402
 
-# Small caps, breadth, credit flows, crypto: the four legs of the "one liquidity regime"
-# story. Stablecoin supply starts in 2020 (masked before), so it is left to the flows
+# Small caps, breadth, credit, crypto: the legs of the "one liquidity regime" story.
+# Two designs. "state" (the main one) adds two slow-moving state variables, the share of
+# NYSE stocks above their 200-day average (breadth level) and log VIX (risk appetite), to
+# the weekly changes: a liquidity regime is a state that lasts months, and these say which
+# state the market is in. "returns_only" uses weekly changes alone (weekly only); its
+# regimes turn out to be week-to-week moves, not cycles, which the report shows side by
+# side. Stablecoin supply starts in 2020 (masked before), so it is left to the flows
 # experiment; net liquidity is weekly by nature and flat on most days.
-COLUMNS = [
-    "iwm_return",
-    "pct_above_200dma_change",
-    "hy_spread_change",
-    "btc_return",
-    "eth_return",
-]
+DESIGNS = {
+    "state": [
+        "iwm_return",
+        "pct_above_200dma",
+        "hy_spread_change",
+        "vix_log",
+        "btc_return",
+        "eth_return",
+    ],
+    "returns_only": [
+        "iwm_return",
+        "pct_above_200dma_change",
+        "hy_spread_change",
+        "btc_return",
+        "eth_return",
+    ],
+}
+RUNS = [("state", "weekly"), ("state", "daily"), ("returns_only", "weekly")]
 RETURN_COLUMNS = ["iwm_return", "spy_return", "btc_return", "eth_return", "altcoin_return"]
 PRICES = {"IWM": "iwm.csv:close", "BTC": "btc_usd_yf.csv:close"}
 
 
-def run(freq: str, args) -> dict:
+def run(design: str, freq: str, args) -> dict:
     feature_set = features(args.data_dir, freq, args.out)
+    columns = DESIGNS[design]
+    name = freq if design == "state" else f"{design}_{freq}"
     if args.quick:  # the last three years only: a smoke test of the pipeline
         frame = feature_set.frame[feature_set.frame.index >= "2023-01-01"]
         feature_set = select_features(
@@ -54,49 +76,56 @@ def run(freq: str, args) -> dict:
         2, emission="student-t", seed=args.seed, progressbar=False, **args.settings.as_kwargs()
     )
     with Timer() as timer:
-        result = model.fit(feature_set, COLUMNS)
-    log(f"{freq}: fitted {len(result.dates)} dates in {timer.seconds:.0f} s")
-    run_dir = args.out / f"run_{freq}"
+        result = model.fit(feature_set, columns)
+    log(f"{name}: fitted {len(result.dates)} dates in {timer.seconds:.0f} s")
+    run_dir = args.out / f"run_{name}"
     result.save(run_dir)
     probabilities = result.probabilities_long()
     probabilities["date"] = probabilities["date"].dt.strftime("%Y-%m-%d")
-    write_table(probabilities, args.out / f"probabilities_{freq}.csv")
+    write_table(probabilities, args.out / f"probabilities_{name}.csv")
     episodes = episode_returns(
         regime_episodes(result, "smoothed"), feature_set.frame[RETURN_COLUMNS]
     )
     for column in ("start", "end"):
         episodes[column] = episodes[column].dt.strftime("%Y-%m-%d")
-    write_table(episodes, args.out / f"episodes_{freq}.csv")
+    write_table(episodes, args.out / f"episodes_{name}.csv")
     price_frame = prices(args.data_dir, PRICES)
     plot_probability_over_prices(
         result,
         {name: price_frame[name].dropna() for name in PRICES},
-        args.out / f"risk_on_{freq}.png",
+        args.out / f"risk_on_{name}.png",
     )
     summary = result.summary()
     summary["fit_seconds"] = round(timer.seconds, 1)
-    write_json(summary, args.out / f"summary_{freq}.json")
+    write_json(summary, args.out / f"summary_{name}.json")
     diagnostics = summary["fit_info"].get("diagnostics", {})
     risk_on = episodes[episodes["regime"] == "risk_on"]
+    durations = {row["regime"]: row for row in summary["expected_durations"]}
+    stay = {row["from"]: row for row in summary["transition_matrix"] if row["from"] == row["to"]}
     return {
+        "design": design,
+        "columns": columns,
         "freq": freq,
         "dates": len(result.dates),
         "fit_seconds": round(timer.seconds, 1),
         "verdict": diagnostics.get("verdict"),
         "failures": diagnostics.get("failures", []),
+        "latest_date": summary["last_date"],
         "latest_filtered_risk_on": summary["latest_filtered"]["risk_on"],
         "risk_on_episodes": len(risk_on),
         "share_of_time_risk_on": float(risk_on["duration"].sum() / len(result.dates)),
+        "expected_duration_steps": durations,
+        "p_stay": stay,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
-    report = [run(freq, args) for freq in ("weekly", "daily")]
+    report = [run(design, freq, args) for design, freq in RUNS]
     write_json({"runs": report, "quick": args.quick}, args.out / "report.json")
     for row in report:
         log(
-            f"{row['freq']}: {row['dates']} dates, diagnostics {row['verdict']}, "
+            f"{row['design']} {row['freq']}: {row['dates']} dates, diagnostics {row['verdict']}, "
             f"P(risk_on) now {row['latest_filtered_risk_on']}"
         )
     return 0

@@ -24,10 +24,11 @@ from regime_model.data.features import (
     read_features,
 )
 from regime_model.data.sources import CsvDirectorySource, SeriesSource
-from regime_model.data.synthetic import simulate_market
+from regime_model.data.synthetic import simulate_market, truth_path
 from regime_model.data.universe import load_universe
 from regime_model.data.validation import parse_date
 from regime_model.errors import RegimeModelError
+from regime_model.evaluation.schedule import EVERY, parse_window
 
 DEFAULT_CACHE = Path.home() / ".cache" / "regime-model"
 EXIT_DATA_ERROR = 2
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_show(data_commands)
 
     _add_fit(commands)
+    _add_backtest(commands)
     _add_summary(commands)
     _add_compare(commands)
     _add_plot(commands)
@@ -94,16 +96,82 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         "HMM (hmmlearn EM) and write DIR/posterior.nc, DIR/regime_probabilities.csv "
         "(filtered and smoothed, with HDI bands), DIR/summary.json and DIR/config.json.",
     )
-    fit.add_argument("--features", required=True, help="feature CSV ('date' + one column each)")
-    fit.add_argument("--columns", help="comma-separated feature columns (default: all)")
+    _add_model_options(fit)
     fit.add_argument(
+        "--holdout-start",
+        metavar="DATE",
+        help="fit on the dates before DATE only and score the rest one step ahead with the "
+        "filter (for 'regime compare')",
+    )
+    fit.add_argument("--out", required=True, help="output directory")
+    fit.set_defaults(handler=_run_fit)
+
+
+def _add_backtest(commands: argparse._SubParsersAction) -> None:
+    backtest = commands.add_parser(
+        "backtest",
+        help="walk-forward evaluation: refit on a schedule, score out of sample",
+        description="At each refit date (the first data date of each month or quarter from "
+        "--start on) fit the model on the earlier dates only, then filter forward without "
+        "refitting until the next refit. Writes DIR/regime_probabilities.csv (the stitched "
+        "out-of-sample filtered probabilities), DIR/regime_forecasts.csv (one-step "
+        "predicted), DIR/log_predictive_density.csv, DIR/refits.csv (per-refit "
+        "diagnostics), DIR/scores.json and, when FILE.truth.csv exists beside the features, "
+        "DIR/calibration.csv. Each refit's result is kept in DIR/segments as it finishes; a "
+        "re-run with the same inputs computes only the missing ones. Refits run on a Dask "
+        "cluster, one single-threaded fit per worker.",
+    )
+    _add_model_options(backtest)
+    backtest.add_argument("--out", required=True, help="output directory")
+    schedule = backtest.add_argument_group("walk-forward schedule")
+    schedule.add_argument(
+        "--start",
+        required=True,
+        metavar="DATE",
+        help="first refit date: fitted on the dates before it, scored from it on",
+    )
+    schedule.add_argument("--every", choices=tuple(EVERY), required=True, help="how often to refit")
+    schedule.add_argument(
+        "--window",
+        type=_window_argument,
+        default="expanding",
+        metavar="expanding|N",
+        help="fit on every earlier date (expanding, the default) or on the last N dates",
+    )
+    execution = backtest.add_argument_group("execution")
+    execution.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="tcp://HOST:PORT of a running Dask scheduler (its workers need regime-model "
+        "installed), or 'serial' to fit in this process; default: a local cluster",
+    )
+    execution.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes of the local cluster (default: one per core)",
+    )
+    backtest.set_defaults(handler=_run_backtest)
+
+
+def _window_argument(value: str) -> str | int:
+    try:
+        return parse_window(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The feature file, columns and model options shared by 'fit' and 'backtest'."""
+    parser.add_argument("--features", required=True, help="feature CSV ('date' + one column each)")
+    parser.add_argument("--columns", help="comma-separated feature columns (default: all)")
+    parser.add_argument(
         "--group",
         action="append",
         default=[],
         metavar="COLUMN=GROUP",
         help="group of a column of a bare CSV (repeatable); build writes them already",
     )
-    fit.add_argument(
+    parser.add_argument(
         "--model",
         choices=("bayes-hmm", "em-hmm", "hierarchical", "tvtp", "leadlag"),
         default="bayes-hmm",
@@ -111,39 +179,39 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         "asset parameters pooled by group), tvtp (covariate-driven transitions), leadlag "
         "(a leading and a lagging regime chain)",
     )
-    fit.add_argument("--regimes", type=int, default=2, help="number of regimes K (2-5)")
-    fit.add_argument("--emission", choices=("gaussian", "student-t"), default="gaussian")
-    fit.add_argument(
+    parser.add_argument("--regimes", type=int, default=2, help="number of regimes K (2-5)")
+    parser.add_argument("--emission", choices=("gaussian", "student-t"), default="gaussian")
+    parser.add_argument(
         "--switching",
         choices=("both", "mean", "variance"),
         default="both",
         help="what differs between regimes: means and covariances (both), means with one "
         "shared covariance (mean), or covariances around one common mean (variance)",
     )
-    fit.add_argument("--covariance", choices=("diag", "full"), default="diag")
-    fit.add_argument(
+    parser.add_argument("--covariance", choices=("diag", "full"), default="diag")
+    parser.add_argument(
         "--anchor", help="column the regimes are ordered on (default: first equity return)"
     )
-    fit.add_argument(
+    parser.add_argument(
         "--order-by",
         choices=("mean", "volatility"),
         help="order regimes by the anchor's mean (default) or volatility",
     )
-    fit.add_argument(
+    parser.add_argument(
         "--stickiness", type=float, default=10.0, help="Dirichlet weight on staying (default 10)"
     )
-    fit.add_argument(
+    parser.add_argument(
         "--sampler",
         choices=("nuts", "nutpie", "map", "advi"),
         default="nuts",
         help="PyMC NUTS (default), nutpie if installed, or quick MAP / ADVI",
     )
-    fit.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
-    fit.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
-    fit.add_argument("--chains", type=int, default=4)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--restarts", type=int, default=10, help="EM random restarts (em-hmm)")
-    tvtp = fit.add_argument_group("tvtp model")
+    parser.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
+    parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--restarts", type=int, default=10, help="EM random restarts (em-hmm)")
+    tvtp = parser.add_argument_group("tvtp model")
     tvtp.add_argument(
         "--covariates",
         metavar="COL,COL",
@@ -155,7 +223,7 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         default=1.0,
         help="prior sd of each transition coefficient per covariate sd (default 1)",
     )
-    leadlag = fit.add_argument_group("leadlag model")
+    leadlag = parser.add_argument_group("leadlag model")
     leadlag.add_argument("--lead-group", default="equity", help="group of the leading chain")
     leadlag.add_argument("--lag-group", default="crypto", help="group of the lagging chain")
     leadlag.add_argument(
@@ -173,14 +241,6 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         default=1.5,
         help="prior sd of the coupling log odds ratios (default 1.5)",
     )
-    fit.add_argument(
-        "--holdout-start",
-        metavar="DATE",
-        help="fit on the dates before DATE only and score the rest one step ahead with the "
-        "filter (for 'regime compare')",
-    )
-    fit.add_argument("--out", required=True, help="output directory")
-    fit.set_defaults(handler=_run_fit)
 
 
 def _add_summary(commands: argparse._SubParsersAction) -> None:
@@ -362,9 +422,9 @@ def _run_build(args: argparse.Namespace) -> int:
     rows, columns = features.frame.shape
     print(f"wrote {path}: {rows} {args.freq} dates x {columns} features")
     if market is not None:
-        truth_path = path.with_name(path.stem + ".truth.csv")
-        market.truth_on(features.frame.index).to_csv(truth_path, date_format="%Y-%m-%d")
-        print(f"wrote {truth_path}: true regime path (0 = risk_off)")
+        truth_file = truth_path(path)
+        market.truth_on(features.frame.index).to_csv(truth_file, date_format="%Y-%m-%d")
+        print(f"wrote {truth_file}: true regime path (0 = risk_off)")
     _print_skipped(features)
     return 0
 
@@ -395,9 +455,84 @@ def _run_fit(args: argparse.Namespace) -> int:
     from regime_model.models import model_from_config
     from regime_model.provenance import run_config
 
+    features, columns = _model_inputs(args)
+    model = model_from_config(_model_config(args))
+    holdout_start = None
+    if args.holdout_start:
+        holdout_start = parse_date(args.holdout_start, "--holdout-start")
+    result = model.fit(features, columns, holdout_start=holdout_start)
+    result.config.update(run_config(args.features, features))
+    result.save(args.out)
+    print(f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json")
+    print(format_summary(result.summary()))
+    return 0
+
+
+def _run_backtest(args: argparse.Namespace) -> int:
+    from regime_model.evaluation.backtest import BacktestSpec, run_backtest, save_backtest
+    from regime_model.evaluation.scores import format_scores, read_truth
+    from regime_model.provenance import run_config
+
+    features, columns = _model_inputs(args)
+    spec = BacktestSpec(
+        _model_config(args),
+        columns,
+        parse_date(args.start, "--start"),
+        args.every,
+        args.window,
+    )
+    truth_file = truth_path(args.features)
+    truth = read_truth(truth_file) if truth_file.is_file() else None
+    provenance = {**spec.to_dict(), **run_config(args.features, features)}
+    result = run_backtest(
+        features,
+        spec,
+        args.out,
+        _executor(args),
+        progress=_print_progress,
+        provenance=provenance,
+    )
+    scores = save_backtest(result, args.out, truth)
+    report = result.report
+    print(
+        f"wrote {args.out}: {len(result.segments)} refits ({len(report.computed)} fitted now, "
+        f"{len(report.reused)} reused)"
+    )
+    print(format_scores(scores))
+    if truth is None:
+        print(f"no {truth_file.name} beside the features: no Brier score")
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    """The executor --scheduler and --workers ask for."""
+    from regime_model.evaluation.executor import DaskExecutor, SerialExecutor
+
+    if args.workers is not None and args.scheduler:
+        raise RegimeModelError("--workers sets the size of the local cluster; not with --scheduler")
+    if args.workers is not None and args.workers < 1:
+        raise RegimeModelError(f"--workers must be at least 1, got {args.workers}")
+    if args.scheduler == "serial":
+        return SerialExecutor()
+    return DaskExecutor(address=args.scheduler, n_workers=args.workers)
+
+
+def _print_progress(done: int, total: int) -> None:
+    # One line rewritten in place on a terminal; one line per refit in a log.
+    end = "\r" if sys.stderr.isatty() and done < total else "\n"
+    print(f"refits done: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def _model_inputs(args: argparse.Namespace) -> tuple[FeatureSet, list[str] | None]:
+    """The feature set (with --group applied) and the --columns list (None: all)."""
     groups = dict(_parse_group(item) for item in args.group)
     features = read_features(args.features, groups=groups)
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    return features, columns
+
+
+def _model_config(args: argparse.Namespace) -> dict:
+    """The model options as a config for ``model_from_config``."""
     if args.model == "em-hmm":
         config = {
             "model": "em-hmm",
@@ -425,16 +560,7 @@ def _run_fit(args: argparse.Namespace) -> int:
             "seed": args.seed,
         }
         config.update(_model_specific_config(args))
-    model = model_from_config(config)
-    holdout_start = None
-    if args.holdout_start:
-        holdout_start = parse_date(args.holdout_start, "--holdout-start")
-    result = model.fit(features, columns, holdout_start=holdout_start)
-    result.config.update(run_config(args.features, features))
-    result.save(args.out)
-    print(f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json")
-    print(format_summary(result.summary()))
-    return 0
+    return config
 
 
 def _model_specific_config(args: argparse.Namespace) -> dict:

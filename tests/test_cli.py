@@ -12,7 +12,8 @@ from regime_model.cli import build_parser, main
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["data"], ["data", "fetch"], ["data", "build"], ["data", "show"], ["demo"]]
+    "command",
+    [[], ["data"], ["data", "fetch"], ["data", "build"], ["data", "show"], ["backtest"], ["demo"]],
 )
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -69,3 +69,26 @@ def test_event_study_finds_a_clear_excess_and_stays_wide_with_few_events():
     table = few.summary().set_index("asset")
     assert table["p_difference_positive"].between(0.02, 0.98).all()
     assert (table["after_event_hdi_width"] > 2 * table["any_time_hdi_width"]).all()
+
+
+def test_window_density_is_the_multivariate_normal_of_the_observed_assets():
+    """Against scipy's multivariate normal on each window's observed subset, with the
+    shared-shock covariance tau^2 11' + diag(sigma^2) written out."""
+    from scipy.stats import multivariate_normal
+
+    from regime_model.models.event_study import window_log_density
+
+    rng = np.random.default_rng(4)
+    residuals = rng.standard_normal((6, 3))
+    observed = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 0], [1, 1, 0], [1, 1, 1], [0, 0, 1]], bool)
+    sigma, tau = np.array([0.5, 1.3, 0.8]), 0.7
+    expected = []
+    for row, mask in zip(residuals, observed, strict=True):
+        covariance = tau**2 * np.ones((3, 3)) + np.diag(sigma**2)
+        expected.append(
+            multivariate_normal(np.zeros(mask.sum()), covariance[np.ix_(mask, mask)]).logpdf(
+                row[mask]
+            )
+        )
+    got = window_log_density(residuals, observed, sigma, tau).eval()
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -15,6 +15,7 @@ the synthetic data go through exactly the same feature pipeline as real data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,13 @@ class SyntheticMarket:
             },
             index=pd.DatetimeIndex(dates, name="date"),
         )
+
+
+def truth_path(features_path: str | Path) -> Path:
+    """``features.csv`` -> ``features.truth.csv``: where the true regimes of a synthetic
+    feature file are written beside it."""
+    features_path = Path(features_path)
+    return features_path.with_name(features_path.stem + ".truth.csv")
 
 
 def equity_trading_days(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -229,7 +237,6 @@ def _mean_reverting(
 
 
 # Feature-level generators for model tests
-
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,22 @@ The question "what do BTC, ETH and altcoins do in the months after a Russell 200
 breakout?" has three or four past answers. The model makes their small number visible:
 
     y[i, a] = mu[group(i), a] + shock[i] + noise[i, a]
-    shock[i] ~ Normal(0, tau[group(i)])     one shock per window, shared by the assets
+    shock[i] ~ Normal(0, tau)               one shock per window, shared by the assets
     noise[i, a] ~ Normal(0, sigma[a])
+
+The shocks are integrated out: each window's returns are multivariate normal with
+covariance tau^2 11' + diag(sigma^2) (a window with a missing asset uses the marginal of
+the others; :func:`window_log_density`), which leaves no per-window latent variables and
+no funnel between them and tau: sampling them explicitly, centred or not, gave divergences
+on the real windows.
 
 ``i`` runs over windows: the windows after each event (group "event") and non-overlapping
 windows tiling the whole history (group "any time", the unconditional reference). The
 shared shock is what makes three events three observations, not nine: crypto assets move
-together inside a window. Everything is standardised by the pooled standard deviation of
+together inside a window. Its scale tau is common to both groups: with three events a
+separate event-window scale is not identified, and nothing suggests post-breakout windows
+are more or less dispersed. With one asset the shock and the noise are the same thing,
+so the shock is left out. Everything is standardised by the pooled standard deviation of
 the windows; priors are Normal(0, 1) on means and HalfNormal(1) on scales in those units.
 The answer is the posterior of mu[event, a] − mu[any time, a] per asset.
 """
@@ -21,6 +30,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.tensor as pt
 
 from regime_model.errors import InsufficientDataError
 from regime_model.results import hdi_bounds
@@ -70,20 +80,17 @@ class EventStudy:
         group = np.r_[np.zeros(len(event_returns), int), np.ones(len(reference_returns), int)]
         scale = float(np.nanstd(values))
         standardised = values / scale
-        window, asset = np.nonzero(np.isfinite(standardised))
+        observed = np.isfinite(standardised)
+        filled = np.where(observed, standardised, 0.0)
         assets = list(event_returns.columns)
-        coords = {"group": list(GROUPS), "asset": assets, "window": np.arange(len(values))}
+        coords = {"group": list(GROUPS), "asset": assets}
         with pm.Model(coords=coords) as model:
             mean = pm.Normal("mean", 0.0, 1.0, dims=("group", "asset"))
-            tau = pm.HalfNormal("shock_scale", 1.0, dims="group")
-            shock_raw = pm.Normal("shock_raw", 0.0, 1.0, dims="window")
-            shock = tau[group] * shock_raw  # non-centred: few events, weakly identified tau
             sigma = pm.HalfNormal("noise_scale", 1.0, dims="asset")
-            pm.Normal(
-                "y",
-                mean[group[window], asset] + shock[window],
-                sigma[asset],
-                observed=standardised[window, asset],
+            # One asset: the shock and the noise are the same thing, so no shock.
+            tau = pm.HalfNormal("shock_scale", 1.0) if len(assets) > 1 else pt.zeros(())
+            pm.Potential(
+                "y", pt.sum(window_log_density(filled - mean[group], observed, sigma, tau))
             )
             data = pm.sample(
                 draws=self.draws,
@@ -131,9 +138,31 @@ class EventStudy:
 
     def diagnostics(self) -> dict[str, float]:
         data = self.inference_data_
-        names = ["mean", "shock_scale", "noise_scale"]
+        names = [name for name in ("mean", "shock_scale", "noise_scale") if name in data.posterior]
         return {
             "max_rhat": float(az.rhat(data, var_names=names).to_array().max()),
             "min_ess_bulk": float(az.ess(data, var_names=names).to_array().min()),
             "divergences": int(data.sample_stats["diverging"].sum()),
         }
+
+
+def window_log_density(residuals, observed, noise_scale, shock_scale):
+    """log N(residuals[i] | 0, tau^2 11' + diag(sigma^2)) per window, over its observed
+    assets only (the marginal of a compound-symmetric normal is compound symmetric).
+    -> (W,).
+
+    ``residuals`` (W, A) (any value where not observed), ``observed`` (W, A) bool,
+    ``noise_scale`` sigma (A,), ``shock_scale`` tau (). By Sherman-Morrison, with
+    D = diag(sigma^2) on the observed assets: log|Sigma| = log|D| + log(1 + tau^2 1'D^-1 1),
+    and r' Sigma^-1 r = r'D^-1 r - tau^2 (1'D^-1 r)^2 / (1 + tau^2 1'D^-1 1): elementwise
+    operations only, no factorisation per window pattern.
+    """
+    mask = pt.as_tensor(np.asarray(observed, dtype=float))
+    precision = mask / noise_scale[None, :] ** 2  # (W, A), 0 where not observed
+    total_precision = precision.sum(axis=1)
+    weighted = (precision * residuals).sum(axis=1)
+    quadratic = (precision * residuals**2).sum(axis=1)
+    shrink = 1.0 + shock_scale**2 * total_precision
+    log_determinant = (mask * 2.0 * pt.log(noise_scale)[None, :]).sum(axis=1) + pt.log(shrink)
+    mahalanobis = quadratic - shock_scale**2 * weighted**2 / shrink
+    return -0.5 * (mask.sum(axis=1) * np.log(2 * np.pi) + log_determinant + mahalanobis)

@@ -1,0 +1,195 @@
+"""One walk-forward segment: a pure task that refits a model and scores the next stretch.
+
+A :class:`SegmentTask` carries everything its fit reads: the model configuration, the
+columns and the feature rows from the fit window's first date to the segment's last
+scored date, and nothing later. :func:`run_segment` fits on the dates before the refit date
+(``fit(holdout_start=refit_date)``) and runs the filter on through the scored dates
+without refitting. Its result is plain JSON-able data, so it can travel from a Dask
+worker and be stored as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regime_model import __version__
+from regime_model.data.features import FeatureSet
+from regime_model.evaluation.schedule import Refit
+from regime_model.models import model_from_config
+from regime_model.results import RegimeResult
+
+# Diagnostics copied into each segment's record (and the per-refit table), when a model
+# reports them: MCMC checks for the Bayesian models, convergence for EM.
+DIAGNOSTIC_FIELDS = (
+    "verdict",
+    "max_rhat",
+    "min_ess_bulk",
+    "min_ess_tail",
+    "divergences",
+    "label_switching",
+)
+FIT_INFO_FIELDS = ("sampler", "sampling_seconds", "sample_call_seconds", "converged", "n_iter")
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """Inputs of one refit. ``features``: the rows ``refit.fit_start`` ..
+    ``refit.score_end`` of the columns the model reads; ``key``: a hash of all inputs."""
+
+    refit: Refit
+    features: FeatureSet
+    columns: list[str] | None
+    model_config: dict[str, Any]
+    key: str
+
+    @property
+    def name(self) -> str:
+        return self.refit.name
+
+
+def config_hash(model_config: dict[str, Any], columns: list[str] | None) -> str:
+    """SHA-256 of what a fit does with its data: model settings, columns, package version."""
+    text = json.dumps(
+        {"model": model_config, "columns": columns, "regime_model": __version__},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def features_digest(features: FeatureSet) -> str:
+    """SHA-256 of the rows, columns, groups and exact float values of a feature set."""
+    frame = features.frame
+    digest = hashlib.sha256()
+    digest.update("\n".join(frame.index.strftime("%Y-%m-%d")).encode())
+    digest.update(json.dumps([list(frame.columns), features.groups, features.freq]).encode())
+    digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def segment_task(
+    features: FeatureSet,
+    refit: Refit,
+    columns: list[str] | None,
+    model_config: dict[str, Any],
+) -> SegmentTask:
+    """The task of ``refit``: its rows of ``features`` (already restricted to the columns
+    the model reads) and the key a stored result must match to be reused."""
+    frame = features.frame
+    rows = frame[(frame.index >= refit.fit_start) & (frame.index <= refit.score_end)]
+    window = FeatureSet(
+        frame=rows,
+        groups=dict(features.groups),
+        freq=features.freq,
+        source=features.source,
+        universe=features.universe,
+    )
+    key = hashlib.sha256(
+        "|".join([config_hash(model_config, columns), refit.name, features_digest(window)]).encode()
+    ).hexdigest()
+    return SegmentTask(refit, window, columns, dict(model_config), key)
+
+
+def run_segment(task: SegmentTask) -> dict[str, Any]:
+    """Fit on the dates before the refit date and score the rest of the task's rows.
+
+    Pure: the result depends on the task only. The fit runs single-threaded (chains one
+    after another) so that parallel segments do not compete for cores.
+    """
+    model = model_from_config(task.model_config)
+    # cores and progressbar are run-time settings, not part of the model's configuration.
+    if hasattr(model, "cores"):
+        model.cores = 1
+    if hasattr(model, "progressbar"):
+        model.progressbar = False
+    started = time.perf_counter()
+    result = model.fit(task.features, task.columns, holdout_start=task.refit.refit_date)
+    fit_seconds = time.perf_counter() - started
+    return segment_record(result, task.refit, fit_seconds)
+
+
+def segment_record(result: RegimeResult, refit: Refit, fit_seconds: float) -> dict[str, Any]:
+    """The scored part of a fit as plain data (NaN written as None).
+
+    ``filtered`` / ``predicted``: {"mean", "lower", "upper"} each (T_scored, K);
+    ``log_predictive_density``: (T_scored,), log mean_s p(y_t | y_1..t-1, theta_s).
+    """
+    log_predictive = result.holdout_log_predictive()
+    if log_predictive is None:
+        raise ValueError(f"refit {refit.name}: the fit scored no dates")
+    n_fit = len(result.dates) - len(log_predictive)
+    info = result.fit_info
+    diagnostics = result.diagnostics()
+    record = {
+        "refit_date": refit.name,
+        "fit_start": result.dates[0].strftime("%Y-%m-%d"),
+        "fit_end": result.dates[n_fit - 1].strftime("%Y-%m-%d"),
+        "n_fit_dates": n_fit,
+        "regimes": list(result.regime_names),
+        "dates": [date.strftime("%Y-%m-%d") for date in log_predictive.index],
+        "log_predictive_density": _plain(log_predictive.to_numpy()),
+        "fit_seconds": round(fit_seconds, 3),
+        "diagnostics": {name: _json_safe(diagnostics.get(name)) for name in DIAGNOSTIC_FIELDS},
+        "fit_info": {name: _json_safe(info.get(name)) for name in FIT_INFO_FIELDS},
+    }
+    for kind in ("filtered", "predicted"):
+        table = result.regime_probabilities(kind).iloc[n_fit:]
+        record[kind] = {
+            statistic: _plain(table.xs(statistic, axis=1, level="statistic").to_numpy())
+            for statistic in ("mean", "lower", "upper")
+        }
+    json.dumps(record, allow_nan=False)  # fails here, in the task, if not storable
+    return record
+
+
+def _plain(values: np.ndarray) -> list:
+    """Floats as Python floats (exact), NaN as None; nested lists for 2-D arrays."""
+    return [
+        _plain(row) if np.ndim(row) else (None if math.isnan(row) else float(row)) for row in values
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    """A scalar diagnostic as JSON: numpy scalars as Python ones, NaN as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stored segment result as arrays: ``dates`` (T_s,), probabilities (T_s, K),
+    ``log_predictive_density`` (T_s,)."""
+
+    refit_date: pd.Timestamp
+    dates: pd.DatetimeIndex
+    regimes: list[str]
+    filtered: dict[str, np.ndarray]
+    predicted: dict[str, np.ndarray]
+    log_predictive_density: np.ndarray
+    record: dict[str, Any]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Segment:
+        def array(values: list) -> np.ndarray:
+            return np.array(values, dtype=float)  # None -> NaN
+
+        return cls(
+            refit_date=pd.Timestamp(record["refit_date"]),
+            dates=pd.DatetimeIndex(pd.to_datetime(record["dates"]), name="date"),
+            regimes=list(record["regimes"]),
+            filtered={name: array(values) for name, values in record["filtered"].items()},
+            predicted={name: array(values) for name, values in record["predicted"].items()},
+            log_predictive_density=array(record["log_predictive_density"]),
+            record=record,
+        )
