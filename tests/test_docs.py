@@ -16,3 +16,19 @@ def test_cli_reference_matches_the_parser():
     assert (DOCS / "cli.md").read_text() == expected, (
         "docs/cli.md is out of date: run python docs/generate_cli.py --write"
     )
+
+
+def test_relative_links_in_the_docs_resolve():
+    """Every relative link in README.md and docs/*.md points at a file that exists."""
+    import re
+
+    root = DOCS.parent
+    pages = [root / "README.md", *sorted(DOCS.glob("*.md")), root / "experiments" / "README.md"]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(root)} -> {target}")
+    assert not broken, broken
