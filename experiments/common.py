@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,12 @@ FULL = FitSettings(draws=1000, tune=1000, chains=4)
 QUICK = FitSettings(draws=100, tune=150, chains=2)
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    argv: list[str] | None = None,
+    extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The options every experiment takes; ``extra_arguments`` adds a script's own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data-dir", default="../shared/data", help="snapshot of market data")
     parser.add_argument("--out", required=True, help="output directory for tables and figures")
@@ -44,10 +50,17 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         help="short chains and a short sample: checks the pipeline runs, answers nothing",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, help=f"draws per chain (default {FULL.draws})")
+    parser.add_argument("--tune", type=int, help=f"tuning steps per chain (default {FULL.tune})")
+    if extra_arguments is not None:
+        extra_arguments(parser)
     args = parser.parse_args(argv)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
-    args.settings = QUICK if args.quick else FULL
+    settings = QUICK if args.quick else FULL
+    args.settings = FitSettings(
+        draws=args.draws or settings.draws, tune=args.tune or settings.tune, chains=settings.chains
+    )
     return args
 
 

@@ -61,10 +61,15 @@ RETURN_COLUMNS = ["iwm_return", "spy_return", "btc_return", "eth_return", "altco
 PRICES = {"IWM": "iwm.csv:close", "BTC": "btc_usd_yf.csv:close"}
 
 
+def run_name(design: str, freq: str) -> str:
+    """The run's name in output files: ``weekly``, ``daily``, ``returns_only_weekly``."""
+    return freq if design == "state" else f"{design}_{freq}"
+
+
 def run(design: str, freq: str, args) -> dict:
     feature_set = features(args.data_dir, freq, args.out)
     columns = DESIGNS[design]
-    name = freq if design == "state" else f"{design}_{freq}"
+    name = run_name(design, freq)
     if args.quick:  # the last three years only: a smoke test of the pipeline
         frame = feature_set.frame[feature_set.frame.index >= "2023-01-01"]
         feature_set = select_features(
@@ -120,8 +125,17 @@ def run(design: str, freq: str, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], argv)
-    report = [run(design, freq, args) for design, freq in RUNS]
+    def only(parser) -> None:
+        parser.add_argument(
+            "--only",
+            action="append",
+            choices=[run_name(design, freq) for design, freq in RUNS],
+            help="run only these (repeatable; default: all)",
+        )
+
+    args = parse_args(__doc__.splitlines()[0], argv, only)
+    runs = [(d, f) for d, f in RUNS if not args.only or run_name(d, f) in args.only]
+    report = [run(design, freq, args) for design, freq in runs]
     write_json({"runs": report, "quick": args.quick}, args.out / "report.json")
     for row in report:
         log(
