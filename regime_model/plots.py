@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+# Figure objects, not pyplot: writing files needs no display and no global backend, so
+# importing this module leaves a notebook's or an application's matplotlib setup alone.
+from matplotlib.figure import Figure
 
-from regime_model.results import RegimeResult  # noqa: E402
+from regime_model.results import RegimeResult
 
 _COLOURS = ["#c0392b", "#7f8c8d", "#95a5a6", "#bdc3c7", "#27ae60"]
 
@@ -22,9 +22,8 @@ def plot_regimes(result: RegimeResult, path: str | Path, kind: str = "filtered")
     path.parent.mkdir(parents=True, exist_ok=True)
     probabilities = result.regime_probabilities(kind)
     anchor = result.config.get("anchor") or result.columns[0]
-    figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [1, 1.3]}
-    )
+    figure = Figure(figsize=(11, 6))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.3]})
     series = _anchor_path(result, anchor)
     if series is not None:
         top.plot(result.dates, series, color="black", linewidth=0.8)
@@ -54,7 +53,6 @@ def plot_regimes(result: RegimeResult, path: str | Path, kind: str = "filtered")
     bottom.legend(loc="upper left", ncol=result.n_regimes, fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
 
 
@@ -83,9 +81,8 @@ def plot_probability_over_prices(
     (real-time) and smoothed P(regime) with their HDI bands."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(
-        len(prices) + 1, 1, figsize=(12, 2.4 * (len(prices) + 1.4)), sharex=True
-    )
+    figure = Figure(figsize=(12, 2.4 * (len(prices) + 1.4)))
+    axes = figure.subplots(len(prices) + 1, 1, sharex=True)
     smoothed = result.regime_probabilities("smoothed", hdi)[regime]
     filtered = result.regime_probabilities("filtered", hdi)[regime]
     for axis, (name, series) in zip(axes[:-1], prices.items(), strict=True):
@@ -120,5 +117,4 @@ def plot_probability_over_prices(
     bottom.legend(loc="upper left", fontsize=8, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
