@@ -2,8 +2,8 @@
 
 One latent risk-on / risk-off regime inferred jointly from small-cap returns and breadth,
 credit, volatility and crypto returns (Student-t margins, K = 2). Two designs (see
-``DESIGNS``): "state" (weekly and daily) and "returns_only" (weekly). Writes, per run
-NAME (``weekly``, ``daily``, ``returns_only_weekly``):
+``DESIGNS``): "state" and "returns_only", each weekly and daily. Writes, per run NAME (``weekly``,
+``daily``, ``returns_only_weekly``, ``returns_only_daily``):
 
 * ``risk_on_NAME.png``: filtered (real-time) and smoothed P(risk_on) with 90% bands,
   over IWM and BTC prices;
@@ -35,8 +35,8 @@ from regime_model.plots import plot_probability_over_prices  # noqa: E402
 # Two designs. "state" (the main one) adds two slow-moving state variables, the share of
 # NYSE stocks above their 200-day average (breadth level) and log VIX (risk appetite), to
 # the weekly changes: a liquidity regime is a state that lasts months, and these say which
-# state the market is in. "returns_only" uses weekly changes alone (weekly only); its
-# regimes turn out to be week-to-week moves, not cycles, which the report shows side by
+# state the market is in. "returns_only" uses the changes alone; its regimes turn out
+# to be week-to-week (or day-to-day) moves, not cycles, which the report shows side by
 # side. Stablecoin supply starts in 2020 (masked before), so it is left to the flows
 # experiment; net liquidity is weekly by nature and flat on most days.
 DESIGNS = {
@@ -56,7 +56,12 @@ DESIGNS = {
         "eth_return",
     ],
 }
-RUNS = [("state", "weekly"), ("state", "daily"), ("returns_only", "weekly")]
+RUNS = [
+    ("state", "weekly"),
+    ("state", "daily"),
+    ("returns_only", "weekly"),
+    ("returns_only", "daily"),
+]
 RETURN_COLUMNS = ["iwm_return", "spy_return", "btc_return", "eth_return", "altcoin_return"]
 PRICES = {"IWM": "iwm.csv:close", "BTC": "btc_usd_yf.csv:close"}
 
