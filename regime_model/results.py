@@ -50,17 +50,6 @@ def hdi_bounds(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
-def pointwise_log_predictive(predicted_probs: np.ndarray, log_emission: np.ndarray) -> np.ndarray:
-    """log p(y_t | y_1..t-1) per date: the one-step-ahead predictive density. -> (T,).
-
-    These terms sum to the marginal log-likelihood; they are what model comparison scores.
-    """
-    with np.errstate(divide="ignore"):
-        joint = np.log(predicted_probs) + log_emission
-    peak = joint.max(axis=1, keepdims=True)
-    return peak[:, 0] + np.log(np.exp(joint - peak).sum(axis=1))
-
-
 @dataclass
 class ProbabilityDraws:
     """Per-draw regime probabilities. Arrays (S, T, K); ``pointwise_loglik`` (S, T)."""
@@ -90,7 +79,7 @@ def draw_probabilities(
         result.filtered_probs.astype(np.float32),
         result.smoothed_probs.astype(np.float32),
         result.predicted_probs.astype(np.float32),
-        pointwise_log_predictive(result.predicted_probs, log_emission),
+        result.log_predictive,
     )
 
 

@@ -51,11 +51,15 @@ class HMMFilterResult(NamedTuple):
     marginal_loglik: log p(y_1..T).
     filtered_probs: (T, K), P(z_t | y_1..t).
     predicted_probs: (T, K), P(z_t | y_1..t-1); row 0 is the initial distribution.
+    log_predictive: (T,), log p(y_t | y_1..t-1), the one-step-ahead predictive density of
+        each date; they sum to marginal_loglik. (-inf at the first impossible date, NaN
+        after it.)
     """
 
     marginal_loglik: float
     filtered_probs: np.ndarray
     predicted_probs: np.ndarray
+    log_predictive: np.ndarray
 
 
 class HMMSmootherResult(NamedTuple):
@@ -65,6 +69,7 @@ class HMMSmootherResult(NamedTuple):
     marginal_loglik: float
     filtered_probs: np.ndarray
     predicted_probs: np.ndarray
+    log_predictive: np.ndarray
     smoothed_probs: np.ndarray
 
 
@@ -189,7 +194,9 @@ def _forward(
     """Scaled forward pass with per-step log-space fallback.
 
     Returns (marginal_loglik, filtered (T, K), predicted (T, K), log_filtered (T, K),
-    log_predicted (T, K), log_step (T,)).  ``predicted`` is the unnormalised predicted mass
+    log_predicted (T, K), log_step (T,), log_increment (T,)), where ``log_increment[t]``
+    is step t's term of the marginal log-likelihood: log p(y_t | y_1..t-1) when the
+    transition rows sum to one.  ``predicted`` is the unnormalised predicted mass
     (it only sums to one if the transition rows do).  Where ``log_step[t]`` is True, step t
     was computed in log space and rows t of ``log_filtered``/``log_predicted`` hold the exact
     values (the linear rows may have underflowed); elsewhere those rows are undefined.  If
@@ -202,6 +209,7 @@ def _forward(
     log_filtered = np.empty((n_steps, n_states))
     log_predicted = np.empty((n_steps, n_states))
     log_step = np.zeros(n_steps, dtype=np.bool_)
+    log_increment = np.empty(n_steps)
     scratch = np.empty(2 * n_states)
     marginal_loglik = 0.0
     # Whether filtered[t-1] is exact in linear space, i.e. no entry was lost to underflow.
@@ -242,7 +250,8 @@ def _forward(
                 scale = 1.0 / normaliser
                 for k in range(n_states):
                     filtered[t, k] *= scale
-                marginal_loglik += math.log(normaliser) + shift
+                log_increment[t] = math.log(normaliser) + shift
+                marginal_loglik += log_increment[t]
                 continue
 
         log_step[t] = True
@@ -258,10 +267,20 @@ def _forward(
             log_emission,
             scratch,
         )
+        log_increment[t] = log_normaliser
         if log_normaliser == -np.inf:
             filtered[t:] = np.nan
             predicted[t:] = np.nan
-            return -np.inf, filtered, predicted, log_filtered, log_predicted, log_step
+            log_increment[t + 1 :] = np.nan
+            return (
+                -np.inf,
+                filtered,
+                predicted,
+                log_filtered,
+                log_predicted,
+                log_step,
+                log_increment,
+            )
         marginal_loglik += log_normaliser
         previous_is_exact = True
         for k in range(n_states):
@@ -269,7 +288,15 @@ def _forward(
             predicted[t, k] = math.exp(log_predicted[t, k])
             if -np.inf < log_filtered[t, k] < _LOG_SAFE_MIN:
                 previous_is_exact = False
-    return marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step
+    return (
+        marginal_loglik,
+        filtered,
+        predicted,
+        log_filtered,
+        log_predicted,
+        log_step,
+        log_increment,
+    )
 
 
 @numba.njit(cache=True)
@@ -389,7 +416,7 @@ def _loglik_and_grad_stacked(
 ):
     """Log-likelihood and gradient for a (n, K, K) transition stack (n == 1: homogeneous)."""
     transition = np.exp(log_transition)
-    marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step = _forward(
+    marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step, _ = _forward(
         log_initial, transition, log_transition, log_emission
     )
     if marginal_loglik == -np.inf:
@@ -496,9 +523,12 @@ def hmm_filter(
     If the data have zero likelihood (every path impossible), marginal_loglik is -inf and
     the probabilities are NaN from the first impossible step on."""
     _, _, forward_pass = _forward_from_inputs(log_initial, log_transition, log_emission)
-    marginal_loglik, filtered, predicted, _, log_predicted, log_step = forward_pass
+    marginal_loglik, filtered, predicted, _, log_predicted, log_step, log_increment = forward_pass
     return HMMFilterResult(
-        float(marginal_loglik), filtered, _normalised_predicted(predicted, log_predicted, log_step)
+        float(marginal_loglik),
+        filtered,
+        _normalised_predicted(predicted, log_predicted, log_step),
+        log_increment,
     )
 
 
@@ -510,7 +540,9 @@ def hmm_smoother(
     transition, log_transition, forward_pass = _forward_from_inputs(
         log_initial, log_transition, log_emission
     )
-    marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step = forward_pass
+    marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step, log_increment = (
+        forward_pass
+    )
     if marginal_loglik == -np.inf:
         smoothed = np.full(filtered.shape, np.nan)
     else:
@@ -521,6 +553,7 @@ def hmm_smoother(
         float(marginal_loglik),
         filtered,
         _normalised_predicted(predicted, log_predicted, log_step),
+        log_increment,
         smoothed,
     )
 

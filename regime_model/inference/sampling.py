@@ -99,7 +99,7 @@ def hmm_posterior_sample(
     transition, stacked_transition, forward_pass = _forward_from_inputs(
         log_initial, log_transition, log_emission
     )
-    marginal_loglik, filtered, _, log_filtered, _, log_step = forward_pass
+    marginal_loglik, filtered, _, log_filtered, _, log_step, _ = forward_pass
     if marginal_loglik == -np.inf:
         raise ValueError("the observations have zero likelihood under every state path")
     uniforms = rng.random((n_samples, filtered.shape[0]))

@@ -47,7 +47,6 @@ from regime_model.results import (
     RegimeResult,
     build_inference_data,
     draw_probabilities,
-    pointwise_log_predictive,
 )
 
 EMISSIONS = ("gaussian", "student-t")
@@ -497,9 +496,7 @@ class BayesianHMM:
         if with_bands:
             return draw_probabilities(log_initial, log_transition, log_emission)
         filtered = hmm_filter(log_initial, log_transition, log_emission)
-        return DrawProbabilities(
-            None, None, None, pointwise_log_predictive(filtered.predicted_probs, log_emission)
-        )
+        return DrawProbabilities(None, None, None, filtered.log_predictive)
 
     def _reported(self, posterior: xr.Dataset, observations: Observations):
         """(variables, dims, extra coords) of the InferenceData posterior, in the features'

@@ -74,7 +74,6 @@ from regime_model.results import (
     DrawProbabilities,
     RegimeResult,
     hdi_bounds,
-    pointwise_log_predictive,
 )
 
 MAX_CHAIN_REGIMES = 3
@@ -492,7 +491,7 @@ def lead_lag_date_quantities(
     product = (hmm_smoother if with_bands else hmm_filter)(
         log_initial, log_transition, log_emission
     )
-    cumulative_steps = np.cumsum(pointwise_log_predictive(product.predicted_probs, log_emission))
+    cumulative_steps = np.cumsum(product.log_predictive)
     window = np.arange(n_dates)[:, None] + 1 + np.arange(lag)[None, :]  # (T, L) steps
     lead_window = lead_log_emission[window]  # (T, L, S)
     with np.errstate(divide="ignore"):

@@ -42,6 +42,30 @@ def test_filter_and_smoother_match_enumeration(n_steps, n_states, time_varying):
 
 
 @pytest.mark.parametrize("time_varying", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 2000.0])  # 2000: emissions far apart, log-space steps
+def test_log_predictive_is_the_increment_of_enumerated_prefix_likelihoods(time_varying, scale):
+    """log p(y_t | y_1..t-1) = log p(y_1..t) - log p(y_1..t-1), each by enumeration."""
+    rng = np.random.default_rng(11 + time_varying)
+    log_initial, log_transition, log_emission = random_hmm(rng, 6, 3, time_varying)
+    log_emission = log_emission * scale
+    prefix = [
+        brute_force(
+            log_initial,
+            log_transition[: t - 1] if time_varying else log_transition,
+            log_emission[:t],
+        ).marginal_loglik
+        for t in range(1, 7)
+    ]
+    expected = np.diff(np.concatenate([[0.0], prefix]))
+    for result in (
+        hmm_filter(log_initial, log_transition, log_emission),
+        hmm_smoother(log_initial, log_transition, log_emission),
+    ):
+        np.testing.assert_allclose(result.log_predictive, expected, rtol=1e-10, atol=1e-9)
+        assert result.log_predictive.sum() == pytest.approx(result.marginal_loglik, rel=1e-12)
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
 def test_gradient_equals_posterior_expectations(time_varying):
     """d/d log_emission = smoothed, d/d log_transition = expected transition counts,
     d/d log_initial = smoothed at t = 0, all against enumeration."""
