@@ -268,20 +268,12 @@ def _forward(
             scratch,
         )
         log_increment[t] = log_normaliser
+        marginal_loglik += log_normaliser
         if log_normaliser == -np.inf:
             filtered[t:] = np.nan
             predicted[t:] = np.nan
             log_increment[t + 1 :] = np.nan
-            return (
-                -np.inf,
-                filtered,
-                predicted,
-                log_filtered,
-                log_predicted,
-                log_step,
-                log_increment,
-            )
-        marginal_loglik += log_normaliser
+            break
         previous_is_exact = True
         for k in range(n_states):
             filtered[t, k] = math.exp(log_filtered[t, k])
