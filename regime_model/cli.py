@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from regime_model.data.universe import load_universe
 from regime_model.data.validation import parse_date
 from regime_model.errors import RegimeModelError
 from regime_model.evaluation.schedule import EVERY, parse_window
+
+if TYPE_CHECKING:  # slow to import (the models); only the backtest needs them
+    from regime_model.evaluation.backtest import BacktestResult, BacktestSpec
 
 DEFAULT_CACHE = Path.home() / ".cache" / "regime-model"
 EXIT_DATA_ERROR = 2
@@ -70,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_fit(commands)
     _add_backtest(commands)
+    _add_calibrate(commands)
     _add_summary(commands)
     _add_compare(commands)
     _add_plot(commands)
@@ -107,6 +112,11 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
     fit.set_defaults(handler=_run_fit)
 
 
+# regime backtest --allocate: the default cost and the models a baseline rule may use.
+DEFAULT_COST_BPS = 10.0
+BASELINE_MODELS = ("em-hmm", "bayes-hmm")
+
+
 def _add_backtest(commands: argparse._SubParsersAction) -> None:
     backtest = commands.add_parser(
         "backtest",
@@ -138,17 +148,33 @@ def _add_backtest(commands: argparse._SubParsersAction) -> None:
         metavar="expanding|N",
         help="fit on every earlier date (expanding, the default) or on the last N dates",
     )
-    execution = backtest.add_argument_group("execution")
-    execution.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="tcp://HOST:PORT of a running Dask scheduler (its workers need regime-model "
-        "installed), or 'serial' to fit in this process; default: a local cluster",
+    _add_execution_options(backtest)
+    allocation = backtest.add_argument_group(
+        "allocation report",
+        "Hold P(risk_on) of wealth in an asset (the filtered probability at each close, "
+        "held over the next step; cash earns nothing) and compare it with buy-and-hold and "
+        "with the same rule driven by a baseline model, backtested on the same schedule "
+        "into DIR/baseline. Writes DIR/allocation.csv (return, volatility, Sharpe at a zero "
+        "rate, max drawdown, turnover, exposure per asset and strategy) and "
+        "DIR/allocation_wealth.csv.",
     )
-    execution.add_argument(
-        "--workers",
-        type=int,
-        help="worker processes of the local cluster (default: one per core)",
+    allocation.add_argument(
+        "--allocate",
+        metavar="COLUMN[,COLUMN]",
+        help="return columns of the features to allocate to, e.g. btc_return,iwm_return",
+    )
+    allocation.add_argument(
+        "--cost-bps",
+        type=float,
+        metavar="BPS",
+        help=f"cost in basis points per unit of exposure traded, the entry from cash "
+        f"included (default {DEFAULT_COST_BPS:g})",
+    )
+    allocation.add_argument(
+        "--baseline-model",
+        choices=BASELINE_MODELS,
+        help="model of the baseline rule (default em-hmm), with the same columns, regimes "
+        "and anchor; not run when --model is the same",
     )
     backtest.set_defaults(handler=_run_backtest)
 
@@ -160,17 +186,21 @@ def _window_argument(value: str) -> str | int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The feature file, columns and model options shared by 'fit' and 'backtest'."""
-    parser.add_argument("--features", required=True, help="feature CSV ('date' + one column each)")
-    parser.add_argument("--columns", help="comma-separated feature columns (default: all)")
-    parser.add_argument(
-        "--group",
-        action="append",
-        default=[],
-        metavar="COLUMN=GROUP",
-        help="group of a column of a bare CSV (repeatable); build writes them already",
-    )
+def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -> None:
+    """The model options shared by 'fit', 'backtest' and 'calibrate'; with ``features``,
+    the feature file and columns too."""
+    if features:
+        parser.add_argument(
+            "--features", required=True, help="feature CSV ('date' + one column each)"
+        )
+        parser.add_argument("--columns", help="comma-separated feature columns (default: all)")
+        parser.add_argument(
+            "--group",
+            action="append",
+            default=[],
+            metavar="COLUMN=GROUP",
+            help="group of a column of a bare CSV (repeatable); build writes them already",
+        )
     parser.add_argument(
         "--model",
         choices=("bayes-hmm", "em-hmm", "hierarchical", "tvtp", "leadlag"),
@@ -241,6 +271,82 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default=1.5,
         help="prior sd of the coupling log odds ratios (default 1.5)",
     )
+
+
+def _add_calibrate(commands: argparse._SubParsersAction) -> None:
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="simulation-based calibration: simulate from the prior, fit, rank the truth",
+        description="Simulation-based calibration (Talts et al. 2018). Each replicate draws "
+        "parameters from the model's prior (in unstandardised units), simulates --dates "
+        "weekly observations of --series return columns (the first half in group equity, "
+        "the rest crypto; tvtp covariates as a persistent AR(1) series), fits the model and "
+        "records the rank of every true parameter among 99 evenly spaced posterior draws. "
+        "Writes DIR/ranks.csv, DIR/uniformity.csv (a chi-square test per parameter on 10 "
+        "bins, failing at the 1% level), DIR/coverage.csv (how often the true regime "
+        "probabilities fall inside the 50% and 90% HDI bands), DIR/replicates.csv (per-"
+        "replicate diagnostics), DIR/summary.json and DIR/rank_histograms.png. Replicates "
+        "are stored in DIR/replicates as they finish; a re-run resumes.",
+    )
+    _add_model_options(calibrate, features=False)
+    calibrate.add_argument("--out", required=True, help="output directory")
+    size = calibrate.add_argument_group("simulation size")
+    size.add_argument("--replicates", type=int, default=100, help="simulated data sets (100)")
+    size.add_argument("--dates", type=int, default=200, help="dates per data set (200)")
+    size.add_argument("--series", type=int, default=2, help="emission columns (2)")
+    calibrate.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when a parameter fails the uniformity test",
+    )
+    _add_execution_options(calibrate)
+    # Hundreds of fits: fewer draws per fit than 'fit' uses. Ranks need only 99 nearly
+    # independent draws, and 2 x 500 give several hundred effective ones at this size.
+    calibrate.set_defaults(handler=_run_calibrate, draws=500, tune=500, chains=2)
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """Where many-fit commands run their fits."""
+    execution = parser.add_argument_group("execution")
+    execution.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="tcp://HOST:PORT of a running Dask scheduler (its workers need regime-model "
+        "installed), or 'serial' to fit in this process; default: a local cluster",
+    )
+    execution.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes of the local cluster (default: one per core)",
+    )
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from regime_model.evaluation.sbc import (
+        CalibrationSpec,
+        format_calibration,
+        run_calibration,
+        save_calibration,
+    )
+
+    if args.model == "em-hmm":
+        raise RegimeModelError("calibrate needs a Bayesian model; em-hmm has no posterior")
+    try:
+        spec = CalibrationSpec(
+            _model_config(args), args.replicates, args.dates, args.series, args.seed
+        )
+    except ValueError as exc:
+        raise RegimeModelError(str(exc)) from exc
+    result = run_calibration(
+        spec,
+        args.out,
+        _executor(args),
+        progress=lambda done, total: _print_progress(done, total, "replicates"),
+    )
+    summary = save_calibration(result, args.out)
+    print(f"wrote {args.out}: ranks, uniformity, coverage, replicates, rank_histograms.png")
+    print(format_calibration(summary, result.uniformity()))
+    return 1 if args.strict and summary["verdict"] != "pass" else 0
 
 
 def _add_summary(commands: argparse._SubParsersAction) -> None:
@@ -474,6 +580,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
     from regime_model.provenance import run_config
 
     features, columns = _model_inputs(args)
+    assets = _allocation_assets(args, features)  # checked before hours of fitting
     spec = BacktestSpec(
         _model_config(args),
         columns,
@@ -501,7 +608,80 @@ def _run_backtest(args: argparse.Namespace) -> int:
     print(format_scores(scores))
     if truth is None:
         print(f"no {truth_file.name} beside the features: no Brier score")
+    if assets:
+        _run_allocation(args, features, spec, result, assets, provenance, truth)
     return 0
+
+
+def _allocation_assets(args: argparse.Namespace, features: FeatureSet) -> list[str]:
+    """The --allocate columns (checked against the features), or [] without --allocate."""
+    from regime_model.evaluation.allocation import check_assets
+
+    if not args.allocate:
+        if args.cost_bps is not None or args.baseline_model is not None:
+            raise RegimeModelError("--cost-bps and --baseline-model need --allocate")
+        return []
+    if args.cost_bps is not None and args.cost_bps < 0:
+        raise RegimeModelError(f"--cost-bps must be zero or positive, got {args.cost_bps:g}")
+    if args.model == "leadlag":
+        raise RegimeModelError(
+            "--allocate needs a P(risk_on); the leadlag model has joint lead/lag states"
+        )
+    assets = [name.strip() for name in args.allocate.split(",") if name.strip()]
+    check_assets(features.frame, assets)
+    return list(dict.fromkeys(assets))
+
+
+def _run_allocation(
+    args: argparse.Namespace,
+    features: FeatureSet,
+    spec: BacktestSpec,
+    result: BacktestResult,
+    assets: list[str],
+    provenance: dict[str, Any],
+    truth: pd.Series | None,
+) -> None:
+    """The allocation report of ``regime backtest --allocate``: the same schedule with the
+    baseline model into OUT/baseline (resumable like the main run), then both rules and
+    buy-and-hold per asset into OUT/allocation.csv and OUT/allocation_wealth.csv."""
+    from regime_model.evaluation.allocation import (
+        allocation_report,
+        format_allocation,
+        save_allocation,
+    )
+    from regime_model.evaluation.backtest import BacktestSpec, run_backtest, save_backtest
+
+    signals = {f"rule:{args.model}": result.probabilities("filtered")["risk_on"]}
+    baseline_model = args.baseline_model or BASELINE_MODELS[0]
+    if baseline_model != args.model:
+        # The baseline's options are the command's, read as if --model were the baseline's;
+        # covariates belong to tvtp only.
+        options = argparse.Namespace(**{**vars(args), "model": baseline_model, "covariates": None})
+        baseline_spec = BacktestSpec(
+            _model_config(options), spec.columns, spec.start, spec.every, spec.window
+        )
+        out = Path(args.out) / "baseline"
+        baseline = run_backtest(
+            features,
+            baseline_spec,
+            out,
+            _executor(args),
+            progress=_print_progress,
+            provenance={**provenance, **baseline_spec.to_dict()},
+        )
+        baseline_scores = save_backtest(baseline, out, truth)
+        total = baseline_scores["log_predictive_density"]
+        print(
+            f"wrote {out}: baseline {baseline_model}, {len(baseline.segments)} refits "
+            f"({len(baseline.report.computed)} fitted now, {len(baseline.report.reused)} "
+            f"reused); log predictive density sum {total['sum']:.2f}, mean {total['mean']:.3f}"
+        )
+        signals[f"rule:{baseline_model}"] = baseline.probabilities("filtered")["risk_on"]
+    cost = DEFAULT_COST_BPS if args.cost_bps is None else args.cost_bps
+    report = allocation_report(features.frame, signals, assets, cost)
+    paths = save_allocation(report, args.out)
+    print(f"wrote {', '.join(str(path) for path in paths)}")
+    print(format_allocation(report.metrics))
 
 
 def _executor(args: argparse.Namespace):
@@ -517,10 +697,10 @@ def _executor(args: argparse.Namespace):
     return DaskExecutor(address=args.scheduler, n_workers=args.workers)
 
 
-def _print_progress(done: int, total: int) -> None:
-    # One line rewritten in place on a terminal; one line per refit in a log.
+def _print_progress(done: int, total: int, what: str = "refits") -> None:
+    # One line rewritten in place on a terminal; one line per task in a log.
     end = "\r" if sys.stderr.isatty() and done < total else "\n"
-    print(f"refits done: {done}/{total}", end=end, file=sys.stderr, flush=True)
+    print(f"{what} done: {done}/{total}", end=end, file=sys.stderr, flush=True)
 
 
 def _model_inputs(args: argparse.Namespace) -> tuple[FeatureSet, list[str] | None]:

@@ -118,3 +118,31 @@ def plot_probability_over_prices(
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
+
+
+def rank_histograms(ranks: pd.DataFrame, rank_draws: int, bins: int) -> Figure:
+    """Simulation-based calibration: one histogram of ranks (0..rank_draws) per parameter,
+    with the band that holds 99% of a bin's count when ranks are uniform (Talts et al.
+    2018, fig. 1). ``ranks`` (replicates, parameters)."""
+    from scipy import stats
+
+    n_parameters, n_replicates = ranks.shape[1], ranks.shape[0]
+    n_columns = min(4, n_parameters)
+    n_rows = int(np.ceil(n_parameters / n_columns))
+    figure = Figure(figsize=(3.2 * n_columns, 2.2 * n_rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(n_rows, n_columns, squeeze=False)).ravel()
+    low, high = stats.binom.ppf([0.005, 0.995], n_replicates, 1.0 / bins)
+    edges = np.linspace(0, rank_draws + 1, bins + 1)
+    for axis, name in zip(axes, ranks.columns, strict=False):
+        axis.axhspan(low, high, color="#bdc3c7", alpha=0.6, linewidth=0)
+        axis.axhline(n_replicates / bins, color="#7f8c8d", linewidth=0.8)
+        axis.hist(ranks[name], bins=edges, color="#2c3e50", alpha=0.85)
+        axis.set_title(name, fontsize=8)
+        axis.set_yticks([])
+        axis.set_xticks([0, rank_draws + 1])
+    for axis in axes[n_parameters:]:
+        axis.set_visible(False)
+    figure.suptitle(
+        f"SBC rank histograms: {n_replicates} replicates; grey: 99% band of a uniform bin"
+    )
+    return figure

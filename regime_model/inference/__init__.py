@@ -17,7 +17,7 @@ from regime_model.inference.forward_backward import (
     hmm_loglik_and_grad,
     hmm_smoother,
 )
-from regime_model.inference.sampling import hmm_posterior_sample
+from regime_model.inference.sampling import hmm_posterior_sample, sample_markov_path
 
 __all__ = [
     "HMMFilterResult",
@@ -30,6 +30,7 @@ __all__ = [
     "hmm_loglik_and_grad",
     "hmm_posterior_sample",
     "hmm_smoother",
+    "sample_markov_path",
 ]
 
 _PYTENSOR_NAMES = ("HMMLogLikelihoodOp", "hmm_log_likelihood")

@@ -106,3 +106,27 @@ def hmm_posterior_sample(
     return _backward_sample(
         filtered, log_filtered, log_step, transition, stacked_transition, uniforms
     )
+
+
+def sample_markov_path(
+    rng: np.random.Generator,
+    log_initial: np.ndarray,
+    log_transition: np.ndarray,
+    n_steps: int,
+) -> np.ndarray:
+    """Draw a state path z_1..T from the chain itself (no observations): the generative
+    counterpart of :func:`hmm_posterior_sample`.
+
+    Shapes: log_initial (K,), log_transition (K, K) or (T-1, K, K). -> int64 (T,).
+    """
+    initial = np.exp(np.asarray(log_initial, dtype=float))
+    transition = np.exp(np.asarray(log_transition, dtype=float))
+    if transition.ndim == 3 and transition.shape[0] != n_steps - 1:
+        raise ValueError(f"{transition.shape[0]} transition matrices for {n_steps} steps")
+    uniforms = rng.random(n_steps)
+    path = np.empty(n_steps, dtype=np.int64)
+    path[0] = _draw_categorical(initial, uniforms[0])
+    for t in range(1, n_steps):
+        matrix = transition[t - 1] if transition.ndim == 3 else transition
+        path[t] = _draw_categorical(matrix[path[t - 1]], uniforms[t])
+    return path

@@ -26,9 +26,14 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from regime_model.data.features import FeatureSet
-from regime_model.inference import hmm_filter, hmm_log_likelihood
+from regime_model.inference import hmm_filter, hmm_log_likelihood, sample_markov_path
 from regime_model.models.em_hmm import EMHMM, EMEstimate
-from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
+from regime_model.models.emissions import (
+    diagonal_log_density,
+    full_log_density,
+    missing_patterns,
+    sample_emissions,
+)
 from regime_model.models.nutpie_sampler import sample_with_nutpie
 from regime_model.models.observations import (
     Observations,
@@ -37,6 +42,7 @@ from regime_model.models.observations import (
     regime_names,
     select_features,
 )
+from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.results import (
     KINDS,
     MAX_CHAIN_DISAGREEMENT,
@@ -76,6 +82,10 @@ class BayesianHMM:
     order_by: "mean" or "volatility" (default: mean, or volatility when switching="variance").
     stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
     initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
+    standardise: put the priors in units of each feature's fitted mean and standard
+        deviation (the default). False: in the features' own units, for data already on a
+        unit scale; then the prior does not depend on the data, as simulation-based
+        calibration (:meth:`simulate`) needs.
     sampler: "nuts" (PyMC), "nutpie" (if installed), "map" or "advi" (quick exploration).
     band_draws: how many posterior draws get a forward-backward pass for the bands.
     """
@@ -92,6 +102,7 @@ class BayesianHMM:
         order_by: str | None = None,
         stickiness: float = 10.0,
         initial: str = "stationary",
+        standardise: bool = True,
         sampler: str = "nuts",
         draws: int = 1000,
         tune: int = 1000,
@@ -124,6 +135,7 @@ class BayesianHMM:
         self.order_by = order_by
         self.stickiness = stickiness
         self.initial = initial
+        self.standardise = bool(standardise)
         self.sampler = sampler
         self.draws = draws
         self.tune = tune
@@ -302,9 +314,7 @@ class BayesianHMM:
         ``holdout_start``: fit on the dates before it only, then score the later dates one
         step ahead with the filter (no refitting): the result's ``holdout_log_predictive``.
         """
-        observations = prepare_observations(
-            select_features(features, columns), self.n_regimes, self.anchor, holdout_start
-        )
+        observations = self.observations(features, columns, holdout_start)
         start = self._em_start(observations.fitted_part())
         model = self.build_model(observations)
         started = time.perf_counter()
@@ -312,6 +322,22 @@ class BayesianHMM:
         sampling_seconds = time.perf_counter() - started
         self.model_ = model
         return self._result(model, observations, posterior, sample_stats, sampling_seconds)
+
+    def observations(
+        self,
+        features: FeatureSet,
+        columns: list[str] | None = None,
+        holdout_start: str | None = None,
+    ) -> Observations:
+        """The model's inputs: ``columns`` of ``features``, validated and (by default)
+        standardised. Subclasses that read other columns (covariates) select them here."""
+        return prepare_observations(
+            select_features(features, columns),
+            self.n_regimes,
+            self.anchor,
+            holdout_start,
+            standardise=self.standardise,
+        )
 
     def _em_start(self, observations: Observations) -> EMEstimate:
         """A maximum-likelihood fit in the model's regime order, to start chains from."""
@@ -408,6 +434,68 @@ class BayesianHMM:
             data = approximation.sample(self.draws, random_seed=self.seed)
             return data.posterior, None
 
+    # ------------------------------------------------------------------ simulating
+    def simulate(
+        self, template: FeatureSet, columns: list[str] | None = None, seed: int = 0
+    ) -> PriorSimulation:
+        """Draw parameters from the prior and data from the model (simulation-based
+        calibration). ``template`` sets the dates, columns, groups, missing values and any
+        covariates; its emission values are replaced. Needs ``standardise=False`` (with
+        standardised data the prior would depend on the data it generates)."""
+        if self.standardise:
+            raise ValueError("simulate() needs standardise=False (a prior free of the data)")
+        observations = self.observations(template, columns)
+        model = self.build_model(observations)
+        log_initial, log_transition = self.kernel_terms_[:2]
+        parameters, (log_initial, log_transition) = draw_prior(
+            model, [log_initial, log_transition], seed
+        )
+        rng = np.random.default_rng([seed, 1])
+        states, values = self._simulate_data(
+            parameters, log_initial, log_transition, observations, rng
+        )
+        features = replace_columns(
+            template,
+            observations.columns,
+            values * observations.scale + observations.center,
+            observations.dates,
+        )
+        reported, _, _ = self._reported(_point_as_posterior(model, parameters), observations)
+        return PriorSimulation(
+            features=features,
+            states=states,
+            parameters=parameters,
+            reported={name: np.asarray(value)[0, 0] for name, value in reported.items()},
+        )
+
+    def _simulate_data(
+        self,
+        parameters: dict[str, np.ndarray],
+        log_initial: np.ndarray,
+        log_transition: np.ndarray,
+        observations: Observations,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(states (T,), observations (T, D) in model units) at one parameter draw."""
+        states = sample_markov_path(rng, log_initial, log_transition, observations.n_dates)
+        values = sample_emissions(
+            rng,
+            states,
+            parameters["mean"],
+            parameters["sigma"],
+            parameters.get("correlation_cholesky"),
+            parameters.get("nu"),
+        )
+        return states, values
+
+    def quantities_at(self, parameters: dict[str, np.ndarray]) -> DrawProbabilities:
+        """Per-date regime probabilities and predictive densities of the last fitted data
+        at one parameter point (every free variable by name), e.g. the truth of a
+        simulation."""
+        point = _point_as_posterior(self.model_, parameters, names=list(self.model_.free_RVs))
+        kernel_inputs = self._draw_kernel_inputs(self.model_, point)
+        return self._date_quantities(*kernel_inputs(0), with_bands=True)
+
     # ------------------------------------------------------------------ summarising
     def _result(
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
@@ -480,8 +568,11 @@ class BayesianHMM:
             point_fn=False,
             on_unused_input="ignore",
         )
+        n_total = posterior.sizes["chain"] * posterior.sizes["draw"]
+        # An explicit length: a parameter can be empty (a chain with one feature has no
+        # "other" columns), and -1 cannot be inferred from a size of 0.
         flat = {
-            rv.name: (values := posterior[rv.name].to_numpy()).reshape(-1, *values.shape[2:])
+            rv.name: (values := posterior[rv.name].to_numpy()).reshape(n_total, *values.shape[2:])
             for rv in free
         }
 
@@ -530,10 +621,13 @@ def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, positio
     return pt.concatenate([others[:, :position], column[:, None], others[:, position:]], axis=1)
 
 
-def _point_as_posterior(model: pm.Model, point: dict[str, np.ndarray]) -> xr.Dataset:
-    """A MAP point (``pm.find_MAP`` gives every free variable and deterministic by name)
-    as a one-chain, one-draw posterior."""
-    names = [variable.name for variable in [*model.free_RVs, *model.deterministics]]
+def _point_as_posterior(
+    model: pm.Model, point: dict[str, np.ndarray], names: list | None = None
+) -> xr.Dataset:
+    """A point with every free variable and deterministic by name (as ``pm.find_MAP``
+    gives) as a one-chain, one-draw posterior. ``names``: only these variables."""
+    variables = [*model.free_RVs, *model.deterministics] if names is None else names
+    names = [variable.name for variable in variables]
     values = [np.asarray(point[name])[None, None] for name in names]
     return xr.Dataset(
         {

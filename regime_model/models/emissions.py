@@ -107,3 +107,34 @@ def full_log_density(
             )
         log_density = pt.set_subtensor(log_density[pattern.rows], rows.T)
     return log_density
+
+
+def sample_emissions(
+    rng: np.random.Generator,
+    states: np.ndarray,
+    mean: np.ndarray,
+    sigma: np.ndarray,
+    correlation_cholesky: np.ndarray | None = None,
+    nu: np.ndarray | float | None = None,
+) -> np.ndarray:
+    """Draw observations given a regime path, from the densities defined above (numpy).
+
+    ``states`` (T,) ints; ``mean``, ``sigma`` (K, D); ``correlation_cholesky`` (K, D, D) or
+    None (independent features); ``nu`` None (Gaussian), (D,) per-feature Student-t
+    margins when diagonal, or () multivariate-t with full covariance. -> (T, D).
+    """
+    states = np.asarray(states, dtype=int)
+    n_dates, n_features = len(states), mean.shape[1]
+    noise = rng.standard_normal((n_dates, n_features))
+    if correlation_cholesky is not None:
+        noise = np.einsum("tij,tj->ti", correlation_cholesky[states], noise)
+    if nu is not None:
+        nu = np.asarray(nu, dtype=float)
+        if correlation_cholesky is None:
+            # Independent t margins: a chi-square mixing variable per feature.
+            mixing = rng.chisquare(np.broadcast_to(nu, (n_dates, n_features))) / nu
+        else:
+            # Multivariate t: one mixing variable per date, shared by the features.
+            mixing = (rng.chisquare(np.broadcast_to(nu, (n_dates,))) / nu)[:, None]
+        noise = noise / np.sqrt(mixing)
+    return mean[states] + sigma[states] * noise

@@ -60,7 +60,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.special import logsumexp
 
-from regime_model.inference import hmm_filter, hmm_smoother
+from regime_model.inference import hmm_filter, hmm_smoother, sample_markov_path
 from regime_model.inference.fixed_lag import fixed_lag_joint
 from regime_model.models.bayesian_hmm import (
     NU_ALPHA,
@@ -69,6 +69,7 @@ from regime_model.models.bayesian_hmm import (
     stationary_distribution,
 )
 from regime_model.models.em_hmm import EMEstimate
+from regime_model.models.emissions import sample_emissions
 from regime_model.models.observations import Observations, regime_names
 from regime_model.results import (
     DrawProbabilities,
@@ -291,6 +292,38 @@ class LeadLagHMM(BayesianHMM):
                 point["initial"] = np.outer(start[0].initial, start[1].initial).ravel()
             points.append(point)
         return points
+
+    # ------------------------------------------------------------------ simulating
+    def _simulate_data(self, parameters, log_initial, log_transition, observations, rng):
+        """The product chain over T + L steps; date t's lead regime is step t + L's lead
+        component (the chain is re-indexed, see the module docstring), its lag regime step
+        t's lag component. States (T,) are the per-date joint regimes, e * K + c."""
+        if self.covariance == "full":
+            raise NotImplementedError("simulating the lead-lag model: diagonal covariance only")
+        k, n_dates = self.n_regimes, observations.n_dates
+        path = sample_markov_path(rng, log_initial, log_transition, n_dates + self.lag)
+        regimes = {"lead": path[self.lag :] // k, "lag": path[:n_dates] % k}
+        values = np.empty((n_dates, observations.n_features))
+        for chain, view in zip(CHAINS, self._chains(observations), strict=True):
+            index = [observations.columns.index(column) for column in view.columns]
+            values[:, index] = sample_emissions(
+                rng,
+                regimes[chain],
+                parameters[f"{chain}::mean"],
+                parameters[f"{chain}::sigma"],
+                nu=parameters.get(f"{chain}::nu"),
+            )
+        return regimes["lead"] * k + regimes["lag"], values
+
+    def quantities_at(self, parameters: dict[str, np.ndarray]) -> DrawProbabilities:
+        """As :meth:`BayesianHMM.quantities_at`; the fitted result's forecast draws are
+        left as they are."""
+        kept = getattr(self, "forecast_draws_", [])
+        self.forecast_draws_ = []
+        try:
+            return super().quantities_at(parameters)
+        finally:
+            self.forecast_draws_ = kept
 
     # ------------------------------------------------------------------ summarising
     def _date_quantities(

@@ -128,12 +128,15 @@ def prepare_observations(
     n_regimes: int,
     anchor: str | None = None,
     holdout_start: str | pd.Timestamp | None = None,
+    standardise: bool = True,
 ) -> Observations:
     """Validate a feature set for a K-regime model and standardise it.
 
     A date on which no feature is observed stays in the sequence (the regime still
     evolves across it); leading and trailing ones are trimmed by :func:`select_features`.
     ``holdout_start``: dates from this one on are held out (not fitted, scored later).
+    ``standardise=False`` keeps the features' own units (center 0, scale 1), so priors do
+    not depend on the data (simulation-based calibration needs that).
     """
     if not 2 <= n_regimes <= MAX_REGIMES:
         raise ValueError(f"n_regimes must be between 2 and {MAX_REGIMES}, got {n_regimes}")
@@ -158,8 +161,11 @@ def prepare_observations(
             raise ConstantFeatureError(f"feature '{column}': constant value {values.iloc[0]:g}")
     observed = frame.notna().to_numpy()
     # Centring and scaling only set the prior's units; they are undone in every report.
-    center = fitted.mean().to_numpy()
-    scale = fitted.std().to_numpy()
+    if standardise:
+        center = fitted.mean().to_numpy()
+        scale = fitted.std().to_numpy()
+    else:
+        center, scale = np.zeros(len(columns)), np.ones(len(columns))
     values = np.where(observed, (frame.to_numpy() - center) / scale, 0.0)
     return Observations(
         dates=pd.DatetimeIndex(frame.index, name="date").as_unit("us"),

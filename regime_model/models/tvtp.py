@@ -111,16 +111,17 @@ class TVTPHMM(BayesianHMM):
         self.coefficient_scale = float(coefficient_scale)
 
     # ------------------------------------------------------------------ data
-    def fit(
+    def observations(
         self,
         features: FeatureSet,
         columns: list[str] | None = None,
         holdout_start: str | None = None,
-    ) -> RegimeResult:
-        """As :meth:`BayesianHMM.fit`; ``columns`` are the emission columns (default: every
-        column that is not a covariate). Dates where a covariate is not yet or no longer
-        observed are trimmed (``fit_info["covariates"]`` says how many)."""
-        return super().fit(self.emission_features(features, columns), None, holdout_start)
+    ) -> Observations:
+        """As :meth:`BayesianHMM.observations`; ``columns`` are the emission columns
+        (default: every column that is not a covariate). Dates where a covariate is not yet
+        or no longer observed are trimmed (``fit_info["covariates"]`` says how many)."""
+        emission = self.emission_features(features, columns)
+        return super().observations(emission, None, holdout_start)
 
     def emission_features(self, features: FeatureSet, columns: list[str] | None) -> FeatureSet:
         """The emission columns on the dates the covariates allow; keeps the covariates on
