@@ -228,6 +228,13 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
         help="order regimes by the anchor's mean (default) or volatility",
     )
     parser.add_argument(
+        "--identification",
+        choices=("ordered", "relabelled"),
+        default="ordered",
+        help="bayes-hmm: regime order built into the priors (ordered, default) or "
+        "exchangeable priors with every draw sorted on the anchor afterwards (relabelled)",
+    )
+    parser.add_argument(
         "--stickiness", type=float, default=10.0, help="Dirichlet weight on staying (default 10)"
     )
     parser.add_argument(
@@ -732,6 +739,7 @@ def _model_config(args: argparse.Namespace) -> dict:
             "covariance": args.covariance,
             "anchor": args.anchor,
             "order_by": args.order_by,
+            "identification": args.identification,
             "stickiness": args.stickiness,
             "sampler": args.sampler,
             "draws": args.draws,

@@ -133,12 +133,15 @@ def rank_histograms(ranks: pd.DataFrame, rank_draws: int, bins: int) -> Figure:
     axes = np.atleast_1d(figure.subplots(n_rows, n_columns, squeeze=False)).ravel()
     low, high = stats.binom.ppf([0.005, 0.995], n_replicates, 1.0 / bins)
     edges = np.linspace(0, rank_draws + 1, bins + 1)
+    largest = max(np.histogram(ranks[name], bins=edges)[0].max() for name in ranks.columns)
+    top = 1.1 * max(high, largest)  # one scale for every panel, from zero
     for axis, name in zip(axes, ranks.columns, strict=False):
         axis.axhspan(low, high, color="#bdc3c7", alpha=0.6, linewidth=0)
         axis.axhline(n_replicates / bins, color="#7f8c8d", linewidth=0.8)
         axis.hist(ranks[name], bins=edges, color="#2c3e50", alpha=0.85)
         axis.set_title(name, fontsize=8)
-        axis.set_yticks([])
+        axis.set_ylim(0, top)
+        axis.set_yticks([0, int(n_replicates / bins)])
         axis.set_xticks([0, rank_draws + 1])
     for axis in axes[n_parameters:]:
         axis.set_visible(False)

@@ -196,9 +196,12 @@ class LeadLagHMM(BayesianHMM):
             log_initial, log_transition, log_emission = self._kernel_terms(observations)
             lead_log_emission, lag_log_emission = self.chain_log_emissions_
             n_fit = observations.n_fit
-            fitted = product_log_emission(
-                lead_log_emission[:n_fit], lag_log_emission[:n_fit], self.lag
-            )
+            if n_fit < observations.n_dates:
+                fitted = product_log_emission(
+                    lead_log_emission[:n_fit], lag_log_emission[:n_fit], self.lag
+                )
+            else:
+                fitted = log_emission  # no slice: the graph does not depend on n_fit
             pm.Potential("hmm_loglik", self._marginal_loglik(log_initial, log_transition, fitted))
         # The lead-only part of the product emission goes along, for the per-date
         # quantities (see _date_quantities).

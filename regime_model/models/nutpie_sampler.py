@@ -27,7 +27,82 @@ import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 from pymc.model.transform.optimization import freeze_dims_and_data
 from pymc.pytensorf import compile as compile_pymc
+from pytensor.graph.replace import vectorize_graph
+from pytensor.graph.traversal import graph_inputs, io_toposort
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+from pytensor.tensor.shape import SpecifyShape
+from pytensor.tensor.variable import TensorConstant
+
+# Functions evaluated once over all draws at a time: numpy on whole arrays is fast, and
+# Python mode skips the C compiler and most graph rewriting (seconds per fit).
+VECTORISED_MODE = "FAST_COMPILE"
+
+
+def _without_shape_assertions(output):
+    """``output`` with its SpecifyShape nodes removed: freezing the model asserts every
+    static shape, the number of dates among them, which would put the data's length into
+    the compiled graph (and its cache key). Only assertions go; the values are the same."""
+    assertions = {
+        node.outputs[0]: node.inputs[0]
+        for node in io_toposort(graph_inputs([output]), [output])
+        if isinstance(node.op, SpecifyShape)
+    }
+    if not assertions:
+        return output
+    return pytensor.clone_replace(output, assertions, rebuild_strict=False)
+
+
+def _data_as_inputs(outputs: list) -> tuple[list, list]:
+    """(constants, inputs): the float array constants of a graph (observations,
+    covariates, prior weights) and an input variable for each.
+
+    Compiled with the data as inputs, the graph and hence its numba cache key are the same
+    for every data set of one model structure, so a refit on new or longer data loads the
+    compiled logp from disk instead of spending most of a minute compiling it. Length-1
+    axes keep their static shape, which broadcasting relies on.
+    """
+    constants = [
+        variable
+        for variable in graph_inputs(outputs)
+        if isinstance(variable, TensorConstant)
+        and variable.ndim >= 1
+        and variable.dtype.startswith("float")
+    ]
+    inputs = [
+        pt.tensor(
+            dtype=constant.dtype,
+            shape=tuple(1 if size == 1 else None for size in constant.data.shape),
+            name=f"data_{index}",
+        )
+        for index, constant in enumerate(constants)
+    ]
+    return constants, inputs
+
+
+def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, str]:
+    """(buffer, arguments): the data as one flat float64 buffer for nutpie's user_data,
+    and the source text of the jitted function's data arguments that unpack it.
+
+    The buffer starts with its own length, then each piece's offset, end and shape; the
+    pieces follow. The unpacking text depends only on how many pieces there are and their
+    number of axes, never on their sizes, so the callbacks compiled from it (and cached
+    on disk) serve every data set of the model's structure. A unit-step slice of the
+    buffer stays C-contiguous in numba, so the pieces are views, not copies.
+    """
+    header_length = 1 + sum(2 + piece.ndim for piece in data)
+    header, arguments = [0.0], []
+    offset = header_length
+    for piece in data:
+        position = len(header)
+        header += [offset, offset + piece.size, *piece.shape]
+        shape = ", ".join(f"int(data[{position + 2 + axis}])" for axis in range(piece.ndim))
+        arguments.append(
+            f", data[int(data[{position}]):int(data[{position + 1}])].reshape(({shape},))"
+        )
+        offset += piece.size
+    header[0] = offset
+    buffer = np.concatenate([np.asarray(header), *(piece.ravel() for piece in data)])
+    return buffer, "".join(arguments)
 
 
 def sample_with_nutpie(
@@ -64,25 +139,43 @@ def sample_with_nutpie(
         value: flat[low:high].reshape(shape).astype(value.dtype)
         for value, low, high, shape in zip(values, bounds[:-1], bounds[1:], shapes, strict=True)
     }
-    logp = frozen.logp()
+    # Data become inputs before the gradient is built, so that no size read off them is
+    # folded into the gradient's graph as a constant.
+    logp = _without_shape_assertions(frozen.logp())
+    constants, data_inputs = _data_as_inputs([logp])
+    data = [np.ascontiguousarray(constant.data, dtype=np.float64) for constant in constants]
+    logp = pytensor.clone_replace(
+        logp, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
+    )
     gradient = pt.concatenate([part.ravel() for part in pytensor.grad(logp, values)])
     with frozen:
         jitted = compile_pymc(
-            [flat], pytensor.clone_replace([logp, gradient], unflatten), mode="NUMBA"
+            [flat, *data_inputs],
+            pytensor.clone_replace([logp, gradient], unflatten),
+            mode="NUMBA",
         ).vm.jit_fn
         names = {rv.name for rv in frozen.unobserved_RVs}
         reported = [var for var in frozen.unobserved_value_vars if var.name in names]
+        # All draws in one call: the reported variables' graph vectorised over a leading
+        # draw axis (a per-draw call costs ~0.25 ms, a second for 4,000 draws).
+        flat_points = pt.matrix("flat_points", shape=(None, n_dim), dtype="float64")
         expand = compile_pymc(
-            [flat], pytensor.clone_replace(reported, unflatten), on_unused_input="ignore"
+            [flat_points],
+            vectorize_graph(pytensor.clone_replace(reported, unflatten), {flat: flat_points}),
+            on_unused_input="ignore",
+            mode=VECTORISED_MODE,
         )
 
     # nutpie's C signatures; return codes > 0 reject a point, < 0 abort sampling.
+    data_buffer, pieces = _pack_data(data)
     logp_source = f"""
     def logp_callback(dim, point_pointer, gradient_pointer, logp_pointer, user_data):
         if dim != {n_dim}:
             return -1
+        total = int(numba.carray(user_data, (1,), np.float64)[0])
+        data = numba.carray(user_data, (total,), np.float64)
         try:
-            value, gradient = jitted(numba.carray(point_pointer, ({n_dim},)))
+            value, gradient = jitted(numba.carray(point_pointer, ({n_dim},)){pieces})
         except Exception:
             return 1
         numba.carray(logp_pointer, (1,))[0] = value[()]
@@ -134,7 +227,7 @@ def sample_with_nutpie(
         compiled_expand_func=callbacks[1],
         initial_point_func=initial_point,
         shared_data={},
-        user_data=np.zeros(1),
+        user_data=data_buffer,
         n_expanded=n_dim,
         shape_info=(["point"], [slice(0, n_dim)], [(n_dim,)]),
         logp_func=None,
@@ -155,12 +248,11 @@ def sample_with_nutpie(
     seconds = time.perf_counter() - started
     points = data.posterior["point"].to_numpy()
     n_chains, n_draws = points.shape[:2]
-    per_draw = [expand(point) for point in points.reshape(n_chains * n_draws, n_dim)]
+    expanded = expand(points.reshape(n_chains * n_draws, n_dim))
     variables = {}
     coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws)}
-    for index, var in enumerate(reported):
-        stacked = np.stack([np.asarray(outputs[index]) for outputs in per_draw])
-        stacked = stacked.reshape(n_chains, n_draws, *stacked.shape[1:])
+    for var, values in zip(reported, expanded, strict=True):
+        stacked = np.asarray(values).reshape(n_chains, n_draws, *np.shape(values)[1:])
         dims = frozen.named_vars_to_dims.get(var.name) or tuple(
             f"{var.name}_dim_{axis}" for axis in range(stacked.ndim - 2)
         )

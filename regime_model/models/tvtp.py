@@ -189,9 +189,11 @@ class TVTPHMM(BayesianHMM):
         transitions (dates 0..n_fit-2), so held-out values do not leak into the fit. NaN
         only on a last date whose value is missing (it drives no transition)."""
         frame = getattr(self, "covariate_frame_", None)
-        if frame is None or not frame.index.equals(observations.dates):
+        n_dates = observations.n_dates
+        # The observations may be the fitted part (a prefix) of the emission features.
+        if frame is None or not frame.index[:n_dates].equals(observations.dates):
             raise RuntimeError("call emission_features() on the same data before build_model()")
-        raw = frame.to_numpy(dtype=float)
+        raw = frame.to_numpy(dtype=float)[:n_dates]
         drivers = raw[: observations.n_fit - 1]
         if len(drivers) < 2:
             raise InsufficientDataError("the tvtp model needs at least three fitted dates")
