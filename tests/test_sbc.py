@@ -280,3 +280,23 @@ def test_relabelled_fit_sorts_every_draw_and_agrees_with_ordered_on_separated_re
     means = {name: post["emission_mean"].mean(("chain", "draw")) for name, post in fits.items()}
     spread = fits["ordered"]["emission_mean"].std(("chain", "draw"))
     assert (abs(means["ordered"] - means["relabelled"]) < 3 * spread).all()
+
+
+def test_a_prior_with_potential_terms_is_drawn_by_mcmc_not_forward():
+    # Forward sampling ignores Potentials: it would give x < 0 half the time here.
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from regime_model.models.simulation import LIKELIHOOD, draw_prior
+
+    with pm.Model() as model:
+        x = pm.Normal("x", 0.0, 1.0)
+        pm.Potential("positive", pt.switch(x > 0, 0.0, -np.inf))
+        doubled = pm.Deterministic("doubled", 2 * x)
+        pm.Potential(LIKELIHOOD, -1e6 * x**2)  # the likelihood is left out of the prior
+    draws = [draw_prior(model, [doubled + 1], seed) for seed in range(4)]
+    values = np.array([parameters["x"] for parameters, _ in draws])
+    assert (values > 0).all() and values.std() > 0.1  # not squeezed to 0 by the likelihood
+    for parameters, (extra,) in draws:
+        assert parameters["doubled"] == pytest.approx(2 * parameters["x"])
+        assert extra == pytest.approx(2 * parameters["x"] + 1)

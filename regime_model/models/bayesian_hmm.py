@@ -341,7 +341,7 @@ class BayesianHMM:
         sampling_seconds = time.perf_counter() - started
         if observations.n_holdout:
             model = self.build_model(observations)
-        self.model_ = model
+        self.model_, self.observations_ = model, observations
         return self._result(model, observations, posterior, sample_stats, sampling_seconds)
 
     def observations(

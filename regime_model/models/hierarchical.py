@@ -65,8 +65,9 @@ from regime_model.models.bayesian_hmm import (
     BayesianHMM,
 )
 from regime_model.models.em_hmm import EMEstimate, em_log_emission
+from regime_model.models.emissions import diagonal_log_density
 from regime_model.models.observations import Observations, regime_names
-from regime_model.results import RegimeResult, hdi_bounds
+from regime_model.results import DrawProbabilities, RegimeResult, hdi_bounds
 
 # Priors in standardised units (see the module docstring).
 LEVEL_SD = 1.0  # per-feature level; the data are centred
@@ -402,6 +403,28 @@ class HierarchicalHMM(BayesianHMM):
         return points
 
     # ------------------------------------------------------------------ reporting
+    def quantities_at(self, parameters: dict[str, np.ndarray]) -> DrawProbabilities:
+        """As :meth:`BayesianHMM.quantities_at`, read through the emission parameters
+        (``mean``, ``sigma``, ``nu``) and the transitions, which every parameterisation of
+        this model shares: the signs and the centring are chosen from the data, so a point
+        (e.g. a simulation's truth) may come from another parameterisation than the last
+        fit's."""
+        observations = self.observations_
+        nu = parameters.get("nu")
+        log_emission = diagonal_log_density(
+            pt.as_tensor(observations.values),
+            pt.as_tensor(observations.observed),
+            pt.as_tensor(parameters["mean"]),
+            pt.as_tensor(parameters["sigma"]),
+            None if nu is None else pt.as_tensor(nu),
+        ).eval()
+        return self._date_quantities(
+            np.log(parameters["initial"]),
+            np.log(parameters["transition"]),
+            log_emission,
+            with_bands=True,
+        )
+
     def _reported(self, posterior: xr.Dataset, observations: Observations):
         """Base reports (asset level, features' units) plus the group level in
         standardised units: group_mean, group_log_scale (regime, group) and the spreads

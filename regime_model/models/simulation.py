@@ -18,6 +18,7 @@ import pymc as pm
 from regime_model.data.features import FeatureSet
 
 LIKELIHOOD = "hmm_loglik"  # the one Potential that is data, not prior
+PRIOR_MCMC_STEPS = 1000
 
 
 @dataclass(frozen=True)
@@ -38,26 +39,65 @@ class PriorSimulation:
 
 
 def draw_prior(model: pm.Model, extra, seed: int) -> tuple[dict[str, np.ndarray], list]:
-    """One exact forward draw of every free variable and deterministic, and of the graph
+    """One draw of every free variable and deterministic from the prior, and of the graph
     variables in ``extra`` at the same draw.
 
-    Forward sampling ignores Potentials, so a model whose prior has one (besides the
-    likelihood) cannot be simulated this way; that raises rather than draw from the
-    wrong prior.
+    Exact forward sampling when the prior is made of distributions only. A prior with
+    Potential terms (the hierarchical model's centred groups) cannot be drawn forward;
+    it is then sampled by NUTS on the model without its likelihood, taking the last of
+    ``PRIOR_MCMC_STEPS`` steps from one chain (approximate, but the prior is simple and
+    the chain long enough to forget its start).
     """
-    prior_potentials = [p.name for p in model.potentials if p.name != LIKELIHOOD]
-    if prior_potentials:
-        raise NotImplementedError(
-            f"the prior has potential terms ({', '.join(prior_potentials)}); it cannot be "
-            "drawn forward"
-        )
+    prior_potentials = [p for p in model.potentials if p.name != LIKELIHOOD]
     variables = [*model.free_RVs, *model.deterministics]
-    values = pm.draw([*variables, *extra], random_seed=seed)
-    parameters = {
-        variable.name: np.asarray(value)
-        for variable, value in zip(variables, values[: len(variables)], strict=True)
+    if not prior_potentials:
+        values = pm.draw([*variables, *extra], random_seed=seed)
+        parameters = {
+            variable.name: np.asarray(value)
+            for variable, value in zip(variables, values[: len(variables)], strict=True)
+        }
+        return parameters, [np.asarray(value) for value in values[len(variables) :]]
+    free = {
+        rv.name: value for rv, value in zip(model.free_RVs, _prior_mcmc(model, seed), strict=False)
     }
-    return parameters, [np.asarray(value) for value in values[len(variables) :]]
+    evaluate = model.compile_fn(
+        outs=[*model.deterministics, *extra],
+        inputs=list(model.free_RVs),
+        point_fn=False,
+        on_unused_input="ignore",
+    )
+    values = evaluate(*free.values())
+    n_deterministics = len(model.deterministics)
+    parameters = {
+        **free,
+        **{
+            variable.name: np.asarray(value)
+            for variable, value in zip(
+                model.deterministics, values[:n_deterministics], strict=False
+            )
+        },
+    }
+    return parameters, [np.asarray(value) for value in values[n_deterministics:]]
+
+
+def _prior_mcmc(model: pm.Model, seed: int) -> list[np.ndarray]:
+    """The free variables' values after PRIOR_MCMC_STEPS NUTS steps on the prior alone."""
+    likelihood = model[LIKELIHOOD]
+    model.potentials.remove(likelihood)
+    try:
+        trace = pm.sample(
+            draws=1,
+            tune=PRIOR_MCMC_STEPS,
+            chains=1,
+            cores=1,
+            model=model,
+            random_seed=seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+    finally:
+        model.potentials.append(likelihood)
+    return [trace.posterior[rv.name].to_numpy()[0, -1] for rv in model.free_RVs]
 
 
 def replace_columns(
