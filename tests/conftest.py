@@ -1,4 +1,5 @@
-"""Shared fixtures: small universes and CSV directories written to a temporary folder."""
+"""Shared fixtures: small universes, CSV directories and a weekly synthetic feature file
+written to a temporary folder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from regime_model.cli import main
 
 
 def write_universe(path: Path, body: str, header: str = "") -> Path:
@@ -57,3 +60,15 @@ SIMPLE_UNIVERSE = """
 @pytest.fixture
 def simple_universe(tmp_path: Path) -> Path:
     return write_universe(tmp_path / "simple.toml", SIMPLE_UNIVERSE)
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory) -> Path:
+    """About 300 weekly synthetic dates (2016-01 to 2021-09) with the true regimes beside."""
+    path = tmp_path_factory.mktemp("features") / "weekly.csv"
+    code = main(
+        ["data", "build", "--source", "synthetic", "--freq", "weekly"]
+        + ["--end", "2021-09-30", "--seed", "3", "--out", str(path)]
+    )
+    assert code == 0
+    return path

@@ -240,17 +240,6 @@ def test_signals_off_the_feature_dates_are_an_error():
 # ---------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture(scope="module")
-def features_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("features") / "weekly.csv"
-    code = main(
-        ["data", "build", "--source", "synthetic", "--freq", "weekly"]
-        + ["--end", "2021-09-30", "--seed", "3", "--out", str(path)]
-    )
-    assert code == 0
-    return path
-
-
 def _arguments(features_file: Path, out: Path, *extra: str) -> list[str]:
     return [
         "backtest",

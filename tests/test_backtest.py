@@ -35,18 +35,6 @@ OUTPUTS = ("regime_probabilities.csv", "regime_forecasts.csv", "log_predictive_d
 
 
 @pytest.fixture(scope="module")
-def features_file(tmp_path_factory) -> Path:
-    """About 300 weekly synthetic dates (2016-01 to 2021-09) with the true regimes beside."""
-    path = tmp_path_factory.mktemp("features") / "weekly.csv"
-    code = main(
-        ["data", "build", "--source", "synthetic", "--freq", "weekly"]
-        + ["--end", "2021-09-30", "--seed", "3", "--out", str(path)]
-    )
-    assert code == 0
-    return path
-
-
-@pytest.fixture(scope="module")
 def features(features_file) -> FeatureSet:
     return read_features(features_file)
 

@@ -302,7 +302,10 @@ class LeadLagHMM(BayesianHMM):
         component (the chain is re-indexed, see the module docstring), its lag regime step
         t's lag component. States (T,) are the per-date joint regimes, e * K + c."""
         if self.covariance == "full":
-            raise NotImplementedError("simulating the lead-lag model: diagonal covariance only")
+            raise ValueError(
+                "simulate() supports the lead-lag model with covariance='diag' only: its "
+                "chains' correlation factors are not kept as variables to simulate from"
+            )
         k, n_dates = self.n_regimes, observations.n_dates
         path = sample_markov_path(rng, log_initial, log_transition, n_dates + self.lag)
         regimes = {"lead": path[self.lag :] // k, "lag": path[:n_dates] % k}
