@@ -36,6 +36,7 @@ import pandas as pd  # noqa: E402
 from common import Timer, features, log, parse_args, write_json, write_table  # noqa: E402
 
 from regime_model.cli import main as regime  # noqa: E402
+from regime_model.models.bayesian_hmm import IDENTIFICATIONS  # noqa: E402
 
 COLUMNS = ["iwm_return", "pct_above_200dma_change", "btc_return", "eth_return"]
 ASSETS = ["btc_return", "iwm_return"]
@@ -48,8 +49,8 @@ def extra_arguments(parser) -> None:
     )
     parser.add_argument(
         "--identification",
-        choices=("ordered", "relabelled"),
-        default="ordered",
+        choices=IDENTIFICATIONS,
+        default=IDENTIFICATIONS[0],
         help="the Bayesian HMM's regime identification (see docs/models.md)",
     )
 

@@ -143,7 +143,7 @@ def _ar1(rng: np.random.Generator, n: int, persistence: float) -> np.ndarray:
 
 def run_replicate(task: ReplicateTask) -> dict[str, Any]:
     """Simulate, fit and rank one replicate. Pure; the fit runs single-threaded."""
-    config = {**task.spec.model_config, "standardise": False, "seed": task.seed % 2**31}
+    config = {**task.spec.model_config, "standardise": False, "seed": task.seed}
     model = model_from_config(config)
     model.cores, model.progressbar = 1, False
     template, columns = simulation_template(task.spec, task.seed)

@@ -40,6 +40,7 @@ from regime_model.models.nutpie_sampler import VECTORISED_MODE, sample_with_nutp
 from regime_model.models.observations import (
     Observations,
     holdout_info,
+    order_regimes,
     prepare_observations,
     regime_names,
     select_features,
@@ -337,8 +338,8 @@ class BayesianHMM:
         model = self.build_model(fitted)
         started = time.perf_counter()
         posterior, sample_stats = self._sample(model, self._initial_values(start, fitted))
-        posterior = self._relabelled(posterior)
         sampling_seconds = time.perf_counter() - started
+        posterior = self._relabelled(posterior)
         if observations.n_holdout:
             model = self.build_model(observations)
         self.model_, self.observations_ = model, observations
@@ -457,9 +458,11 @@ class BayesianHMM:
 
     def _regime_order(self, posterior: xr.Dataset) -> np.ndarray:
         """(chain, draw, K) permutation putting each draw's regimes in anchor order."""
-        if self.order_by == "mean":
-            return np.argsort(posterior["anchor_mean"].to_numpy(), axis=-1, kind="stable")
-        return np.argsort(-posterior["anchor_scale"].to_numpy(), axis=-1, kind="stable")
+        anchor_mean, anchor_scale = (
+            posterior[name].to_numpy() if name in posterior else None
+            for name in ("anchor_mean", "anchor_scale")
+        )
+        return order_regimes(anchor_mean, anchor_scale, self.order_by)  # along the last axis
 
     def _relabelled(self, posterior: xr.Dataset) -> xr.Dataset:
         """The draws with their regimes sorted on the anchor, every regime-indexed

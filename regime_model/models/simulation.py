@@ -49,33 +49,26 @@ def draw_prior(model: pm.Model, extra, seed: int) -> tuple[dict[str, np.ndarray]
     the chain long enough to forget its start).
     """
     prior_potentials = [p for p in model.potentials if p.name != LIKELIHOOD]
-    variables = [*model.free_RVs, *model.deterministics]
-    if not prior_potentials:
-        values = pm.draw([*variables, *extra], random_seed=seed)
-        parameters = {
-            variable.name: np.asarray(value)
-            for variable, value in zip(variables, values[: len(variables)], strict=True)
-        }
-        return parameters, [np.asarray(value) for value in values[len(variables) :]]
-    free = {
-        rv.name: value for rv, value in zip(model.free_RVs, _prior_mcmc(model, seed), strict=False)
-    }
+    free_variables = list(model.free_RVs)
+    if prior_potentials:
+        drawn = _prior_mcmc(model, seed)
+    else:
+        drawn = pm.draw(free_variables, random_seed=seed)
     evaluate = model.compile_fn(
         outs=[*model.deterministics, *extra],
-        inputs=list(model.free_RVs),
+        inputs=free_variables,
         point_fn=False,
         on_unused_input="ignore",
     )
-    values = evaluate(*free.values())
+    values = evaluate(*drawn)
     n_deterministics = len(model.deterministics)
     parameters = {
-        **free,
-        **{
-            variable.name: np.asarray(value)
-            for variable, value in zip(
-                model.deterministics, values[:n_deterministics], strict=False
-            )
-        },
+        variable.name: np.asarray(value)
+        for variable, value in zip(
+            [*free_variables, *model.deterministics],
+            [*drawn, *values[:n_deterministics]],
+            strict=True,
+        )
     }
     return parameters, [np.asarray(value) for value in values[n_deterministics:]]
 
