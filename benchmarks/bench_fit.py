@@ -1,7 +1,8 @@
 """Fit-time benchmark of the Bayesian HMM against the usual alternatives.
 
 One run, same data (synthetic 2- or 3-regime Gaussian HMM, T dates, D features) and the same
-priors and ordered parameterisation for every Bayesian row:
+priors and regime identification (``--identification``: the package's default,
+relabelled, or ordered) for every Bayesian row:
 
 * em:      hmmlearn EM (10 restarts), for speed and accuracy reference;
 * nuts:    the package's BayesianHMM (compiled forward-backward Op with an analytic
@@ -44,6 +45,7 @@ import pytensor.tensor as pt
 from regime_model.data.features import FeatureSet
 from regime_model.inference import hmm_smoother
 from regime_model.models import EMHMM, BayesianHMM
+from regime_model.models.bayesian_hmm import IDENTIFICATIONS
 from regime_model.models.observations import prepare_observations, select_features
 
 ROWS = ("em", "nuts", "nutpie", "numpyro", "scan")
@@ -166,7 +168,9 @@ def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from numpyro_reference import fit_numpyro
 
-    model = BayesianHMM(args.regimes, chains=args.chains, seed=1)
+    model = BayesianHMM(
+        args.regimes, identification=args.identification, chains=args.chains, seed=1
+    )
     observations = prepare_observations(select_features(features, None), args.regimes)
     start = model._em_start(observations.fitted_part())
     initvals = model._initial_values(start, observations)
@@ -179,6 +183,7 @@ def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
         target_accept=model.target_accept,
         seed=1,
         chain_method=args.numpyro_chain_method,
+        identification=args.identification,
     )
     draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
     ess = min(float(az.ess(az.convert_to_dataset(v)).to_array().min()) for v in draws.values())
@@ -228,6 +233,12 @@ def main() -> None:
     parser.add_argument("--scan-draws", type=int, default=150, help="draws and tune for scan")
     parser.add_argument("--skip-scan", action="store_true")
     parser.add_argument(
+        "--identification",
+        default=IDENTIFICATIONS[0],
+        choices=IDENTIFICATIONS,
+        help="every Bayesian row's regime identification (default: the package's)",
+    )
+    parser.add_argument(
         "--only", default=",".join(ROWS), help=f"comma-separated rows among {','.join(ROWS)}"
     )
     parser.add_argument(
@@ -249,7 +260,7 @@ def main() -> None:
         print("K differs from the truth: accuracy = P(risk_on) > 0.5 vs true calm", flush=True)
     print(
         f"T={args.dates} K={args.regimes} true K={args.true_regimes} D={args.features} "
-        f"chains={args.chains} "
+        f"chains={args.chains} identification={args.identification} "
         f"draws={args.draws} tune={args.tune} rows={','.join(wanted)}",
         flush=True,
     )
@@ -270,7 +281,12 @@ def main() -> None:
     for sampler in ("nuts", "nutpie"):
         if sampler in wanted:
             model = BayesianHMM(
-                args.regimes, sampler=sampler, draws=args.draws, tune=args.tune, **settings
+                args.regimes,
+                sampler=sampler,
+                draws=args.draws,
+                tune=args.tune,
+                identification=args.identification,
+                **settings,
             )
             start = time.perf_counter()
             result = model.fit(features)
@@ -278,7 +294,13 @@ def main() -> None:
     if "numpyro" in wanted:
         rows["numpyro"] = numpyro_row(features, args, path)
     if "scan" in wanted:
-        model = ScanHMM(args.regimes, draws=args.scan_draws, tune=args.scan_draws, **settings)
+        model = ScanHMM(
+            args.regimes,
+            identification=args.identification,
+            draws=args.scan_draws,
+            tune=args.scan_draws,
+            **settings,
+        )
         start = time.perf_counter()
         result = model.fit(features)
         label = f"{LABELS['scan']}, {args.scan_draws} tune + {args.scan_draws} draws"

@@ -1,10 +1,12 @@
 """The benchmark's hand-written numpyro reference: the package's default model, by hand.
 
-Same priors and the same ordered parameterisation as ``BayesianHMM.build_model`` with its
-defaults (Gaussian emissions, switching means and scales, diagonal covariance, regimes
-ordered on the anchor feature's mean, anchored on the top regime, sticky Dirichlet rows,
-initial distribution = the transition matrix's stationary distribution), on the same
-standardised observations, started from the same EM-based points per chain. The regime
+Same priors and the same identification as ``BayesianHMM.build_model`` with its defaults
+(Gaussian emissions, switching means and scales, diagonal covariance, sticky Dirichlet
+rows, initial distribution = the transition matrix's stationary distribution), on the same
+standardised observations, started from the same EM-based points per chain. Regimes are
+identified on the anchor feature's mean either way the package does it: "ordered"
+(anchored on the top regime, positive gaps below) or "relabelled" (exchangeable anchor
+means, every draw sorted afterwards; the sorting is not timed). The regime
 path is summed out by a forward pass in ``jax.lax.scan`` with a max-shifted logsumexp;
 gradients come from JAX autodiff; NUTS is numpyro's. Float64 throughout, like the package.
 
@@ -43,7 +45,12 @@ def _insert_column(jnp, others, column, position: int):
     return jnp.concatenate([others[:, :position], column[:, None], others[:, position:]], axis=1)
 
 
-def make_model(observations: Observations, n_regimes: int, stickiness: float = 10.0):
+def make_model(
+    observations: Observations,
+    n_regimes: int,
+    stickiness: float = 10.0,
+    identification: str = "ordered",
+):
     """The numpyro model function (no arguments) for ``observations`` (fitted part)."""
     import jax
     import jax.numpy as jnp
@@ -72,12 +79,17 @@ def make_model(observations: Observations, n_regimes: int, stickiness: float = 1
         return peak + jnp.log(jnp.sum(jnp.exp(last - peak)))
 
     def model():
-        top = numpyro.sample("anchor_top", dist.Normal(0.0, 1.0))
-        gaps = numpyro.sample(
-            "anchor_gaps", dist.Gamma(GAP_ALPHA, GAP_BETA).expand([k - 1]).to_event(1)
-        )
-        below = jnp.cumsum(gaps[::-1])[::-1]
-        anchor_mean = jnp.concatenate([top - below, top[None]])
+        if identification == "relabelled":
+            anchor_mean = numpyro.sample(
+                "anchor_mean", dist.Normal(0.0, 1.0).expand([k]).to_event(1)
+            )
+        else:
+            top = numpyro.sample("anchor_top", dist.Normal(0.0, 1.0))
+            gaps = numpyro.sample(
+                "anchor_gaps", dist.Gamma(GAP_ALPHA, GAP_BETA).expand([k - 1]).to_event(1)
+            )
+            below = jnp.cumsum(gaps[::-1])[::-1]
+            anchor_mean = jnp.concatenate([top - below, top[None]])
         other_mean = numpyro.sample(
             "other_mean", dist.Normal(0.0, 1.0).expand([k, d - 1]).to_event(2)
         )
@@ -104,6 +116,20 @@ def make_model(observations: Observations, n_regimes: int, stickiness: float = 1
     return model
 
 
+def _sorted_on_anchor(samples: dict[str, np.ndarray], anchor: int) -> dict[str, np.ndarray]:
+    """Each draw's regimes in increasing order of the anchor's mean (as the package's
+    relabelling does): mean, sigma, initial and both axes of transition permuted alike."""
+    order = np.argsort(samples["mean"][..., anchor], axis=-1)  # (C, N, K)
+    rows = order[..., :, None]
+    by_regime = {
+        name: np.take_along_axis(samples[name], rows if samples[name].ndim == 4 else order, 2)
+        for name in ("mean", "sigma", "initial")
+    }
+    transition = np.take_along_axis(samples["transition"], rows, 2)
+    transition = np.take_along_axis(transition, order[..., None, :], 3)
+    return {**samples, **by_regime, "transition": transition}
+
+
 def fit_numpyro(
     observations: Observations,
     n_regimes: int,
@@ -113,9 +139,10 @@ def fit_numpyro(
     target_accept: float = 0.9,
     seed: int = 1,
     chain_method: str = "sequential",
+    identification: str = "ordered",
 ) -> NumpyroFit:
     """NUTS on the hand-written model, one chain per entry of ``initvals`` (the package's
-    EM-based starting points, constrained space)."""
+    EM-based starting points, constrained space, for the same ``identification``)."""
     import jax
     import numpyro
     from numpyro.infer import MCMC, NUTS
@@ -138,7 +165,7 @@ def fit_numpyro(
         return mcmc
 
     def setup():
-        model = make_model(observations, n_regimes)
+        model = make_model(observations, n_regimes, identification=identification)
         unconstrained = [
             unconstrain_fn(model, (), {}, {name: np.asarray(v) for name, v in point.items()})
             for point in initvals
@@ -157,6 +184,8 @@ def fit_numpyro(
     }
     diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
     wall = time.perf_counter() - started
+    if identification == "relabelled":
+        samples = _sorted_on_anchor(samples, observations.anchor)
 
     # Compile time, estimated afterwards: a fresh model and sampler, 1 chain x (2 + 2) draws.
     started = time.perf_counter()

@@ -229,10 +229,10 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
     )
     parser.add_argument(
         "--identification",
-        choices=("ordered", "relabelled"),
-        default="ordered",
-        help="bayes-hmm: regime order built into the priors (ordered, default) or "
-        "exchangeable priors with every draw sorted on the anchor afterwards (relabelled)",
+        choices=("relabelled", "ordered"),
+        help="exchangeable priors with every draw sorted on the anchor afterwards "
+        "(relabelled: bayes-hmm's default) or the order built into the priors (ordered: "
+        "the only one the cross-asset models support)",
     )
     parser.add_argument(
         "--stickiness", type=float, default=10.0, help="Dirichlet weight on staying (default 10)"
@@ -731,6 +731,8 @@ def _model_config(args: argparse.Namespace) -> dict:
             "seed": args.seed,
         }
     else:
+        from regime_model.models import MODELS
+
         config = {
             "model": args.model,
             "n_regimes": args.regimes,
@@ -739,7 +741,8 @@ def _model_config(args: argparse.Namespace) -> dict:
             "covariance": args.covariance,
             "anchor": args.anchor,
             "order_by": args.order_by,
-            "identification": args.identification,
+            # Resolved here so that config.json records it.
+            "identification": args.identification or MODELS[args.model].identifications[0],
             "stickiness": args.stickiness,
             "sampler": args.sampler,
             "draws": args.draws,

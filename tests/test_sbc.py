@@ -105,12 +105,12 @@ def test_simulation_is_reproducible_and_reports_what_generated_it():
 @pytest.mark.parametrize(
     "config",
     [
-        {"model": "bayes-hmm", "stickiness": 1.5},
-        {"model": "bayes-hmm", "stickiness": 1.5, "identification": "relabelled"},
+        {"model": "bayes-hmm", "stickiness": 1.5, "identification": "ordered"},
+        {"model": "bayes-hmm", "stickiness": 1.5},  # relabelled, the default
         {"model": "leadlag", "stickiness": 1.5, "lag": 2},
         {"model": "tvtp", "stickiness": 1.5, "covariates": ["driver"], "coefficient_scale": 3},
     ],
-    ids=["bayes-hmm", "bayes-hmm-relabelled", "leadlag-lag2", "tvtp"],
+    ids=["bayes-hmm-ordered", "bayes-hmm", "leadlag-lag2", "tvtp"],
 )
 def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
     """At the true parameters, E[P(z_t = true state | y)] = E[sum_k P(z_t = k | y)^2].
@@ -140,7 +140,8 @@ def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
 
 
 def test_relabelling_sorts_every_draw_and_permutes_all_regime_variables_alike():
-    model = BayesianHMM(3, identification="relabelled")
+    model = BayesianHMM(3)
+    assert model.identification == "relabelled"  # bayes-hmm's default
     rng = np.random.default_rng(4)
     anchor = rng.standard_normal((2, 5, 3))
     transition = rng.dirichlet(np.ones(3), size=(2, 5, 3))
@@ -161,9 +162,17 @@ def test_relabelling_sorts_every_draw_and_permutes_all_regime_variables_alike():
         expected = transition[chain, draw][np.ix_(order, order)]
         assert np.array_equal(relabelled["transition"][chain, draw], expected)
     assert relabelled["nu"].equals(posterior["nu"])
-    assert BayesianHMM(3)._relabelled(posterior) is posterior  # "ordered": nothing to do
-    with pytest.raises(ValueError, match="bayes-hmm only"):
-        model_from_config({"model": "leadlag", "identification": "relabelled"})
+    assert BayesianHMM(3, identification="ordered")._relabelled(posterior) is posterior
+    cross_asset = [
+        {"model": "leadlag"},
+        {"model": "hierarchical"},
+        {"model": "tvtp", "covariates": ["x"]},
+    ]
+    for config in cross_asset:
+        assert model_from_config(config).identification == "ordered"
+        message = f"{config['model']} supports identification ordered, not 'relabelled'"
+        with pytest.raises(ValueError, match=message):
+            model_from_config({**config, "identification": "relabelled"})
 
 
 # ---------------------------------------------------------------- ranks and uniformity
@@ -300,3 +309,22 @@ def test_a_prior_with_potential_terms_is_drawn_by_mcmc_not_forward():
     for parameters, (extra,) in draws:
         assert parameters["doubled"] == pytest.approx(2 * parameters["x"])
         assert extra == pytest.approx(2 * parameters["x"] + 1)
+
+
+def test_cli_config_records_the_identification_each_model_family_defaults_to():
+    """config.json must say which identification a run used, also when it was defaulted."""
+    from regime_model.cli import _model_config, build_parser
+
+    def config(*options: str) -> dict:
+        arguments = build_parser().parse_args(
+            ["fit", "--features", "f.csv", "--out", "o", *options]
+        )
+        return _model_config(arguments)
+
+    assert config("--model", "bayes-hmm")["identification"] == "relabelled"
+    assert config("--model", "bayes-hmm", "--identification", "ordered")["identification"] == (
+        "ordered"
+    )
+    assert config("--model", "leadlag")["identification"] == "ordered"
+    tvtp = config("--model", "tvtp", "--covariates", "x")
+    assert tvtp["identification"] == "ordered"

@@ -4,8 +4,9 @@ All functions take log-space inputs: ``log_initial`` (K,), ``log_transition`` (K
 (T-1, K, K) (row i = from state i; entry t moves z_t to z_{t+1}) and ``log_emission``
 (T, K), where a missing observation is a row of zeros.
 
-The PyTensor Op (``hmm_log_likelihood``, ``HMMLogLikelihoodOp``) is imported on first
-access, so numpy-only users do not pay the ~1 s PyTensor import.
+The PyTensor Ops (``hmm_log_likelihood``, ``HMMLogLikelihoodOp``,
+``stationary_distribution``) are imported on first access, so numpy-only users do not pay
+the ~1 s PyTensor import.
 """
 
 from regime_model.inference.forecast import hmm_forecast
@@ -31,14 +32,20 @@ __all__ = [
     "hmm_posterior_sample",
     "hmm_smoother",
     "sample_markov_path",
+    "stationary_distribution",
 ]
 
-_PYTENSOR_NAMES = ("HMMLogLikelihoodOp", "hmm_log_likelihood")
+_PYTENSOR_NAMES = {
+    "HMMLogLikelihoodOp": "pytensor_op",
+    "hmm_log_likelihood": "pytensor_op",
+    "stationary_distribution": "stationary",
+}
 
 
 def __getattr__(name: str):
     if name in _PYTENSOR_NAMES:
-        from regime_model.inference import pytensor_op
+        import importlib
 
-        return getattr(pytensor_op, name)
+        module = importlib.import_module(f"regime_model.inference.{_PYTENSOR_NAMES[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,12 @@ from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph.replace import vectorize_graph
 
 from regime_model.data.features import FeatureSet
-from regime_model.inference import hmm_filter, hmm_log_likelihood, sample_markov_path
+from regime_model.inference import (
+    hmm_filter,
+    hmm_log_likelihood,
+    sample_markov_path,
+    stationary_distribution,
+)
 from regime_model.models.em_hmm import EMHMM, EMEstimate
 from regime_model.models.emissions import (
     diagonal_log_density,
@@ -62,7 +67,7 @@ EMISSIONS = ("gaussian", "student-t")
 SWITCHING = ("both", "mean", "variance")
 COVARIANCES = ("diag", "full")
 SAMPLERS = ("nuts", "nutpie", "map", "advi")
-IDENTIFICATIONS = ("ordered", "relabelled")
+IDENTIFICATIONS = ("relabelled", "ordered")  # bayes-hmm's; the first is the default
 KERNEL_INPUT_CHUNK = 250  # draws per vectorised evaluation of the kernel's inputs
 # Priors, in units of each feature's standard deviation (the data are standardised).
 GAP_ALPHA, GAP_BETA = 2.0, 4.0  # ordered gaps: mean 0.5, no mass at 0
@@ -85,11 +90,13 @@ class BayesianHMM:
     covariance: "diag" or "full" (LKJ(2) prior on each regime's correlation matrix).
     anchor: feature the regimes are ordered on (default: the first equity return).
     order_by: "mean" or "volatility" (default: mean, or volatility when switching="variance").
-    identification: "ordered" (default): the order is built into the parameterisation
-        (positive gaps below the top regime's anchor mean). "relabelled": exchangeable
-        priors (every regime's parameters drawn alike) and every posterior draw sorted on
-        the anchor afterwards (Stephens 2000), so two regimes whose anchor means are close
-        do not split the posterior into modes the sampler cannot cross. bayes-hmm only.
+    identification: "relabelled" (bayes-hmm's default): exchangeable priors (every
+        regime's parameters drawn alike) and every posterior draw sorted on the anchor
+        afterwards (Stephens 2000), so two regimes whose anchor means are close do not split
+        the posterior into modes the sampler cannot cross; simulation-based calibration
+        passes with it and fails with "ordered" (docs/evaluation.md). "ordered": the order is
+        built into the parameterisation (positive gaps below the top regime's anchor mean);
+        the only one the cross-asset subclasses support (``identifications``).
     stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
     initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
     standardise: put the priors in units of each feature's fitted mean and standard
@@ -101,6 +108,10 @@ class BayesianHMM:
     """
 
     name = "bayes-hmm"  # the --model name; subclasses set their own
+    # Supported identifications, default first. Relabelling permutes the regime axes of
+    # the variables in _REGIME_AXES; a subclass whose parameters carry regimes another way
+    # (transition moves, product states, group responses) supports "ordered" only.
+    identifications: tuple[str, ...] = IDENTIFICATIONS
 
     def __init__(
         self,
@@ -110,7 +121,7 @@ class BayesianHMM:
         covariance: str = "diag",
         anchor: str | None = None,
         order_by: str | None = None,
-        identification: str = "ordered",
+        identification: str | None = None,
         stickiness: float = 10.0,
         initial: str = "stationary",
         standardise: bool = True,
@@ -130,7 +141,6 @@ class BayesianHMM:
             (covariance, COVARIANCES, "covariance"),
             (sampler, SAMPLERS, "sampler"),
             (initial, ("stationary", "dirichlet"), "initial"),
-            (identification, IDENTIFICATIONS, "identification"),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
@@ -139,8 +149,12 @@ class BayesianHMM:
             raise ValueError(f"cannot order by {order_by} when only the other one switches")
         if stickiness <= 0:
             raise ValueError("stickiness must be positive")
-        if identification == "relabelled" and self.name != BayesianHMM.name:
-            raise ValueError(f"identification='relabelled' is for bayes-hmm only, not {self.name}")
+        identification = identification or self.identifications[0]
+        if identification not in self.identifications:
+            raise ValueError(
+                f"{self.name} supports identification {' or '.join(self.identifications)}, "
+                f"not {identification!r}"
+            )
         self.n_regimes = n_regimes
         self.emission = emission
         self.switching = switching
@@ -704,14 +718,6 @@ def _take_regimes(values: np.ndarray, order: np.ndarray, axis: int) -> np.ndarra
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else round(float(value), 2)
-
-
-def stationary_distribution(transition: pt.TensorVariable) -> pt.TensorVariable:
-    """pi with pi P = pi, sum(pi) = 1, as a differentiable linear solve. (K, K) -> (K,)."""
-    n_regimes = transition.shape[0]
-    system = pt.set_subtensor((transition.T - pt.eye(n_regimes))[-1], pt.ones(n_regimes))
-    target = pt.set_subtensor(pt.zeros(n_regimes)[-1], 1.0)
-    return pt.linalg.solve(system, target)
 
 
 def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, position: int):

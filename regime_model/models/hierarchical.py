@@ -156,6 +156,7 @@ class HierarchicalHMM(BayesianHMM):
     """
 
     name = "hierarchical"
+    identifications = ("ordered",)
 
     def __init__(
         self,

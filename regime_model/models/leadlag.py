@@ -60,13 +60,17 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy.special import logsumexp
 
-from regime_model.inference import hmm_filter, hmm_smoother, sample_markov_path
+from regime_model.inference import (
+    hmm_filter,
+    hmm_smoother,
+    sample_markov_path,
+    stationary_distribution,
+)
 from regime_model.inference.fixed_lag import fixed_lag_joint
 from regime_model.models.bayesian_hmm import (
     NU_ALPHA,
     NU_BETA,
     BayesianHMM,
-    stationary_distribution,
 )
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
@@ -100,6 +104,7 @@ class LeadLagHMM(BayesianHMM):
     """
 
     name = "leadlag"
+    identifications = ("ordered",)
 
     def __init__(
         self,

@@ -52,7 +52,8 @@ from regime_model.errors import (
     RegimeDataError,
     UnknownSeriesError,
 )
-from regime_model.models.bayesian_hmm import BayesianHMM, stationary_distribution
+from regime_model.inference import stationary_distribution
+from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations, regime_names, select_features
 from regime_model.results import RegimeResult
@@ -88,6 +89,7 @@ class TVTPHMM(BayesianHMM):
     """
 
     name = "tvtp"
+    identifications = ("ordered",)
 
     def __init__(
         self,
