@@ -863,6 +863,7 @@ def format_summary(summary: dict) -> str:
             f"label switching: {'yes' if diagnostics['label_switching'] else 'no'})"
         )
         lines += [f"  - {failure}" for failure in diagnostics["failures"]]
+        lines += [f"  ! {warning}" for warning in diagnostics.get("warnings", [])]
     elif diagnostics:
         lines.append(f"Diagnostics: {diagnostics.get('reason', 'not applicable')}")
     if "note" in info:

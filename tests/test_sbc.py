@@ -155,6 +155,9 @@ def test_relabelling_sorts_every_draw_and_permutes_all_regime_variables_alike():
         }
     )
     relabelled = model._relabelled(posterior)
+    unsorted = np.any(np.diff(anchor, axis=-1) < 0, axis=-1)
+    assert 0 < unsorted.mean() < 1
+    assert relabelled.attrs["relabelled_share"] == unsorted.mean()
     for chain, draw in np.ndindex(2, 5):
         order = np.argsort(anchor[chain, draw])
         assert np.array_equal(relabelled["anchor_mean"][chain, draw], anchor[chain, draw][order])
@@ -272,7 +275,7 @@ def test_relabelled_fit_sorts_every_draw_and_agrees_with_ordered_on_separated_re
     )
     template, columns = simulation_template(CalibrationSpec({"model": "bayes-hmm"}, 1, 300), 0)
     template.frame[columns] = values
-    fits = {}
+    fits, diagnostics = {}, {}
     for identification in ("ordered", "relabelled"):
         model = BayesianHMM(
             2,
@@ -283,7 +286,13 @@ def test_relabelled_fit_sorts_every_draw_and_agrees_with_ordered_on_separated_re
             cores=1,
             progressbar=False,
         )
-        fits[identification] = model.fit(template, columns).inference_data.posterior
+        result = model.fit(template, columns)
+        fits[identification] = result.inference_data.posterior
+        diagnostics[identification] = result.diagnostics()
+    # Separated on the anchor: no draw needed re-sorting, so no overlap warning.
+    assert diagnostics["relabelled"]["relabelled_share"] == 0.0
+    assert diagnostics["relabelled"]["warnings"] == []
+    assert diagnostics["ordered"]["relabelled_share"] is None
     anchor = fits["relabelled"]["emission_mean"].to_numpy()[..., 0]
     assert (anchor[..., 0] <= anchor[..., 1]).all()
     means = {name: post["emission_mean"].mean(("chain", "draw")) for name, post in fits.items()}

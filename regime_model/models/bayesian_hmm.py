@@ -54,6 +54,7 @@ from regime_model.models.simulation import PriorSimulation, draw_prior, replace_
 from regime_model.results import (
     KINDS,
     MAX_CHAIN_DISAGREEMENT,
+    MAX_RELABELLED_SHARE,
     MAX_RHAT,
     MIN_ESS,
     DrawProbabilities,
@@ -487,6 +488,9 @@ class BayesianHMM:
             return posterior
         order = self._regime_order(posterior)
         relabelled = posterior.copy()
+        # Chains start in anchor order; a draw needs sorting when its anchor values cross.
+        permuted = np.any(order != np.arange(self.n_regimes), axis=-1)
+        relabelled.attrs["relabelled_share"] = float(permuted.mean())
         for name, axes in _REGIME_AXES.items():
             if name in posterior:
                 values = posterior[name].to_numpy()
@@ -623,6 +627,7 @@ class BayesianHMM:
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
+                "relabelled_share": _float_or_none(posterior.attrs.get("relabelled_share")),
                 **holdout_info(observations),
             },
         )
@@ -760,6 +765,7 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         float(np.abs(smoothed[chain_of_band == chain].mean(axis=0) - pooled).mean())
         for chain in np.unique(chain_of_band)
     )
+    relabelled_share = result.fit_info.get("relabelled_share")
     checks = {
         "max_rhat": rhat,
         "min_ess_bulk": ess_bulk,
@@ -767,7 +773,15 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         "divergences": divergences,
         "chain_disagreement": disagreement,
         "label_switching": disagreement > MAX_CHAIN_DISAGREEMENT,
+        "relabelled_share": relabelled_share,
     }
+    warnings = []
+    if relabelled_share is not None and relabelled_share > MAX_RELABELLED_SHARE:
+        warnings.append(
+            f"{relabelled_share:.1%} of draws were re-sorted on the anchor: the regimes overlap "
+            "on it, so some draws' names follow the anchor against the other features; "
+            "consider an anchor that separates the regimes (--anchor, --order-by)"
+        )
     failures = []
     if not rhat < MAX_RHAT:
         failures.append(f"max R-hat {rhat:.3f} >= {MAX_RHAT}")
@@ -777,4 +791,5 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         failures.append(f"{divergences} divergent transitions")
     if checks["label_switching"]:
         failures.append(f"chains disagree on the regime path ({disagreement:.2f}): label switching")
-    return {**checks, "verdict": "fail" if failures else "pass", "failures": failures}
+    verdict = "fail" if failures else "pass"
+    return {**checks, "verdict": verdict, "failures": failures, "warnings": warnings}
