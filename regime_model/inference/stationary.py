@@ -8,7 +8,7 @@ dL/dP[j, i] = -pi_j lambda_i for i < K-1 and 0 for the last column.
 Why an Op and not ``pt.linalg.solve``: the general solve brings LU factorisation, pivoting
 (an argsort) and triangular solves into the compiled log density, about 35 s of a cold
 numba compile for a 2 x 2 system; here a K x K elimination (K <= 25) is a short jitted
-loop. The Op also takes leading batch axes in Python mode, so the post-processing, which
+loop. The Op also takes leading batch axes, so the post-processing, which
 evaluates the model's graph over many draws at once, solves all of them in one batched
 ``numpy.linalg.solve`` instead of one call per draw.
 """
@@ -174,23 +174,34 @@ def _vectorize_stationary(op: Op, node: Apply, *batched_inputs) -> list[Variable
 
 @register_funcify_and_cache_key(StationaryDistributionOp)
 def _numba_funcify_stationary(op: StationaryDistributionOp, node: Apply, **kwargs):
-    if node.inputs[0].type.ndim != 2:
-        raise NotImplementedError("the NUMBA-mode stationary distribution takes one (K, K) matrix")
-
     @numba_njit
     def stationary_distribution_numba(transition):
-        return stationary_numba(transition)
+        # Leading axes flattened into one loop (a single (K, K) matrix is a batch of one).
+        matrices = np.ascontiguousarray(transition)
+        n_states = matrices.shape[-1]
+        flat = matrices.reshape((-1, n_states, n_states))
+        result = np.empty((flat.shape[0], n_states))
+        for index in range(flat.shape[0]):
+            result[index] = stationary_numba(flat[index])
+        return result.reshape(matrices.shape[:-1])
 
     return stationary_distribution_numba, f"regime_model.StationaryDistributionOp_{_SOURCE_HASH}"
 
 
 @register_funcify_and_cache_key(StationaryDistributionVJPOp)
 def _numba_funcify_stationary_vjp(op: StationaryDistributionVJPOp, node: Apply, **kwargs):
-    if node.inputs[0].type.ndim != 2:
-        raise NotImplementedError("the NUMBA-mode stationary gradient takes one (K, K) matrix")
-
     @numba_njit
     def stationary_vjp_numba_node(transition, stationary, output_grad):
-        return stationary_vjp_numba(transition, stationary, output_grad)
+        matrices = np.ascontiguousarray(transition)
+        n_states = matrices.shape[-1]
+        flat = matrices.reshape((-1, n_states, n_states))
+        flat_stationary = np.ascontiguousarray(stationary).reshape((-1, n_states))
+        flat_grad = np.ascontiguousarray(output_grad).reshape((-1, n_states))
+        result = np.empty_like(flat)
+        for index in range(flat.shape[0]):
+            result[index] = stationary_vjp_numba(
+                flat[index], flat_stationary[index], flat_grad[index]
+            )
+        return result.reshape(matrices.shape)
 
     return stationary_vjp_numba_node, f"regime_model.StationaryDistributionVJPOp_{_SOURCE_HASH}"

@@ -68,7 +68,8 @@ def test_numba_gradient_equals_default_mode_gradient(n_states):
     assert np.all(default[1][:, -1] == 0.0)  # the last column only enters through sum(P) = 1
 
 
-def test_vectorising_over_draws_keeps_one_batched_op():
+@pytest.mark.parametrize("mode", MODES)
+def test_vectorising_over_draws_keeps_one_batched_op(mode):
     """The post-processing vectorises the model's graph over draws; the Op must stay one
     node that solves the whole stack, and agree with the per-draw solve."""
     rng = np.random.default_rng(3)
@@ -77,7 +78,7 @@ def test_vectorising_over_draws_keeps_one_batched_op():
     objective = pt.sum(stationary_distribution(transition) ** 2)
     outputs = [stationary_distribution(transition), pytensor.grad(objective, transition)]
     batched = vectorize_graph(outputs, {transition: stacked})
-    function = pytensor.function([stacked], batched)
+    function = pytensor.function([stacked], batched, mode=mode)
     ops = {type(node.op).__name__ for node in function.maker.fgraph.apply_nodes}
     assert "Blockwise" not in ops and "StationaryDistributionOp" in ops
     matrices = np.stack([_random_transition(rng, 3) for _ in range(6)])
