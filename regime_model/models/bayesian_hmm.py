@@ -627,7 +627,8 @@ class BayesianHMM:
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
-                "relabelled_share": _float_or_none(posterior.attrs.get("relabelled_share")),
+                # Not rounded: it is compared with MAX_RELABELLED_SHARE.
+                "relabelled_share": posterior.attrs.get("relabelled_share"),
                 **holdout_info(observations),
             },
         )
