@@ -18,6 +18,8 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor import TensorVariable
 
+from regime_model.models.diagonal_gaussian import diagonal_gaussian_log_density
+
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
@@ -28,19 +30,21 @@ def diagonal_log_density(
     sigma: TensorVariable,
     nu: TensorVariable | None = None,
 ) -> TensorVariable:
-    """Independent Gaussian (``nu`` None) or Student-t margins per feature. -> (T, K)."""
-    z = (y[:, None, :] - mean[None, :, :]) / sigma[None, :, :]
+    """Independent Gaussian (``nu`` None) or Student-t margins per feature. -> (T, K).
+
+    The Gaussian case is a compiled Op with an analytic gradient
+    (:mod:`regime_model.models.diagonal_gaussian`), the default model's emission."""
     if nu is None:
-        log_density = -0.5 * z**2 - pt.log(sigma)[None] - 0.5 * _LOG_2PI
-    else:
-        nu = pt.broadcast_to(nu, sigma.shape[-1:])[None, None, :]
-        log_density = (
-            pt.gammaln((nu + 1) / 2)
-            - pt.gammaln(nu / 2)
-            - 0.5 * pt.log(nu * np.pi)
-            - pt.log(sigma)[None]
-            - (nu + 1) / 2 * pt.log1p(z**2 / nu)
-        )
+        return diagonal_gaussian_log_density(y, observed, mean, sigma)
+    z = (y[:, None, :] - mean[None, :, :]) / sigma[None, :, :]
+    nu = pt.broadcast_to(nu, sigma.shape[-1:])[None, None, :]
+    log_density = (
+        pt.gammaln((nu + 1) / 2)
+        - pt.gammaln(nu / 2)
+        - 0.5 * pt.log(nu * np.pi)
+        - pt.log(sigma)[None]
+        - (nu + 1) / 2 * pt.log1p(z**2 / nu)
+    )
     return (log_density * observed[:, None, :]).sum(axis=-1)
 
 

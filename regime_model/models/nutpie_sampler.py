@@ -79,9 +79,10 @@ def _data_as_inputs(outputs: list) -> tuple[list, list]:
     return constants, inputs
 
 
-def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, str]:
-    """(buffer, arguments): the data as one flat float64 buffer for nutpie's user_data,
-    and the source text of the jitted function's data arguments that unpack it.
+def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """(buffer, expressions): the data as one flat float64 buffer for nutpie's user_data,
+    and for each piece the source text that unpacks it from ``data`` (the buffer in the
+    jitted callback).
 
     The buffer starts with its own length, then each piece's offset, end and shape; the
     pieces follow. The unpacking text depends only on how many pieces there are and their
@@ -90,19 +91,19 @@ def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, str]:
     buffer stays C-contiguous in numba, so the pieces are views, not copies.
     """
     header_length = 1 + sum(2 + piece.ndim for piece in data)
-    header, arguments = [0.0], []
+    header, expressions = [0.0], []
     offset = header_length
     for piece in data:
         position = len(header)
         header += [offset, offset + piece.size, *piece.shape]
         shape = ", ".join(f"int(data[{position + 2 + axis}])" for axis in range(piece.ndim))
-        arguments.append(
-            f", data[int(data[{position}]):int(data[{position + 1}])].reshape(({shape},))"
+        expressions.append(
+            f"data[int(data[{position}]):int(data[{position + 1}])].reshape(({shape},))"
         )
         offset += piece.size
     header[0] = offset
     buffer = np.concatenate([np.asarray(header), *(piece.ravel() for piece in data)])
-    return buffer, "".join(arguments)
+    return buffer, expressions
 
 
 def sample_with_nutpie(
@@ -167,15 +168,24 @@ def sample_with_nutpie(
         )
 
     # nutpie's C signatures; return codes > 0 reject a point, < 0 abort sampling.
-    data_buffer, pieces = _pack_data(data)
+    data_buffer, expressions = _pack_data(data)
+    unpack = "".join(
+        f"\n        data_{index} = {expression}" for index, expression in enumerate(expressions)
+    )
+    arguments = "".join(f", data_{index}" for index in range(len(expressions)))
+    # The try block holds the call alone: numba turns every bytecode instruction inside
+    # a try (Python 3.11's inline caches included) into a basic block, and its SSA pass is
+    # quadratic in blocks. With the data unpacking inside, the callback had 881 blocks and
+    # took 79 s of a 172 s cold compile.
     logp_source = f"""
     def logp_callback(dim, point_pointer, gradient_pointer, logp_pointer, user_data):
         if dim != {n_dim}:
             return -1
         total = int(numba.carray(user_data, (1,), np.float64)[0])
         data = numba.carray(user_data, (total,), np.float64)
+        point = numba.carray(point_pointer, ({n_dim},)){unpack}
         try:
-            value, gradient = jitted(numba.carray(point_pointer, ({n_dim},)){pieces})
+            value, gradient = jitted(point{arguments})
         except Exception:
             return 1
         numba.carray(logp_pointer, (1,))[0] = value[()]
@@ -199,13 +209,13 @@ def sample_with_nutpie(
     env = {"__name__": __name__, "jitted": jitted, "np": np, "numba": numba}
     double = numba.types.CPointer(numba.types.double)
     callbacks = []
-    for source, name, arguments in (
+    for source, name, pointer_types in (
         (logp_source, "logp_callback", (double, double, double)),
         (expand_source, "expand_callback", (numba.types.uint64, double, double)),
     ):
         source = textwrap.dedent(source)
         source_key = hashlib.sha256(source.encode()).hexdigest()[:16]
-        signature = numba.types.int64(numba.types.uint64, *arguments, numba.types.voidptr)
+        signature = numba.types.int64(numba.types.uint64, *pointer_types, numba.types.voidptr)
         function = compile_numba_function_src(
             source,
             name,
