@@ -143,15 +143,17 @@ def test_relabelling_sorts_every_draw_and_permutes_all_regime_variables_alike():
     model = BayesianHMM(3)
     assert model.identification == "relabelled"  # bayes-hmm's default
     rng = np.random.default_rng(4)
-    anchor = rng.standard_normal((2, 5, 3))
+    mean = rng.standard_normal((2, 5, 3, 2))
+    model.anchor_index_ = 1  # set by build_model: regimes sort on this feature's mean
+    anchor = mean[..., 1]
     transition = rng.dirichlet(np.ones(3), size=(2, 5, 3))
-    other = rng.standard_normal((2, 5, 3, 2))
     posterior = xr.Dataset(
         {
-            "anchor_mean": (("chain", "draw", "a"), anchor),
-            "other_mean": (("chain", "draw", "r", "f"), other),
+            "regime_mean": (("chain", "draw", "r", "f"), mean),
+            "mean": (("chain", "draw", "r", "f"), mean),
+            "sigma": (("chain", "draw", "r", "f"), np.exp(mean)),
             "transition": (("chain", "draw", "regime", "regime_to"), transition),
-            "nu": (("chain", "draw", "f"), other[:, :, 0, :]),  # not per regime: untouched
+            "nu": (("chain", "draw", "f"), mean[:, :, 0, :]),  # not per regime: untouched
         }
     )
     relabelled = model._relabelled(posterior)
@@ -160,8 +162,10 @@ def test_relabelling_sorts_every_draw_and_permutes_all_regime_variables_alike():
     assert relabelled.attrs["relabelled_share"] == unsorted.mean()
     for chain, draw in np.ndindex(2, 5):
         order = np.argsort(anchor[chain, draw])
-        assert np.array_equal(relabelled["anchor_mean"][chain, draw], anchor[chain, draw][order])
-        assert np.array_equal(relabelled["other_mean"][chain, draw], other[chain, draw][order])
+        for name in ("regime_mean", "mean"):
+            assert np.array_equal(relabelled[name][chain, draw], mean[chain, draw][order])
+        sigma = np.exp(mean[chain, draw][order])
+        assert np.array_equal(relabelled["sigma"][chain, draw], sigma)
         expected = transition[chain, draw][np.ix_(order, order)]
         assert np.array_equal(relabelled["transition"][chain, draw], expected)
     assert relabelled["nu"].equals(posterior["nu"])

@@ -210,6 +210,7 @@ class BayesianHMM:
                 "hmm_loglik", self._marginal_loglik(log_initial, log_transition, log_emission)
             )
         self.kernel_terms_ = kernel_terms
+        self.anchor_index_ = observations.anchor
         return model
 
     def _coords(self, observations: Observations) -> dict[str, list[str]]:
@@ -271,13 +272,14 @@ class BayesianHMM:
         if self.switching == "variance":
             common = pm.Normal("common_mean", 0.0, 1.0, shape=d)
             return pt.broadcast_to(common[None, :], (k, d))
-        if self.order_by == "mean" and self.identification == "ordered":
-            top = pm.Normal("anchor_top", 0.0, 1.0)
-            gaps = pm.Gamma("anchor_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
-            below = pt.cumsum(gaps[::-1])[::-1]  # distance of regime j < K-1 below the top
-            anchor_mean = pt.concatenate([top - below, top[None]])
-        else:
-            anchor_mean = pm.Normal("anchor_mean", 0.0, 1.0, shape=k)
+        if self.order_by != "mean" or self.identification != "ordered":
+            # Exchangeable: one (K, D) variable (splitting off the anchor column would
+            # only add concatenations to the compiled graph).
+            return pm.Normal("regime_mean", 0.0, 1.0, shape=(k, d))
+        top = pm.Normal("anchor_top", 0.0, 1.0)
+        gaps = pm.Gamma("anchor_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
+        below = pt.cumsum(gaps[::-1])[::-1]  # distance of regime j < K-1 below the top
+        anchor_mean = pt.concatenate([top - below, top[None]])
         other = pm.Normal("other_mean", 0.0, 1.0, shape=(k, d - 1))
         return _insert_column(other, anchor_mean, anchor)
 
@@ -286,13 +288,12 @@ class BayesianHMM:
         if self.switching == "mean":
             shared = pm.LogNormal("shared_scale", 0.0, LOG_SCALE_SD, shape=d)
             return pt.broadcast_to(shared[None, :], (k, d))
-        if self.order_by == "volatility" and self.identification == "ordered":
-            calm = pm.Normal("anchor_log_scale_calm", 0.0, LOG_SCALE_SD)
-            gaps = pm.Gamma("anchor_log_scale_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
-            above = pt.cumsum(gaps[::-1])[::-1]
-            anchor_scale = pt.exp(pt.concatenate([calm + above, calm[None]]))
-        else:
-            anchor_scale = pm.LogNormal("anchor_scale", 0.0, LOG_SCALE_SD, shape=k)
+        if self.order_by != "volatility" or self.identification != "ordered":
+            return pm.LogNormal("regime_scale", 0.0, LOG_SCALE_SD, shape=(k, d))
+        calm = pm.Normal("anchor_log_scale_calm", 0.0, LOG_SCALE_SD)
+        gaps = pm.Gamma("anchor_log_scale_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
+        above = pt.cumsum(gaps[::-1])[::-1]
+        anchor_scale = pt.exp(pt.concatenate([calm + above, calm[None]]))
         other = pm.LogNormal("other_scale", 0.0, LOG_SCALE_SD, shape=(k, d - 1))
         return _insert_column(other, anchor_scale, anchor)
 
@@ -407,9 +408,9 @@ class BayesianHMM:
                     anchor_mean = np.sort(mean[:, anchor])
                     point["anchor_top"] = np.asarray(anchor_mean[-1])
                     point["anchor_gaps"] = np.maximum(np.diff(anchor_mean), 0.05)
+                    point["other_mean"] = mean[:, others]
                 else:
-                    point["anchor_mean"] = mean[:, anchor]
-                point["other_mean"] = mean[:, others]
+                    point["regime_mean"] = mean
             if self.switching == "mean":
                 point["shared_scale"] = sigma.mean(axis=0)
             else:
@@ -417,9 +418,9 @@ class BayesianHMM:
                     log_scale = np.sort(np.log(sigma[:, anchor]))[::-1]
                     point["anchor_log_scale_calm"] = np.asarray(log_scale[-1])
                     point["anchor_log_scale_gaps"] = np.maximum(-np.diff(log_scale), 0.05)
+                    point["other_scale"] = sigma[:, others]
                 else:
-                    point["anchor_scale"] = sigma[:, anchor]
-                point["other_scale"] = sigma[:, others]
+                    point["regime_scale"] = sigma
             if self.emission == "student-t":
                 point["nu"] = np.full(() if self.covariance == "full" else mean.shape[1], 10.0)
             points.append(point)
@@ -472,10 +473,11 @@ class BayesianHMM:
             return data.posterior, None
 
     def _regime_order(self, posterior: xr.Dataset) -> np.ndarray:
-        """(chain, draw, K) permutation putting each draw's regimes in anchor order."""
+        """(chain, draw, K) permutation putting each draw's regimes in anchor order (the
+        anchor column of the reported ``mean`` and ``sigma``; ``anchor_index_`` is set by
+        :meth:`build_model`)."""
         anchor_mean, anchor_scale = (
-            posterior[name].to_numpy() if name in posterior else None
-            for name in ("anchor_mean", "anchor_scale")
+            posterior[name].to_numpy()[..., self.anchor_index_] for name in ("mean", "sigma")
         )
         return order_regimes(anchor_mean, anchor_scale, self.order_by)  # along the last axis
 
@@ -700,10 +702,8 @@ class BayesianHMM:
 
 # Regime axes (after chain and draw) of the variables "relabelled" permutes.
 _REGIME_AXES = {
-    "anchor_mean": (0,),
-    "other_mean": (0,),
-    "anchor_scale": (0,),
-    "other_scale": (0,),
+    "regime_mean": (0,),
+    "regime_scale": (0,),
     "mean": (0,),
     "sigma": (0,),
     "correlation_cholesky": (0,),

@@ -30,6 +30,7 @@ from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import graph_inputs, io_toposort
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache
 from pytensor.tensor.shape import SpecifyShape
 from pytensor.tensor.variable import TensorConstant
 
@@ -50,6 +51,20 @@ def _without_shape_assertions(output):
     if not assertions:
         return output
     return pytensor.clone_replace(output, assertions, rebuild_strict=False)
+
+
+def _unwrapped(fgraph):
+    """The compiled graph as a jitted function that calls each node's function directly.
+
+    For its own disk cache, PyTensor wraps every node's function, and the graph's, in a
+    one-line trampoline. numba links each callee's code into its caller and optimises the
+    whole again, so every trampoline re-optimises everything below it: about 15 s of a
+    cold compile. The callback built on this function is cached on disk under PyTensor's
+    key of the whole graph instead, which changes whenever a node or its implementation
+    does."""
+    with pytensor.config.change_flags(numba__cache=False):
+        function, _ = numba_funcify_ensure_cache(fgraph)
+    return function
 
 
 def _data_as_inputs(outputs: list) -> tuple[list, list]:
@@ -150,11 +165,11 @@ def sample_with_nutpie(
     )
     gradient = pt.concatenate([part.ravel() for part in pytensor.grad(logp, values)])
     with frozen:
-        jitted = compile_pymc(
+        logp_function = compile_pymc(
             [flat, *data_inputs],
             pytensor.clone_replace([logp, gradient], unflatten),
             mode="NUMBA",
-        ).vm.jit_fn
+        )
         names = {rv.name for rv in frozen.unobserved_RVs}
         reported = [var for var in frozen.unobserved_value_vars if var.name in names]
         # All draws in one call: the reported variables' graph vectorised over a leading
@@ -205,7 +220,8 @@ def sample_with_nutpie(
     """
     # Built from source text with a key, the way PyTensor builds its own functions,
     # so numba caches them on disk under the compiled graph's key.
-    graph_key = CACHED_SRC_FUNCTIONS.get(jitted.py_func)
+    graph_key = CACHED_SRC_FUNCTIONS.get(logp_function.vm.jit_fn.py_func)
+    jitted = _unwrapped(logp_function.maker.fgraph)
     env = {"__name__": __name__, "jitted": jitted, "np": np, "numba": numba}
     double = numba.types.CPointer(numba.types.double)
     callbacks = []
