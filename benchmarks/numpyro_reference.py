@@ -79,10 +79,10 @@ def make_model(
         return peak + jnp.log(jnp.sum(jnp.exp(last - peak)))
 
     def model():
+        # The package's parameterisation: one exchangeable (K, D) mean for relabelled, an
+        # ordered anchor column plus the other features' means for ordered; one (K, D) scale.
         if identification == "relabelled":
-            anchor_mean = numpyro.sample(
-                "anchor_mean", dist.Normal(0.0, 1.0).expand([k]).to_event(1)
-            )
+            mean = numpyro.sample("regime_mean", dist.Normal(0.0, 1.0).expand([k, d]).to_event(2))
         else:
             top = numpyro.sample("anchor_top", dist.Normal(0.0, 1.0))
             gaps = numpyro.sample(
@@ -90,18 +90,14 @@ def make_model(
             )
             below = jnp.cumsum(gaps[::-1])[::-1]
             anchor_mean = jnp.concatenate([top - below, top[None]])
-        other_mean = numpyro.sample(
-            "other_mean", dist.Normal(0.0, 1.0).expand([k, d - 1]).to_event(2)
-        )
-        anchor_scale = numpyro.sample(
-            "anchor_scale", dist.LogNormal(0.0, LOG_SCALE_SD).expand([k]).to_event(1)
-        )
-        other_scale = numpyro.sample(
-            "other_scale", dist.LogNormal(0.0, LOG_SCALE_SD).expand([k, d - 1]).to_event(2)
+            other_mean = numpyro.sample(
+                "other_mean", dist.Normal(0.0, 1.0).expand([k, d - 1]).to_event(2)
+            )
+            mean = _insert_column(jnp, other_mean, anchor_mean, anchor)
+        sigma = numpyro.sample(
+            "regime_scale", dist.LogNormal(0.0, LOG_SCALE_SD).expand([k, d]).to_event(2)
         )
         transition = numpyro.sample("transition", dist.Dirichlet(concentration).to_event(1))
-        mean = _insert_column(jnp, other_mean, anchor_mean, anchor)
-        sigma = _insert_column(jnp, other_scale, anchor_scale, anchor)
         initial = stationary(transition)
         numpyro.deterministic("mean", mean)
         numpyro.deterministic("sigma", sigma)
