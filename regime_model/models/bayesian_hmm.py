@@ -267,12 +267,18 @@ class BayesianHMM:
         """log p(y_1..T) with the regime path summed out (the compiled kernel's Op)."""
         return hmm_log_likelihood(log_initial, log_transition, log_emission)
 
+    def _ordered_in_prior(self, order_by: str) -> bool:
+        """Whether the anchor's means ("mean") or scales ("volatility") carry the regime
+        order in their parameterisation; otherwise they are one exchangeable (K, D)
+        parameter. Decides both the priors and the chains' starting points."""
+        return self.identification == "ordered" and self.order_by == order_by
+
     def _means(self, observations: Observations) -> pt.TensorVariable:
         k, d, anchor = self.n_regimes, observations.n_features, observations.anchor
         if self.switching == "variance":
             common = pm.Normal("common_mean", 0.0, 1.0, shape=d)
             return pt.broadcast_to(common[None, :], (k, d))
-        if self.order_by != "mean" or self.identification != "ordered":
+        if not self._ordered_in_prior("mean"):
             # Exchangeable: one (K, D) variable (splitting off the anchor column would
             # only add concatenations to the compiled graph).
             return pm.Normal("regime_mean", 0.0, 1.0, shape=(k, d))
@@ -288,7 +294,7 @@ class BayesianHMM:
         if self.switching == "mean":
             shared = pm.LogNormal("shared_scale", 0.0, LOG_SCALE_SD, shape=d)
             return pt.broadcast_to(shared[None, :], (k, d))
-        if self.order_by != "volatility" or self.identification != "ordered":
+        if not self._ordered_in_prior("volatility"):
             return pm.LogNormal("regime_scale", 0.0, LOG_SCALE_SD, shape=(k, d))
         calm = pm.Normal("anchor_log_scale_calm", 0.0, LOG_SCALE_SD)
         gaps = pm.Gamma("anchor_log_scale_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
@@ -404,7 +410,7 @@ class BayesianHMM:
             if self.switching == "variance":
                 point["common_mean"] = mean.mean(axis=0)
             else:
-                if self.order_by == "mean" and self.identification == "ordered":
+                if self._ordered_in_prior("mean"):
                     anchor_mean = np.sort(mean[:, anchor])
                     point["anchor_top"] = np.asarray(anchor_mean[-1])
                     point["anchor_gaps"] = np.maximum(np.diff(anchor_mean), 0.05)
@@ -414,7 +420,7 @@ class BayesianHMM:
             if self.switching == "mean":
                 point["shared_scale"] = sigma.mean(axis=0)
             else:
-                if self.order_by == "volatility" and self.identification == "ordered":
+                if self._ordered_in_prior("volatility"):
                     log_scale = np.sort(np.log(sigma[:, anchor]))[::-1]
                     point["anchor_log_scale_calm"] = np.asarray(log_scale[-1])
                     point["anchor_log_scale_gaps"] = np.maximum(-np.diff(log_scale), 0.05)

@@ -7,7 +7,7 @@ z = (y[t, d] - mean[k, d]) / sigma[k, d]. With G = dL/dlog_emission (T, K):
     dL/dsigma[k, d] = sum_t G[t, k] observed[t, d] (z^2 - 1) / sigma[k, d]
 
 Why an Op and not the elementwise graph: written as PyTensor operations, the (T, K, D)
-density and its gradient are some thirty nodes of the compiled log density (broadcasts,
+density and its gradient are some fifteen nodes of the compiled log density (broadcasts,
 sums over dates and features, their transposes), each a function numba compiles on a
 cold start; here they are two short jitted loops, and one pass over the data each. The
 same jitted loops serve every mode (Python-mode ``perform`` calls them too), so the
