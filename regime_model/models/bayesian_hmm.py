@@ -50,6 +50,7 @@ from regime_model.models.observations import (
     regime_names,
     select_features,
 )
+from regime_model.models.simplex import dirichlet
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.results import (
     KINDS,
@@ -198,7 +199,7 @@ class BayesianHMM:
         Only the first ``observations.n_fit`` dates enter the likelihood; the kernel's
         inputs over all dates are kept (``self.kernel_terms_``) to score held-out dates.
         """
-        with pm.Model(coords=self._coords(observations)) as model:
+        with self._new_model(observations) as model:
             kernel_terms = self._kernel_terms(observations)
             log_initial, log_transition, log_emission = kernel_terms
             n_fit = observations.n_fit
@@ -212,6 +213,13 @@ class BayesianHMM:
         self.kernel_terms_ = kernel_terms
         self.anchor_index_ = observations.anchor
         return model
+
+    def _new_model(self, observations: Observations) -> pm.Model:
+        """An empty model with the coordinates, to build the priors and likelihood in."""
+        # Every prior parameter is a constant validated in __init__ and every sampled one
+        # is valid by its transform, so PyMC's run-time parameter checks could never fire;
+        # left in, they are some ten more nodes of the compiled log density.
+        return pm.Model(coords=self._coords(observations), check_bounds=False)
 
     def _coords(self, observations: Observations) -> dict[str, list[str]]:
         names = regime_names(self.n_regimes)
@@ -247,15 +255,15 @@ class BayesianHMM:
     def _transition_terms(self, observations: Observations):
         """Sticky Dirichlet transition rows and the initial distribution, in logs."""
         n_regimes = self.n_regimes
-        transition = pm.Dirichlet(
-            "transition", a=self._transition_concentration(), dims=("regime", "regime_to")
+        transition = dirichlet(
+            "transition", self._transition_concentration(), dims=("regime", "regime_to")
         )
         if self.initial == "stationary":
             initial = pm.Deterministic(
                 "initial", stationary_distribution(transition), dims="regime"
             )
         else:
-            initial = pm.Dirichlet("initial", a=np.ones(n_regimes), dims="regime")
+            initial = dirichlet("initial", np.ones(n_regimes), dims="regime")
         return pt.log(initial), pt.log(transition)
 
     def _transition_concentration(self) -> np.ndarray:

@@ -75,6 +75,7 @@ from regime_model.models.bayesian_hmm import (
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.observations import Observations, regime_names
+from regime_model.models.simplex import dirichlet
 from regime_model.results import (
     DrawProbabilities,
     RegimeResult,
@@ -197,7 +198,7 @@ class LeadLagHMM(BayesianHMM):
     def build_model(self, observations: Observations) -> pm.Model:
         """As :meth:`BayesianHMM.build_model`, but the fitted dates are the first n_fit of
         the *dates*, which span product steps 0..n_fit-1+L."""
-        with pm.Model(coords=self._coords(observations)) as model:
+        with self._new_model(observations) as model:
             log_initial, log_transition, log_emission = self._kernel_terms(observations)
             lead_log_emission, lag_log_emission = self.chain_log_emissions_
             n_fit = observations.n_fit
@@ -224,15 +225,13 @@ class LeadLagHMM(BayesianHMM):
         lag_log_emission = self._chain_log_emission("lag", lag)
         concentration = self._transition_concentration()
         with pm.Model(name="lead"):
-            lead_transition = pm.Dirichlet(
-                "transition", a=concentration, dims=("lead_regime", "lead_regime_to")
+            lead_transition = dirichlet(
+                "transition", concentration, dims=("lead_regime", "lead_regime_to")
             )
         with pm.Model(name="lag"):
             # The lag chain's transitions at a lead score of 0, i.e. halfway between the
             # lead's risk_off and risk_on: the coupling tilts them both ways.
-            lag_base = pm.Dirichlet(
-                "transition", a=concentration, dims=("lag_regime", "lag_regime_to")
-            )
+            lag_base = dirichlet("transition", concentration, dims=("lag_regime", "lag_regime_to"))
         coupling_enter = pm.Normal("coupling_enter", 0.0, self.coupling_sd)
         coupling_stay = pm.Normal("coupling_stay", 0.0, self.coupling_sd)
         log_lag_transition = coupled_log_transition(
@@ -250,7 +249,7 @@ class LeadLagHMM(BayesianHMM):
         if self.initial == "stationary":
             initial = pm.Deterministic("initial", stationary_distribution(transition), dims="state")
         else:
-            initial = pm.Dirichlet("initial", a=np.ones(self.n_regimes**2), dims="state")
+            initial = dirichlet("initial", np.ones(self.n_regimes**2), dims="state")
         self.chain_log_emissions_ = (lead_log_emission, lag_log_emission)
         log_emission = product_log_emission(lead_log_emission, lag_log_emission, self.lag)
         return pt.log(initial), log_transition, log_emission

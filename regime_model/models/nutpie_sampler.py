@@ -28,6 +28,8 @@ from pymc.initial_point import make_initial_point_fn
 from pymc.model.transform.optimization import freeze_dims_and_data
 from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph.replace import vectorize_graph
+from pytensor.graph.rewriting.basic import MergeOptimizer
+from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import graph_inputs, io_toposort
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
 from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache
@@ -51,6 +53,14 @@ def _without_shape_assertions(output):
     if not assertions:
         return output
     return pytensor.clone_replace(output, assertions, rebuild_strict=False)
+
+
+def _merged(output):
+    """``output`` with repeated computations merged into one, in place. Removing the shape
+    assertions can leave two copies of a node (for instance the transition rows, built
+    once for their prior and once for the likelihood); the gradient taken next would
+    differentiate each copy separately, and compiling merges only the forward copies."""
+    return rewrite_graph(output, include=(), custom_rewrite=MergeOptimizer())
 
 
 def _unwrapped(fgraph):
@@ -121,6 +131,29 @@ def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
     return buffer, expressions
 
 
+def frozen_model(model: pm.Model) -> pm.Model:
+    """``model`` with constant shapes and data (no shared inputs), as nutpie compiles it."""
+    frozen = freeze_dims_and_data(model)
+    frozen.check_bounds = model.check_bounds  # freezing builds a new model, with the default
+    return frozen
+
+
+def log_density_graph(frozen: pm.Model):
+    """(logp, gradient, constants, data_inputs): the frozen model's log density and its
+    gradient (flattened, in the order of ``frozen.free_RVs``) over its value variables,
+    with the model's float array constants replaced by the ``data_inputs``."""
+    values = [frozen.rvs_to_values[rv] for rv in frozen.free_RVs]
+    # Data become inputs before the gradient is built, so that no size read off them is
+    # folded into the gradient's graph as a constant.
+    logp = _merged(_without_shape_assertions(frozen.logp()))
+    constants, data_inputs = _data_as_inputs([logp])
+    logp = pytensor.clone_replace(
+        logp, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
+    )
+    gradient = pt.concatenate([part.ravel() for part in pytensor.grad(logp, values)])
+    return logp, gradient, constants, data_inputs
+
+
 def sample_with_nutpie(
     model: pm.Model,
     start_values: dict[str, np.ndarray],
@@ -141,7 +174,7 @@ def sample_with_nutpie(
     import nutpie  # optional dependency
     from nutpie.compile_pymc import CompiledPyMCModel
 
-    frozen = freeze_dims_and_data(model)  # constant shapes: no shared inputs
+    frozen = frozen_model(model)
     values = [frozen.rvs_to_values[rv] for rv in frozen.free_RVs]
     start = make_initial_point_fn(
         model=frozen, overrides=start_values, jitter_rvs=set(), return_transformed=True
@@ -155,15 +188,8 @@ def sample_with_nutpie(
         value: flat[low:high].reshape(shape).astype(value.dtype)
         for value, low, high, shape in zip(values, bounds[:-1], bounds[1:], shapes, strict=True)
     }
-    # Data become inputs before the gradient is built, so that no size read off them is
-    # folded into the gradient's graph as a constant.
-    logp = _without_shape_assertions(frozen.logp())
-    constants, data_inputs = _data_as_inputs([logp])
+    logp, gradient, constants, data_inputs = log_density_graph(frozen)
     data = [np.ascontiguousarray(constant.data, dtype=np.float64) for constant in constants]
-    logp = pytensor.clone_replace(
-        logp, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
-    )
-    gradient = pt.concatenate([part.ravel() for part in pytensor.grad(logp, values)])
     with frozen:
         logp_function = compile_pymc(
             [flat, *data_inputs],

@@ -56,6 +56,7 @@ from regime_model.inference import stationary_distribution
 from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations, regime_names, select_features
+from regime_model.models.simplex import dirichlet
 from regime_model.results import RegimeResult
 
 DEFAULT_COEFFICIENT_SCALE = 1.0
@@ -242,7 +243,7 @@ class TVTPHMM(BayesianHMM):
                 "initial", stationary_distribution(transition), dims="regime"
             )
         else:
-            initial = pm.Dirichlet("initial", a=np.ones(self.n_regimes), dims="regime")
+            initial = dirichlet("initial", np.ones(self.n_regimes), dims="regime")
         return pt.log(initial), log_transition
 
     def _initial_values(
