@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import weakref
 from pathlib import Path
 
 import numba
@@ -161,20 +160,18 @@ _simplex_rows_op = SimplexRowsOp()
 _vjp_op = SimplexRowsVJPOp()
 
 
-# PyMC asks the transform for the rows and for the log-Jacobian separately, and once per
-# use of the variable; one Apply per input keeps them one node with one gradient node (two
-# merged Applies would still get one vector-Jacobian product each).
-_applied: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def simplex_rows(unconstrained) -> tuple[Variable, Variable]:
     """Symbolic ((..., K) simplex rows, (...) log-Jacobians) of (..., K-1) values."""
-    if isinstance(unconstrained, Variable):
-        if unconstrained not in _applied:
-            _applied[unconstrained] = tuple(_simplex_rows_op(unconstrained))
-        return _applied[unconstrained]
-    simplex, log_jacobian = _simplex_rows_op(unconstrained)
-    return simplex, log_jacobian
+    unconstrained = pt.as_tensor_variable(unconstrained)
+    # PyMC asks the transform for the rows and for the log-Jacobian separately; one Apply
+    # per input keeps them one node with one gradient node (two Applies merged later
+    # would still get one vector-Jacobian product each). The tag survives cloning, hence
+    # the check that the remembered node is this variable's own.
+    applied = getattr(unconstrained.tag, "simplex_rows", None)
+    if applied is None or applied[0].owner.inputs[0] is not unconstrained:
+        applied = tuple(_simplex_rows_op(unconstrained))
+        unconstrained.tag.simplex_rows = applied
+    return applied
 
 
 class SimplexRowsTransform(Transform):
