@@ -56,8 +56,8 @@ def _without_shape_assertions(output):
 
 
 def _merged(output):
-    """``output`` with repeated computations merged into one, in place. Removing the shape
-    assertions can leave two copies of a node (it did for the transition rows); the
+    """``output`` with repeated computations merged into one, in place. A frozen model's
+    log density can hold two copies of a node (it did for the transition rows); the
     gradient taken next would differentiate each copy separately, and compiling merges
     only the forward copies."""
     return rewrite_graph(output, include=(), custom_rewrite=MergeOptimizer())
