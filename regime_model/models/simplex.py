@@ -142,12 +142,11 @@ class SimplexRowsVJPOp(Op):
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
         simplex, simplex_grad, log_jacobian_grad = inputs
         n_states = simplex.shape[-1]
+        # No broadcasting here: the kernel refuses mismatched gradients in every mode alike.
         gradient = simplex_rows_vjp_numba(
             _as_rows(simplex, n_states),
-            _as_rows(np.broadcast_to(simplex_grad, simplex.shape), n_states),
-            np.ascontiguousarray(np.broadcast_to(log_jacobian_grad, simplex.shape[:-1]))
-            .astype(np.float64)
-            .reshape(-1),
+            _as_rows(simplex_grad, n_states),
+            _as_rows(log_jacobian_grad, 1)[:, 0],
         )
         output_storage[0][0] = gradient.reshape((*simplex.shape[:-1], n_states - 1))
 
