@@ -230,9 +230,10 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
     parser.add_argument(
         "--identification",
         choices=("relabelled", "ordered"),
-        help="exchangeable priors with every draw sorted on the anchor afterwards "
-        "(relabelled: bayes-hmm's default) or the order built into the priors (ordered: "
-        "the only one the cross-asset models support)",
+        help="exchangeable priors, every draw's labels matched to the others' regime "
+        "probabilities and named on the anchor afterwards (relabelled: the default of "
+        "bayes-hmm and tvtp) or the order built into the priors (ordered: the only one "
+        "hierarchical and leadlag support)",
     )
     parser.add_argument(
         "--stickiness", type=float, default=10.0, help="Dirichlet weight on staying (default 10)"

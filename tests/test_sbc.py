@@ -139,43 +139,12 @@ def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
     assert np.mean(identity_side) - np.mean(shifted_side) > 0.03
 
 
-def test_relabelling_sorts_every_draw_and_permutes_all_regime_variables_alike():
-    model = BayesianHMM(3)
-    assert model.identification == "relabelled"  # bayes-hmm's default
-    rng = np.random.default_rng(4)
-    mean = rng.standard_normal((2, 5, 3, 2))
-    model.anchor_index_ = 1  # set by build_model: regimes sort on this feature's mean
-    anchor = mean[..., 1]
-    transition = rng.dirichlet(np.ones(3), size=(2, 5, 3))
-    posterior = xr.Dataset(
-        {
-            "regime_mean": (("chain", "draw", "r", "f"), mean),
-            "mean": (("chain", "draw", "r", "f"), mean),
-            "sigma": (("chain", "draw", "r", "f"), np.exp(mean)),
-            "transition": (("chain", "draw", "regime", "regime_to"), transition),
-            "nu": (("chain", "draw", "f"), mean[:, :, 0, :]),  # not per regime: untouched
-        }
+def test_families_whose_prior_is_not_exchangeable_refuse_relabelling():
+    # Relabelling itself is tested in tests/models/test_relabelling.py.
+    assert model_from_config({"model": "tvtp", "covariates": ["x"]}).identification == (
+        "relabelled"
     )
-    relabelled = model._relabelled(posterior)
-    unsorted = np.any(np.diff(anchor, axis=-1) < 0, axis=-1)
-    assert 0 < unsorted.mean() < 1
-    assert relabelled.attrs["relabelled_share"] == unsorted.mean()
-    for chain, draw in np.ndindex(2, 5):
-        order = np.argsort(anchor[chain, draw])
-        for name in ("regime_mean", "mean"):
-            assert np.array_equal(relabelled[name][chain, draw], mean[chain, draw][order])
-        sigma = np.exp(mean[chain, draw][order])
-        assert np.array_equal(relabelled["sigma"][chain, draw], sigma)
-        expected = transition[chain, draw][np.ix_(order, order)]
-        assert np.array_equal(relabelled["transition"][chain, draw], expected)
-    assert relabelled["nu"].equals(posterior["nu"])
-    assert BayesianHMM(3, identification="ordered")._relabelled(posterior) is posterior
-    cross_asset = [
-        {"model": "leadlag"},
-        {"model": "hierarchical"},
-        {"model": "tvtp", "covariates": ["x"]},
-    ]
-    for config in cross_asset:
+    for config in ({"model": "leadlag"}, {"model": "hierarchical"}):
         assert model_from_config(config).identification == "ordered"
         message = f"{config['model']} supports identification ordered, not 'relabelled'"
         with pytest.raises(ValueError, match=message):
@@ -340,4 +309,4 @@ def test_cli_config_records_the_identification_each_model_family_defaults_to():
     )
     assert config("--model", "leadlag")["identification"] == "ordered"
     tvtp = config("--model", "tvtp", "--covariates", "x")
-    assert tvtp["identification"] == "ordered"
+    assert tvtp["identification"] == "relabelled"

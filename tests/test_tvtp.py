@@ -93,7 +93,7 @@ def test_zero_coefficients_equal_the_homogeneous_likelihood(synthetic):
     point = _random_point(
         tvtp_model, 0, transition_intercept=intercept, transition_coefficient=np.zeros((2, 2))
     )
-    homogeneous = BayesianHMM(2, identification="ordered")  # tvtp's parameterisation
+    homogeneous = BayesianHMM(2, identification=tvtp.identification)  # the same priors
     homogeneous_model = homogeneous.build_model(observations)
     transition = np.exp(log_softmax(np.array([[0.0, intercept[0]], [intercept[1], 0.0]]), 1))
     names = {rv.name for rv in homogeneous_model.free_RVs}

@@ -151,6 +151,8 @@ def run_replicate(task: ReplicateTask) -> dict[str, Any]:
     started = time.perf_counter()
     result = model.fit(simulation.features, columns)
     fit_seconds = time.perf_counter() - started
+    # The truth in the fit's labels, matched as every posterior draw was.
+    simulation = model.match_labels(simulation)
     posterior = result.inference_data.posterior
     ranks = {}
     for name, truth in simulation.reported.items():

@@ -4,8 +4,13 @@ The regime path is marginalised exactly by the shared kernel (one PyTensor Op wi
 analytic gradient), so NUTS samples only the parameters. Regime probabilities with bands
 come afterwards from forward-backward per posterior draw.
 
-Identifiability: regimes are ordered on one *anchor* feature, by its mean (default) or
-its volatility. The order is built into the parameterisation, anchored on the
+Identifiability: the likelihood does not change when regimes are permuted. The default,
+``identification="relabelled"``, draws every regime's parameters alike (an exchangeable
+prior, so the sampler never meets an ordering constraint) and afterwards gives every
+draw consistent labels by matching its regime probabilities to a common pivot (Stephens
+2000, :mod:`regime_model.models.relabelling`); only then are the regimes named, risk_off
+to risk_on, by the posterior mean of one *anchor* feature's mean (default) or volatility.
+``"ordered"`` builds the order into the parameterisation instead, anchored on the
 best-identified regime: risk_on has a free anchor mean and every lower regime sits a
 positive gap below it (or, ordering by volatility, risk_on has the smallest scale and
 each other regime a positive log-gap above). Chains start from the EM fit, perturbed, so
@@ -19,7 +24,6 @@ import os
 import time
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -34,6 +38,7 @@ from regime_model.inference import (
     sample_markov_path,
     stationary_distribution,
 )
+from regime_model.models.diagnostics import mcmc_diagnostics
 from regime_model.models.em_hmm import EMHMM, EMEstimate
 from regime_model.models.emissions import (
     diagonal_log_density,
@@ -50,14 +55,18 @@ from regime_model.models.observations import (
     regime_names,
     select_features,
 )
+from regime_model.models.relabelling import (
+    Labelling,
+    RegimeAxes,
+    label_draws,
+    match_to_pivot,
+    permute_draws,
+    take_regimes,
+)
 from regime_model.models.simplex import dirichlet
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.results import (
     KINDS,
-    MAX_CHAIN_DISAGREEMENT,
-    MAX_RELABELLED_SHARE,
-    MAX_RHAT,
-    MIN_ESS,
     DrawProbabilities,
     ProbabilityDraws,
     RegimeResult,
@@ -93,12 +102,14 @@ class BayesianHMM:
     anchor: feature the regimes are ordered on (default: the first equity return).
     order_by: "mean" or "volatility" (default: mean, or volatility when switching="variance").
     identification: "relabelled" (bayes-hmm's default): exchangeable priors (every
-        regime's parameters drawn alike) and every posterior draw sorted on the anchor
-        afterwards (Stephens 2000), so two regimes whose anchor means are close do not split
-        the posterior into modes the sampler cannot cross; simulation-based calibration
-        passes with it and fails with "ordered" (docs/evaluation.md). "ordered": the order is
-        built into the parameterisation (positive gaps below the top regime's anchor mean);
-        the only one the cross-asset subclasses support (``identifications``).
+        regime's parameters drawn alike), every draw's labels matched to a common pivot
+        of regime probabilities (Stephens 2000) and the regimes named on the anchor
+        afterwards, so two regimes whose anchor means are close neither split the
+        posterior into modes the sampler cannot cross nor swap names between draws;
+        simulation-based calibration passes with it and fails with "ordered"
+        (docs/evaluation.md). "ordered": the order is built into the parameterisation
+        (positive gaps below the top regime's anchor mean); the only one the hierarchical
+        and lead-lag families support (``identifications``).
     stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
     initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
     standardise: put the priors in units of each feature's fitted mean and standard
@@ -110,10 +121,25 @@ class BayesianHMM:
     """
 
     name = "bayes-hmm"  # the --model name; subclasses set their own
-    # Supported identifications, default first. Relabelling permutes the regime axes of
-    # the variables in _REGIME_AXES; a subclass whose parameters carry regimes another way
-    # (transition moves, product states, group responses) supports "ordered" only.
+    # Supported identifications, default first. "relabelled" needs an exchangeable prior
+    # and every regime-carrying variable declared in regime_axes; a subclass whose prior
+    # is not exchangeable (ordered group responses, coupled chains) supports "ordered" only.
     identifications: tuple[str, ...] = IDENTIFICATIONS
+    # How each posterior variable, sampled or reported, carries regimes (relabelling
+    # permutes these; see relabelling.RegimeAxes). A family adds its own variables.
+    regime_axes: dict[str, RegimeAxes] = {
+        name: (("regime", 0),)
+        for name in (
+            "regime_mean",
+            "regime_scale",
+            "mean",
+            "sigma",
+            "correlation_cholesky",
+            "initial",
+            "emission_mean",
+            "emission_scale",
+        )
+    } | {"transition": (("regime", 0), ("regime", 1))}
 
     def __init__(
         self,
@@ -369,7 +395,6 @@ class BayesianHMM:
         started = time.perf_counter()
         posterior, sample_stats = self._sample(model, self._initial_values(start, fitted))
         sampling_seconds = time.perf_counter() - started
-        posterior = self._relabelled(posterior)
         if observations.n_holdout:
             model = self.build_model(observations)
         self.model_, self.observations_ = model, observations
@@ -489,37 +514,81 @@ class BayesianHMM:
     def _regime_order(self, posterior: xr.Dataset) -> np.ndarray:
         """(chain, draw, K) permutation putting each draw's regimes in anchor order (the
         anchor column of the reported ``mean`` and ``sigma``; ``anchor_index_`` is set by
-        :meth:`build_model`)."""
+        :meth:`build_model`). Names a single point (a simulation's truth) as a fit would
+        when the anchor separates its regimes."""
         anchor_mean, anchor_scale = (
             posterior[name].to_numpy()[..., self.anchor_index_] for name in ("mean", "sigma")
         )
         return order_regimes(anchor_mean, anchor_scale, self.order_by)  # along the last axis
 
-    def _relabelled(self, posterior: xr.Dataset) -> xr.Dataset:
-        """The draws with their regimes sorted on the anchor, every regime-indexed
-        variable permuted alike (identification="relabelled"; unchanged otherwise). The
-        likelihood and the exchangeable prior are invariant under the permutation, so
-        the sorted draws are draws of the ordered posterior."""
-        if self.identification == "ordered":
-            return posterior
-        order = self._regime_order(posterior)
-        relabelled = posterior.copy()
-        # Chains start in anchor order; a draw needs sorting when its anchor values cross.
-        permuted = np.any(order != np.arange(self.n_regimes), axis=-1)
-        relabelled.attrs["relabelled_share"] = float(permuted.mean())
-        for name, axes in _REGIME_AXES.items():
+    def _anchor_values(self, posterior: xr.Dataset) -> np.ndarray:
+        """(N, K) each draw's anchor means (order_by="mean") or scales, chains flattened."""
+        name = "mean" if self.order_by == "mean" else "sigma"
+        values = posterior[name].to_numpy()[..., self.anchor_index_]
+        return values.reshape(-1, values.shape[-1])
+
+    def _permuted(self, posterior: xr.Dataset, permutations: np.ndarray) -> xr.Dataset:
+        """``posterior`` with every regime-carrying variable (``regime_axes``) permuted by
+        its draw's permutation ``permutations`` (chain, draw, K); the likelihood and an
+        exchangeable prior are invariant under it."""
+        n_chains, n_draws = permutations.shape[:2]
+        flat = permutations.reshape(n_chains * n_draws, -1)
+        permuted = posterior.copy()
+
+        def apply(values: np.ndarray, axes: RegimeAxes) -> np.ndarray:
+            stacked = values.reshape(n_chains * n_draws, *values.shape[2:])
+            return permute_draws(stacked, flat, axes).reshape(values.shape)
+
+        for name, axes in self.regime_axes.items():
             if name in posterior:
-                values = posterior[name].to_numpy()
-                for axis in axes:
-                    values = _take_regimes(values, order, axis)
-                relabelled[name] = (posterior[name].dims, values)
+                permuted[name] = (posterior[name].dims, apply(posterior[name].to_numpy(), axes))
+        # Full covariance: one LKJ variable per regime; their stack has the regime axis.
         names = [f"correlation_{k}" for k in range(self.n_regimes)]
         if names[0] in posterior:
             stacked = np.stack([posterior[name].to_numpy() for name in names], axis=2)
-            stacked = _take_regimes(stacked, order, 2)
+            stacked = apply(stacked, (("regime", 0),))
             for k, name in enumerate(names):
-                relabelled[name] = (posterior[name].dims, stacked[:, :, k])
-        return relabelled
+                permuted[name] = (posterior[name].dims, stacked[:, :, k])
+        return permuted
+
+    def _relabelled(
+        self, posterior: xr.Dataset, probabilities: np.ndarray
+    ) -> tuple[xr.Dataset, Labelling]:
+        """The posterior with consistent labels across draws, named on the anchor
+        (:func:`~regime_model.models.relabelling.label_draws`): ``probabilities`` (N, T, K)
+        are each draw's filtered probabilities as sampled."""
+        labelling = label_draws(
+            probabilities,
+            self._anchor_values(posterior),
+            descending=self.order_by == "volatility",
+        )
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], self.n_regimes)
+        return self._permuted(posterior, labelling.permutations.reshape(shape)), labelling
+
+    def match_labels(self, simulation: PriorSimulation) -> PriorSimulation:
+        """A simulation's truth in the last fit's labels (relabelled fits): its filtered
+        probabilities matched to the fit's pivot, as every posterior draw was, so ranks and
+        coverage compare like with like (simulation-based calibration)."""
+        if self.identification != "relabelled":
+            return simulation
+        at_truth = self.quantities_at(simulation.parameters)
+        perm = match_to_pivot(at_truth.filtered[None], self.labelling_.pivot)
+        parameters = self._permuted_point(simulation.parameters, perm)
+        reported = self._permuted_point(simulation.reported, perm)
+        return PriorSimulation(
+            features=simulation.features,
+            states=np.argsort(perm[0])[simulation.states],
+            parameters=parameters,
+            reported=reported,
+        )
+
+    def _permuted_point(self, point: dict[str, np.ndarray], perm: np.ndarray) -> dict:
+        """One parameter point (name -> array, no draw axes) permuted by ``perm`` (1, K)."""
+        permuted = dict(point)
+        for name, axes in self.regime_axes.items():
+            if name in point:
+                permuted[name] = permute_draws(np.asarray(point[name])[None], perm, axes)[0]
+        return permuted
 
     # ------------------------------------------------------------------ simulating
     def simulate(
@@ -551,10 +620,10 @@ class BayesianHMM:
         if self.identification == "relabelled":
             # Exchangeable prior: the data do not depend on the labels; name them as a
             # fit would, in anchor order, and carry the path along.
-            order = self._regime_order(point)[0, 0]
-            point = self._relabelled(point)
+            order = self._regime_order(point)
+            point = self._permuted(point, order)
             parameters = {name: point[name].to_numpy()[0, 0] for name in point.data_vars}
-            states = np.argsort(order)[states]
+            states = np.argsort(order[0, 0])[states]
         reported, _, _ = self._reported(point, observations)
         return PriorSimulation(
             features=features,
@@ -596,24 +665,38 @@ class BayesianHMM:
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
     ) -> RegimeResult:
         """Forward-backward per draw: per-date log predictive densities for every draw,
-        regime probabilities for ``band_draws`` of them."""
+        regime probabilities for ``band_draws`` of them; relabelled fits then get
+        consistent labels (their filtered probabilities of every draw are the signal)."""
         n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
         n_total = n_chains * n_draws
         kernel_inputs = self._draw_kernel_inputs(model, posterior)
         band = np.unique(np.linspace(0, n_total - 1, min(self.band_draws, n_total)).astype(int))
         band_set = set(band.tolist())
+        relabel = self.identification == "relabelled"
         pointwise = np.empty((n_total, observations.n_dates))
+        signal = np.empty((n_total, observations.n_dates, self.n_regimes), np.float32)
         band_probabilities = []
         for index in range(n_total):
             with_bands = index in band_set
             values = self._date_quantities(*kernel_inputs(index), with_bands=with_bands)
             pointwise[index] = values.pointwise_loglik
+            if relabel:
+                signal[index] = values.filtered
             if with_bands:
                 band_probabilities.append(values)
         probabilities = ProbabilityDraws(
             *(np.stack([getattr(draw, kind) for draw in band_probabilities]) for kind in KINDS),
             np.stack([draw.pointwise_loglik for draw in band_probabilities]),
         )
+        labels: dict[str, Any] = {}
+        if relabel:
+            posterior, self.labelling_ = self._relabelled(posterior, signal)
+            permutations = self.labelling_.permutations[band]
+            probabilities = ProbabilityDraws(
+                *(take_regimes(getattr(probabilities, kind), permutations, 1) for kind in KINDS),
+                probabilities.pointwise_loglik,
+            )
+            labels = self._label_info(self.labelling_, observations)
         reported, dims, coords = self._reported(posterior, observations)
         n_fit = observations.n_fit
         data = build_inference_data(
@@ -643,13 +726,25 @@ class BayesianHMM:
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
-                # Not rounded: it is compared with MAX_RELABELLED_SHARE.
-                "relabelled_share": posterior.attrs.get("relabelled_share"),
+                "relabelled_share": labels.get("switched_share"),
+                **({"labels": labels} if labels else {}),
                 **holdout_info(observations),
             },
         )
         result.fit_info["diagnostics"] = mcmc_diagnostics(result, n_draws)
         return result
+
+    def _label_info(self, labelling: Labelling, observations: Observations) -> dict[str, Any]:
+        """What ``fit_info["labels"]`` records of the relabelling (plain data)."""
+        return {
+            "method": "stephens-kl",
+            "anchor": observations.columns[observations.anchor],
+            "order_by": self.order_by,
+            "switched_share": labelling.switched_share,
+            "separation": [round(float(share), 4) for share in labelling.separation],
+            "discordant_share": labelling.discordant_share,
+            "iterations": labelling.iterations,
+        }
 
     def _state_names(self, observations: Observations) -> list[str]:
         """Names of the kernel's states, in order (the regimes, for this model)."""
@@ -697,7 +792,9 @@ class BayesianHMM:
         if with_bands:
             return draw_probabilities(log_initial, log_transition, log_emission)
         filtered = hmm_filter(log_initial, log_transition, log_emission)
-        return DrawProbabilities(None, None, None, filtered.log_predictive)
+        return DrawProbabilities(
+            filtered.filtered_probs.astype(np.float32), None, None, filtered.log_predictive
+        )
 
     def _reported(self, posterior: xr.Dataset, observations: Observations):
         """(variables, dims, extra coords) of the InferenceData posterior, in the features'
@@ -712,28 +809,6 @@ class BayesianHMM:
         if "nu" in arrays and arrays["nu"].ndim == 3:
             reported["emission_nu"] = arrays["nu"]
         return reported, {}, {}
-
-
-# Regime axes (after chain and draw) of the variables "relabelled" permutes.
-_REGIME_AXES = {
-    "regime_mean": (0,),
-    "regime_scale": (0,),
-    "mean": (0,),
-    "sigma": (0,),
-    "correlation_cholesky": (0,),
-    "initial": (0,),
-    "transition": (0, 1),
-}
-
-
-def _take_regimes(values: np.ndarray, order: np.ndarray, axis: int) -> np.ndarray:
-    """``values`` (chain, draw, ...) reindexed along regime ``axis`` (counted after chain
-    and draw) by each draw's ``order`` (chain, draw, K)."""
-    position = axis + 2
-    shape = [*order.shape[:2]] + [1] * (values.ndim - 2)
-    shape[position] = order.shape[2]
-    index = np.broadcast_to(order.reshape(shape), values.shape)
-    return np.take_along_axis(values, index, axis=position)
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -759,52 +834,3 @@ def _point_as_posterior(
             for name, value in zip(names, values, strict=True)
         }
     )
-
-
-def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
-    """R-hat, ESS, divergences and a label-switching check, with a pass/fail verdict."""
-    data = result.inference_data
-    n_chains = data.posterior.sizes["chain"]
-    if n_chains * n_draws < 2 or "sample_stats" not in data.groups():
-        return {"verdict": "not applicable", "reason": "no MCMC draws (point estimate or ADVI)"}
-    names = list(data.posterior.data_vars)  # every reported parameter
-    rhat = float(az.rhat(data, var_names=names).to_array().max())
-    ess_bulk = float(az.ess(data, var_names=names, method="bulk").to_array().min())
-    ess_tail = float(az.ess(data, var_names=names, method="tail").to_array().min())
-    divergences = int(data.sample_stats["diverging"].sum())
-    # Label switching: a chain whose risk_on probability path disagrees with the others.
-    chain_of_band = result.band_draws // n_draws
-    smoothed = result.probabilities.smoothed[:, :, -1]
-    pooled = smoothed.mean(axis=0)
-    disagreement = max(
-        float(np.abs(smoothed[chain_of_band == chain].mean(axis=0) - pooled).mean())
-        for chain in np.unique(chain_of_band)
-    )
-    relabelled_share = result.fit_info.get("relabelled_share")
-    checks = {
-        "max_rhat": rhat,
-        "min_ess_bulk": ess_bulk,
-        "min_ess_tail": ess_tail,
-        "divergences": divergences,
-        "chain_disagreement": disagreement,
-        "label_switching": disagreement > MAX_CHAIN_DISAGREEMENT,
-        "relabelled_share": relabelled_share,
-    }
-    warnings = []
-    if relabelled_share is not None and relabelled_share > MAX_RELABELLED_SHARE:
-        warnings.append(
-            f"{relabelled_share:.1%} of draws were re-sorted on the anchor: the regimes overlap "
-            "on it, so some draws' names follow the anchor against the other features; "
-            "consider an anchor that separates the regimes (--anchor, --order-by)"
-        )
-    failures = []
-    if not rhat < MAX_RHAT:
-        failures.append(f"max R-hat {rhat:.3f} >= {MAX_RHAT}")
-    if ess_bulk < MIN_ESS or ess_tail < MIN_ESS:
-        failures.append(f"min ESS (bulk {ess_bulk:.0f}, tail {ess_tail:.0f}) < {MIN_ESS}")
-    if divergences:
-        failures.append(f"{divergences} divergent transitions")
-    if checks["label_switching"]:
-        failures.append(f"chains disagree on the regime path ({disagreement:.2f}): label switching")
-    verdict = "fail" if failures else "pass"
-    return {**checks, "verdict": verdict, "failures": failures, "warnings": warnings}

@@ -90,7 +90,12 @@ class TVTPHMM(BayesianHMM):
     """
 
     name = "tvtp"
-    identifications = ("ordered",)
+    # The intercepts and coefficients carry regimes through their moves i -> j; their
+    # prior is the same for every move, so the prior stays exchangeable.
+    regime_axes = BayesianHMM.regime_axes | {
+        "transition_intercept": (("move", 0),),
+        "transition_coefficient": (("move", 0),),
+    }
 
     def __init__(
         self,
