@@ -232,8 +232,8 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
         choices=("relabelled", "ordered"),
         help="exchangeable priors, every draw's labels matched to the others' regime "
         "probabilities and named on the anchor afterwards (relabelled: the default of "
-        "bayes-hmm and tvtp) or the order built into the priors (ordered: the only one "
-        "hierarchical and leadlag support)",
+        "bayes-hmm, tvtp and hierarchical) or the order built into the priors (ordered: "
+        "the only one leadlag supports)",
     )
     parser.add_argument(
         "--stickiness", type=float, default=10.0, help="Dirichlet weight on staying (default 10)"

@@ -102,13 +102,16 @@ def test_centred_group_density_is_the_hierarchical_prior(spread):
     )
 
 
-def test_likelihood_equals_a_brute_force_forward_pass():
+@pytest.mark.parametrize("identification", ["relabelled", "ordered"])
+def test_likelihood_equals_a_brute_force_forward_pass(identification):
     """At a random parameter point, the model's HMM potential equals a plain NumPy forward
     algorithm over masked Gaussian densities, and its mean/sigma equal the hierarchy's
     formulas evaluated by hand from the free variables, with one group of each kind
-    sampled centred (the other parameterisation)."""
+    sampled centred (the other parameterisation). Ordered: the anchor group's responses
+    are gaps and levels precision-weighted; relabelled: free responses, plain averages."""
+    ordered = identification == "ordered"
     features, _ = simulate_pooled_features(80, short_history=0.6, seed=4)
-    model = HierarchicalHMM(3, seed=0)
+    model = HierarchicalHMM(3, seed=0, identification=identification)
     observations = prepare_observations(features, 3)
     model._em_start(observations)
     structure = model.structure_
@@ -121,7 +124,8 @@ def test_likelihood_equals_a_brute_force_forward_pass():
         for name, value in pymc_model.initial_point().items()
     }
     names = [
-        "level", "log_level", "anchor_group_gaps", "group_mean_coord", "group_log_scale_coord",
+        "level", "log_level", *(["anchor_group_gaps"] if ordered else []),
+        "group_mean_coord", "group_log_scale_coord",
         "group_mean_sd", "group_log_scale_sd", "member_mean_raw", "member_log_scale_raw",
         "member_mean_centred", "member_log_scale_centred", "group_mean_offset",
         "group_log_scale_offset", "group_mean", "group_log_scale", "mean", "sigma",
@@ -134,9 +138,15 @@ def test_likelihood_equals_a_brute_force_forward_pass():
     # The hierarchy by hand (standardised units; groups equity, crypto, flows).
     basis = zero_sum_basis(3)
     members = {g: np.flatnonzero(structure.member == g) for g in range(3)}
-    steps = np.concatenate([[0.0], np.cumsum(values["anchor_group_gaps"])])
+    fixed_mean = {}
+    if ordered:
+        steps = np.concatenate([[0.0], np.cumsum(values["anchor_group_gaps"])])
+        fixed_mean = {0: basis.T @ (steps - steps.mean())}
+    else:  # equal level weights: the prior is the same under every permutation
+        for name in ("mean", "log_scale"):
+            np.testing.assert_allclose(structure.level_weights[name], 1 / 3)
     expected = {}
-    for name, fixed in (("mean", {0: basis.T @ (steps - steps.mean())}), ("log_scale", {})):
+    for name, fixed in (("mean", fixed_mean), ("log_scale", {})):
         centred = structure.centred[name]
         group = np.empty((3, 2))
         free = [g for g in range(3) if g not in fixed and not centred[g]]

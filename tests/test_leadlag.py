@@ -214,17 +214,17 @@ def test_zero_coupling_likelihood_is_two_independent_hmms(synthetic, lag):
     columns plus an HMM on the crypto columns, at the same parameters."""
     features, truth = synthetic
     rng = np.random.default_rng(lag)
+    coupled = LeadLagHMM(2, lag=lag)
     separate = {}
     for chain, columns in (("lead", truth.lead_columns), ("lag", truth.lag_columns)):
         frame = features.frame[columns]
         single = FeatureSet(frame, {c: features.groups[c] for c in columns}, features.freq)
-        # "ordered": the lead-lag chains' own parameterisation, so one point serves both.
-        model = BayesianHMM(2, identification="ordered").build_model(
+        # The lead-lag chains' own parameterisation, so one point serves both.
+        model = BayesianHMM(2, identification=coupled.identification).build_model(
             prepare_observations(single, 2, columns[0])
         )
         point = _random_point(model, rng)
         separate[chain] = (_potential(model, point), point)
-    coupled = LeadLagHMM(2, lag=lag)
     model = coupled.build_model(prepare_observations(features, 2, truth.lead_columns[0]))
     point = {
         f"{chain}::{name}": value

@@ -139,16 +139,20 @@ def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
     assert np.mean(identity_side) - np.mean(shifted_side) > 0.03
 
 
-def test_families_whose_prior_is_not_exchangeable_refuse_relabelling():
+def test_every_bayesian_family_defaults_to_relabelled_and_offers_ordered():
     # Relabelling itself is tested in tests/models/test_relabelling.py.
-    assert model_from_config({"model": "tvtp", "covariates": ["x"]}).identification == (
-        "relabelled"
+    families = (
+        {"model": "tvtp", "covariates": ["x"]},
+        {"model": "hierarchical"},
+        {"model": "leadlag"},
     )
-    for config in ({"model": "leadlag"}, {"model": "hierarchical"}):
-        assert model_from_config(config).identification == "ordered"
-        message = f"{config['model']} supports identification ordered, not 'relabelled'"
-        with pytest.raises(ValueError, match=message):
-            model_from_config({**config, "identification": "relabelled"})
+    for config in families:
+        assert model_from_config(config).identification == "relabelled"
+        assert model_from_config({**config, "identification": "ordered"}).identification == (
+            "ordered"
+        )
+    with pytest.raises(ValueError, match="supports identification relabelled or ordered"):
+        model_from_config({"model": "leadlag", "identification": "sorted"})
 
 
 # ---------------------------------------------------------------- ranks and uniformity
@@ -307,6 +311,6 @@ def test_cli_config_records_the_identification_each_model_family_defaults_to():
     assert config("--model", "bayes-hmm", "--identification", "ordered")["identification"] == (
         "ordered"
     )
-    assert config("--model", "leadlag")["identification"] == "ordered"
+    assert config("--model", "leadlag")["identification"] == "relabelled"
     tvtp = config("--model", "tvtp", "--covariates", "x")
     assert tvtp["identification"] == "relabelled"

@@ -147,6 +147,11 @@ def run_replicate(task: ReplicateTask) -> dict[str, Any]:
     model = model_from_config(config)
     model.cores, model.progressbar = 1, False
     template, columns = simulation_template(task.spec, task.seed)
+    if getattr(model, "signs", False) is None:
+        # SBC needs a prior free of the data, and the hierarchical model reads its
+        # response signs off the data unless they are given: fix them (+1, the prior's
+        # own orientation; the responses themselves still take either sign).
+        model.signs = dict.fromkeys(columns, 1)
     simulation = model.simulate(template, columns, seed=task.seed)
     started = time.perf_counter()
     result = model.fit(simulation.features, columns)

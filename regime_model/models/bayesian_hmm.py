@@ -50,7 +50,6 @@ from regime_model.models.nutpie_sampler import VECTORISED_MODE, sample_with_nutp
 from regime_model.models.observations import (
     Observations,
     holdout_info,
-    order_regimes,
     prepare_observations,
     regime_names,
     select_features,
@@ -60,7 +59,9 @@ from regime_model.models.relabelling import (
     RegimeAxes,
     label_draws,
     match_to_pivot,
+    name_check,
     permute_draws,
+    permuted_correlations,
     take_regimes,
 )
 from regime_model.models.simplex import dirichlet
@@ -108,8 +109,8 @@ class BayesianHMM:
         posterior into modes the sampler cannot cross nor swap names between draws;
         simulation-based calibration passes with it and fails with "ordered"
         (docs/evaluation.md). "ordered": the order is built into the parameterisation
-        (positive gaps below the top regime's anchor mean); the only one the hierarchical
-        and lead-lag families support (``identifications``).
+        (positive gaps below the top regime's anchor mean); the only one the lead-lag
+        family supports (``identifications``).
     stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
     initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
     standardise: put the priors in units of each feature's fitted mean and standard
@@ -237,7 +238,6 @@ class BayesianHMM:
                 "hmm_loglik", self._marginal_loglik(log_initial, log_transition, log_emission)
             )
         self.kernel_terms_ = kernel_terms
-        self.anchor_index_ = observations.anchor
         return model
 
     def _new_model(self, observations: Observations) -> pm.Model:
@@ -398,7 +398,7 @@ class BayesianHMM:
         if observations.n_holdout:
             model = self.build_model(observations)
         self.model_, self.observations_ = model, observations
-        return self._result(model, observations, posterior, sample_stats, sampling_seconds)
+        return self._result(model, observations, posterior, sample_stats, sampling_seconds)[0]
 
     def observations(
         self,
@@ -511,58 +511,53 @@ class BayesianHMM:
             data = approximation.sample(self.draws, random_seed=self.seed)
             return data.posterior, None
 
-    def _regime_order(self, posterior: xr.Dataset) -> np.ndarray:
-        """(chain, draw, K) permutation putting each draw's regimes in anchor order (the
-        anchor column of the reported ``mean`` and ``sigma``; ``anchor_index_`` is set by
-        :meth:`build_model`). Names a single point (a simulation's truth) as a fit would
-        when the anchor separates its regimes."""
-        anchor_mean, anchor_scale = (
-            posterior[name].to_numpy()[..., self.anchor_index_] for name in ("mean", "sigma")
-        )
-        return order_regimes(anchor_mean, anchor_scale, self.order_by)  # along the last axis
-
-    def _anchor_values(self, posterior: xr.Dataset) -> np.ndarray:
+    def _anchor_values(self, posterior: xr.Dataset, observations: Observations) -> np.ndarray:
         """(N, K) each draw's anchor means (order_by="mean") or scales, chains flattened."""
         name = "mean" if self.order_by == "mean" else "sigma"
-        values = posterior[name].to_numpy()[..., self.anchor_index_]
+        values = posterior[name].to_numpy()[..., observations.anchor]
         return values.reshape(-1, values.shape[-1])
 
+    def _permute_arrays(
+        self, arrays: dict[str, np.ndarray], permutations: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Variables (name -> (N, ...)) with every regime-carrying one (``regime_axes``,
+        and full covariance's per-regime LKJ variables) permuted by its draw's
+        permutation (N, K); the rest as they are. The likelihood and an exchangeable
+        prior are invariant under it. One definition for posteriors and single points."""
+        permuted = dict(arrays)
+        for name, axes in self.regime_axes.items():
+            if name in arrays:
+                permuted[name] = permute_draws(arrays[name], permutations, axes)
+        permuted.update(permuted_correlations(arrays, permutations, self.n_regimes))
+        return permuted
+
     def _permuted(self, posterior: xr.Dataset, permutations: np.ndarray) -> xr.Dataset:
-        """``posterior`` with every regime-carrying variable (``regime_axes``) permuted by
-        its draw's permutation ``permutations`` (chain, draw, K); the likelihood and an
-        exchangeable prior are invariant under it."""
+        """``posterior`` with its draws permuted by ``permutations`` (chain, draw, K)
+        (see :meth:`_permute_arrays`)."""
         n_chains, n_draws = permutations.shape[:2]
+        shapes = {name: posterior[name].shape for name in posterior.data_vars}
+        arrays = {
+            name: posterior[name].to_numpy().reshape(n_chains * n_draws, *shape[2:])
+            for name, shape in shapes.items()
+        }
         flat = permutations.reshape(n_chains * n_draws, -1)
         permuted = posterior.copy()
-
-        def apply(values: np.ndarray, axes: RegimeAxes) -> np.ndarray:
-            stacked = values.reshape(n_chains * n_draws, *values.shape[2:])
-            return permute_draws(stacked, flat, axes).reshape(values.shape)
-
-        for name, axes in self.regime_axes.items():
-            if name in posterior:
-                permuted[name] = (posterior[name].dims, apply(posterior[name].to_numpy(), axes))
-        # Full covariance: one LKJ variable per regime; their stack has the regime axis.
-        names = [f"correlation_{k}" for k in range(self.n_regimes)]
-        if names[0] in posterior:
-            stacked = np.stack([posterior[name].to_numpy() for name in names], axis=2)
-            stacked = apply(stacked, (("regime", 0),))
-            for k, name in enumerate(names):
-                permuted[name] = (posterior[name].dims, stacked[:, :, k])
+        for name, values in self._permute_arrays(arrays, flat).items():
+            permuted[name] = (posterior[name].dims, values.reshape(shapes[name]))
         return permuted
 
     def _relabelled(
-        self, posterior: xr.Dataset, probabilities: np.ndarray
+        self, posterior: xr.Dataset, probabilities: np.ndarray, observations: Observations
     ) -> tuple[xr.Dataset, Labelling]:
         """The posterior with consistent labels across draws, named on the anchor
         (:func:`~regime_model.models.relabelling.label_draws`): ``probabilities`` (N, T, K)
         are each draw's filtered probabilities as sampled."""
         labelling = label_draws(
             probabilities,
-            self._anchor_values(posterior),
+            self._anchor_values(posterior, observations),
             descending=self.order_by == "volatility",
         )
-        shape = (posterior.sizes["chain"], posterior.sizes["draw"], self.n_regimes)
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
         return self._permuted(posterior, labelling.permutations.reshape(shape)), labelling
 
     def match_labels(self, simulation: PriorSimulation) -> PriorSimulation:
@@ -572,23 +567,24 @@ class BayesianHMM:
         if self.identification != "relabelled":
             return simulation
         at_truth = self.quantities_at(simulation.parameters)
-        perm = match_to_pivot(at_truth.filtered[None], self.labelling_.pivot)
-        parameters = self._permuted_point(simulation.parameters, perm)
-        reported = self._permuted_point(simulation.reported, perm)
+        perm = match_to_pivot(
+            at_truth.filtered[None], self.labelling_.pivot, self._label_candidates()
+        )
         return PriorSimulation(
             features=simulation.features,
             states=np.argsort(perm[0])[simulation.states],
-            parameters=parameters,
-            reported=reported,
+            parameters=self._permuted_point(simulation.parameters, perm),
+            reported=self._permuted_point(simulation.reported, perm),
         )
+
+    def _label_candidates(self) -> np.ndarray | None:
+        """(P, S) the state permutations the prior is invariant under (None: all)."""
+        return None
 
     def _permuted_point(self, point: dict[str, np.ndarray], perm: np.ndarray) -> dict:
         """One parameter point (name -> array, no draw axes) permuted by ``perm`` (1, K)."""
-        permuted = dict(point)
-        for name, axes in self.regime_axes.items():
-            if name in point:
-                permuted[name] = permute_draws(np.asarray(point[name])[None], perm, axes)[0]
-        return permuted
+        arrays = {name: np.asarray(value)[None] for name, value in point.items()}
+        return {name: values[0] for name, values in self._permute_arrays(arrays, perm).items()}
 
     # ------------------------------------------------------------------ simulating
     def simulate(
@@ -597,7 +593,8 @@ class BayesianHMM:
         """Draw parameters from the prior and data from the model (simulation-based
         calibration). ``template`` sets the dates, columns, groups, missing values and any
         covariates; its emission values are replaced. Needs ``standardise=False`` (with
-        standardised data the prior would depend on the data it generates)."""
+        standardised data the prior would depend on the data it generates). The truth
+        is named on the anchor; :meth:`match_labels` puts it in a fit's labels."""
         if self.standardise:
             raise ValueError("simulate() needs standardise=False (a prior free of the data)")
         observations = self.observations(template, columns)
@@ -618,12 +615,14 @@ class BayesianHMM:
         )
         point = _point_as_posterior(model, parameters)
         if self.identification == "relabelled":
-            # Exchangeable prior: the data do not depend on the labels; name them as a
-            # fit would, in anchor order, and carry the path along.
-            order = self._regime_order(point)
-            point = self._permuted(point, order)
+            # Exchangeable prior: the data do not depend on the labels. Name them as a fit
+            # would, on the anchor (a single draw: the matching step leaves it as it is,
+            # so its probabilities do not matter), and carry the path along.
+            n_states = len(self._state_names(observations))
+            flat = np.full((1, observations.n_dates, n_states), 1.0 / n_states)
+            point, labelling = self._relabelled(point, flat, observations)
             parameters = {name: point[name].to_numpy()[0, 0] for name in point.data_vars}
-            states = np.argsort(order[0, 0])[states]
+            states = np.argsort(labelling.permutations[0])[states]
         reported, _, _ = self._reported(point, observations)
         return PriorSimulation(
             features=features,
@@ -663,10 +662,11 @@ class BayesianHMM:
     # ------------------------------------------------------------------ summarising
     def _result(
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
-    ) -> RegimeResult:
+    ) -> tuple[RegimeResult, xr.Dataset]:
         """Forward-backward per draw: per-date log predictive densities for every draw,
         regime probabilities for ``band_draws`` of them; relabelled fits then get
-        consistent labels (their filtered probabilities of every draw are the signal)."""
+        consistent labels (their filtered probabilities of every draw are the signal).
+        -> (result, the posterior in the result's labels, for a family's own tables)."""
         n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
         n_total = n_chains * n_draws
         kernel_inputs = self._draw_kernel_inputs(model, posterior)
@@ -674,7 +674,8 @@ class BayesianHMM:
         band_set = set(band.tolist())
         relabel = self.identification == "relabelled"
         pointwise = np.empty((n_total, observations.n_dates))
-        signal = np.empty((n_total, observations.n_dates, self.n_regimes), np.float32)
+        n_states = len(self._state_names(observations))
+        signal = np.empty((n_total, observations.n_dates, n_states), np.float32)
         band_probabilities = []
         for index in range(n_total):
             with_bands = index in band_set
@@ -690,7 +691,7 @@ class BayesianHMM:
         )
         labels: dict[str, Any] = {}
         if relabel:
-            posterior, self.labelling_ = self._relabelled(posterior, signal)
+            posterior, self.labelling_ = self._relabelled(posterior, signal, observations)
             permutations = self.labelling_.permutations[band]
             probabilities = ProbabilityDraws(
                 *(take_regimes(getattr(probabilities, kind), permutations, 1) for kind in KINDS),
@@ -732,19 +733,29 @@ class BayesianHMM:
             },
         )
         result.fit_info["diagnostics"] = mcmc_diagnostics(result, n_draws)
-        return result
+        return result, posterior
 
     def _label_info(self, labelling: Labelling, observations: Observations) -> dict[str, Any]:
-        """What ``fit_info["labels"]`` records of the relabelling (plain data)."""
+        """What ``fit_info["labels"]`` records of the relabelling (plain data); ``names``:
+        per adjacent pair of named regimes, the share of draws in which the anchor orders
+        them as their names say."""
         return {
             "method": "stephens-kl",
-            "anchor": observations.columns[observations.anchor],
-            "order_by": self.order_by,
             "switched_share": labelling.switched_share,
-            "separation": [round(float(share), 4) for share in labelling.separation],
             "discordant_share": labelling.discordant_share,
             "iterations": labelling.iterations,
+            "names": self._name_checks(labelling.separation, observations),
         }
+
+    def _name_checks(self, separation: np.ndarray, observations: Observations) -> list[dict]:
+        """One :func:`~regime_model.models.relabelling.name_check` per adjacent pair of
+        named regimes, with its ``separation`` (K-1,)."""
+        names = regime_names(self.n_regimes)
+        anchor = observations.columns[observations.anchor]
+        return [
+            name_check(anchor, self.order_by, names[k], names[k + 1], share)
+            for k, share in enumerate(separation)
+        ]
 
     def _state_names(self, observations: Observations) -> list[str]:
         """Names of the kernel's states, in order (the regimes, for this model)."""

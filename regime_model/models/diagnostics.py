@@ -104,7 +104,7 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
     if divergences:
         failures.append(f"{divergences} divergent transitions")
     failures += _label_failures(checks, result.regime_names)
-    warnings = _name_warnings(labels, result.regime_names)
+    warnings = _name_warnings(labels)
     verdict = "fail" if failures else "pass"
     return {**checks, "verdict": verdict, "failures": failures, "warnings": warnings}
 
@@ -141,17 +141,16 @@ def _label_failures(checks: dict[str, Any], names: list[str]) -> list[str]:
     return failures
 
 
-def _name_warnings(labels: dict[str, Any], names: list[str]) -> list[str]:
+def _name_warnings(labels: dict[str, Any]) -> list[str]:
     """A warning per adjacent pair of regimes that the anchor does not order reliably."""
     warnings = []
-    separation = labels.get("separation") or []
-    for k, share in enumerate(separation):
-        if share < MIN_NAME_SEPARATION:
+    for pair in labels.get("names", []):
+        if pair["separation"] < MIN_NAME_SEPARATION:
             warnings.append(
-                f"the anchor {labels.get('anchor', '')} does not tell {names[k]} from "
-                f"{names[k + 1]}: its {labels.get('order_by', 'mean')} orders them as their "
-                f"names say in only {share:.0%} of draws. The regimes are consistent, but "
-                "read them by the emission table, not by their names, or name them on a "
-                "feature that separates them (--anchor, --order-by)"
+                f"the anchor {pair['anchor']} does not tell {pair['lower']} from "
+                f"{pair['upper']}: its {pair['order_by']} orders them as their names say "
+                f"in only {pair['separation']:.0%} of draws. The regimes are consistent, "
+                "but read them by the emission table, not by their names, or name them on "
+                "a feature that separates them (--anchor, --order-by)"
             )
     return warnings

@@ -39,10 +39,15 @@ Groups: a column whose group is missing ("unknown") forms a group of its own (na
 ``ungrouped:<column>``), so nothing is pooled without a stated group. A group with one
 member has no spread parameter: the member's response *is* the group's.
 
-Identifiability: the anchor's group has ordered mean responses (risk_off lowest), built
-from positive Gamma(2, 4) gaps and centred; chains start from the MAP point. Regimes are
-thus ordered on the anchor group's response, which is the anchor's own order whenever the
-group agrees.
+Identifiability. By default (``identification="relabelled"``) every group's responses,
+the anchor's included, are free zero-sum vectors and each feature's level is the plain
+average of its regime means, so the prior is the same under every permutation of the
+regimes; after sampling, the draws' labels are matched and named on the anchor as in
+:class:`~regime_model.models.BayesianHMM`. (Precision-weighted levels decorrelate level
+and responses a little better, but their weights differ per regime, which would make the
+prior depend on the labels.) With ``identification="ordered"`` the anchor's group has
+ordered mean responses (risk_off lowest), built from positive Gamma(2, 4) gaps and
+centred, and the levels are precision-weighted. Chains start from the MAP point.
 """
 
 from __future__ import annotations
@@ -99,7 +104,9 @@ class GroupStructure:
     two or more members; ``pooled_features`` (P,) the features in them; ``signs`` (D,) +1
     or -1; ``sign_source`` (D,) "start" or "user"; ``level_weights`` {"mean",
     "log_scale"} -> (D, K) weights over regimes defining each feature's level; ``centred``
-    {"mean", "log_scale"} -> (G,) True for a pooled group sampled centred.
+    {"mean", "log_scale"} -> (G,) True for a pooled group sampled centred;
+    ``ordered_anchor``: the anchor group's mean responses are ordered gaps
+    (identification="ordered") rather than free like every other group's.
     """
 
     columns: list[str]
@@ -112,6 +119,7 @@ class GroupStructure:
     sign_source: list[str]
     level_weights: dict[str, np.ndarray]
     centred: dict[str, np.ndarray]
+    ordered_anchor: bool = True
 
     @property
     def pooled_names(self) -> list[str]:
@@ -156,7 +164,9 @@ class HierarchicalHMM(BayesianHMM):
     """
 
     name = "hierarchical"
-    identifications = ("ordered",)
+    regime_axes = BayesianHMM.regime_axes | {
+        name: (("regime", 0),) for name in ("group_mean", "group_log_scale")
+    }
 
     def __init__(
         self,
@@ -264,7 +274,11 @@ class HierarchicalHMM(BayesianHMM):
         dates = np.maximum(fitted.observed.T @ occupancy, 1.0)  # (D, K)
         # Precision weights: the level sum_k w_k mean_k is then uncorrelated with the
         # regime contrasts in the likelihood (w_i v_i = w_j v_j for estimate variances v).
-        mean_precision = dates / start.sigma.T**2
+        # Relabelling needs a prior that is the same for every permutation of the
+        # regimes, and regime-specific weights would break that: equal weights there.
+        ordered = self.identification == "ordered"
+        mean_precision = dates / start.sigma.T**2 if ordered else np.ones_like(dates)
+        level_dates = dates if ordered else np.ones_like(dates)
         structure = GroupStructure(
             columns=list(columns),
             anchor=observations.anchor,
@@ -276,9 +290,10 @@ class HierarchicalHMM(BayesianHMM):
             sign_source=source,
             level_weights={
                 "mean": mean_precision / mean_precision.sum(axis=1, keepdims=True),
-                "log_scale": dates / dates.sum(axis=1, keepdims=True),
+                "log_scale": level_dates / level_dates.sum(axis=1, keepdims=True),
             },
             centred={},
+            ordered_anchor=ordered,
         )
         structure.centred.update(_centred_groups(start, structure, dates))
         return structure
@@ -327,13 +342,16 @@ class HierarchicalHMM(BayesianHMM):
         basis = pt.as_tensor(zero_sum_basis(k))
         level = pm.Normal("level", 0.0, LEVEL_SD, dims="feature")
         log_level = pm.Normal("log_level", 0.0, LOG_SCALE_SD, dims="feature")
-        # The anchor group's mean responses are ordered: positive gaps, then centred.
-        gaps = pm.Gamma("anchor_group_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
-        steps = pt.concatenate([pt.zeros(1), pt.cumsum(gaps)])
-        anchor_group = int(structure.member[structure.anchor])
+        fixed_mean = {}
+        if structure.ordered_anchor:
+            # The anchor group's mean responses are ordered: positive gaps, then centred.
+            gaps = pm.Gamma("anchor_group_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
+            steps = pt.concatenate([pt.zeros(1), pt.cumsum(gaps)])
+            anchor_group = int(structure.member[structure.anchor])
+            fixed_mean = {anchor_group: basis.T @ (steps - steps.mean())}
         responses = {}
         for name, prior_sd, fixed in (
-            ("mean", GROUP_MEAN_SD, {anchor_group: basis.T @ (steps - steps.mean())}),
+            ("mean", GROUP_MEAN_SD, fixed_mean),
             ("log_scale", GROUP_LOG_SCALE_SD, {}),
         ):
             group, member = _hierarchy(name, structure, prior_sd, fixed, k)
@@ -366,12 +384,12 @@ class HierarchicalHMM(BayesianHMM):
             mean = start.mean + 0.05 * rng.standard_normal(start.mean.shape)
             log_sigma = np.log(start.sigma) + 0.05 * rng.standard_normal(start.sigma.shape)
             parts = decompose(mean, log_sigma, structure)
-            point.update(
-                level=parts.level, log_level=parts.log_level, anchor_group_gaps=parts.anchor_gaps
-            )
+            point.update(level=parts.level, log_level=parts.log_level)
+            if structure.ordered_anchor:
+                point["anchor_group_gaps"] = parts.anchor_gaps
             for name in ("mean", "log_scale"):
                 centred = structure.centred[name]
-                fixed = {anchor_group} if name == "mean" else set()
+                fixed = {anchor_group} if name == "mean" and structure.ordered_anchor else set()
                 free = [g for g in range(len(structure.names)) if g not in fixed and not centred[g]]
                 if free:
                     point[f"group_{name}_coord"] = parts.group[name][free]
@@ -445,12 +463,12 @@ class HierarchicalHMM(BayesianHMM):
 
     def _result(
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
-    ) -> RegimeResult:
-        result = super()._result(model, observations, posterior, sample_stats, seconds)
+    ) -> tuple[RegimeResult, xr.Dataset]:
+        result, posterior = super()._result(model, observations, posterior, sample_stats, seconds)
         result.fit_info["model_summary"] = pooling_summary(
             posterior, observations, self._structure(observations)
         )
-        return result
+        return result, posterior
 
 
 def zero_sum_basis(n_regimes: int) -> np.ndarray:
@@ -634,8 +652,9 @@ def decompose(mean: np.ndarray, log_sigma: np.ndarray, structure: GroupStructure
     anchor_group = structure.member[structure.anchor]
     ordered = np.sort(basis @ group["mean"][anchor_group])
     gaps = np.maximum(np.diff(ordered), MIN_START_SPREAD)
-    steps = np.concatenate([[0.0], np.cumsum(gaps)])
-    group["mean"][anchor_group] = (steps - steps.mean()) @ basis
+    if structure.ordered_anchor:
+        steps = np.concatenate([[0.0], np.cumsum(gaps)])
+        group["mean"][anchor_group] = (steps - steps.mean()) @ basis
     level = (structure.level_weights["mean"].T * mean).sum(axis=0)
     log_level = (structure.level_weights["log_scale"].T * log_sigma).sum(axis=0)
     return Decomposition(level, log_level, member, group, gaps)

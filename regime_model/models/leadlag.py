@@ -42,6 +42,13 @@ log p(y_0..t), hence the per-date one-step predictive densities
 log p(y_t | y_0..t-1) over both markets' observations of date t, comparable across lags
 and with models on the same dates.
 
+Identifiability (default ``identification="relabelled"``): each chain's emission prior
+is exchangeable, and draws are matched on the product states' filtered probabilities
+among the four permutations that reverse either chain or not (:meth:`LeadLagHMM.
+_label_candidates`): the coupling is defined on the regimes' order, and a reversal is
+the only permutation it survives, with the couplings transformed. Each chain is then
+named on its own anchor.
+
 The posterior ``transition`` is the (K^2, K^2) product matrix, the exact transition of
 x_s = (e_{s-L}, c_s). For L = 0 that is the pair of one date and ``forecast()`` is exact;
 for L > 0 it is the pair's transition only approximately, and the exact forecast of each
@@ -75,6 +82,15 @@ from regime_model.models.bayesian_hmm import (
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.observations import Observations, regime_names
+from regime_model.models.relabelling import (
+    Labelling,
+    consistent_labels,
+    discordant_share,
+    name_check,
+    permute_draws,
+    permuted_correlations,
+    take_regimes,
+)
 from regime_model.models.simplex import dirichlet
 from regime_model.results import (
     DrawProbabilities,
@@ -105,7 +121,6 @@ class LeadLagHMM(BayesianHMM):
     """
 
     name = "leadlag"
-    identifications = ("ordered",)
 
     def __init__(
         self,
@@ -300,6 +315,111 @@ class LeadLagHMM(BayesianHMM):
             points.append(point)
         return points
 
+    # ------------------------------------------------------------------ labels
+    def _label_candidates(self) -> np.ndarray:
+        """(4, S) product-state permutations: each chain as it is or reversed, identity
+        first. The coupling is defined on the regimes' order (upward and downward moves,
+        the lead score s(e)); reversing a chain maps it onto itself with the couplings
+        transformed (see :meth:`_permute_arrays`), any other permutation does not, so
+        these are the permutations the prior is invariant under (for K = 2: all)."""
+        k = self.n_regimes
+        orders = (np.arange(k), np.arange(k)[::-1])
+        return np.array(
+            [(lead[:, None] * k + lag[None, :]).ravel() for lead in orders for lag in orders]
+        )
+
+    def _chain_permutations(self, permutations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Product-state permutations (N, S) -> each chain's regime permutation (N, K):
+        new state e * K + c holds old state lead[e] * K + lag[c]."""
+        k = self.n_regimes
+        return permutations[:, np.arange(k) * k] // k, permutations[:, :k] % k
+
+    def _relabelled(
+        self, posterior: xr.Dataset, probabilities: np.ndarray, observations: Observations
+    ) -> tuple[xr.Dataset, Labelling]:
+        """Both chains' labels matched across draws (on the product states' filtered
+        probabilities, among :meth:`_label_candidates`), then each chain named on its own
+        anchor: reversed for every draw when its anchor's mean falls from the first
+        regime to the last."""
+        candidates = self._label_candidates()
+        matched, pivot, iterations = consistent_labels(probabilities, candidates)
+        chain_perms = self._chain_permutations(matched)
+        naming, separation = [], []
+        for chain, view, perms in zip(CHAINS, self._chains(observations), chain_perms, strict=True):
+            anchor = posterior[f"{chain}::mean"].to_numpy()[..., view.anchor]
+            values = np.take_along_axis(anchor.reshape(len(matched), -1), perms, axis=1)
+            reverse = values.mean(axis=0)[-1] < values.mean(axis=0)[0]
+            values = values[:, ::-1] if reverse else values
+            naming.append(reverse)
+            separation.append((values[:, 1:] > values[:, :-1]).mean(axis=0))
+        name_perm = candidates[2 * naming[0] + naming[1]]
+        labelling = Labelling(
+            permutations=matched[:, name_perm],
+            pivot=pivot[:, name_perm],
+            switched_share=float(np.any(matched != np.arange(matched.shape[1]), axis=1).mean()),
+            separation=np.concatenate(separation),
+            discordant_share=discordant_share(probabilities, matched, pivot),
+            iterations=iterations,
+        )
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
+        return self._permuted(posterior, labelling.permutations.reshape(shape)), labelling
+
+    def _name_checks(self, separation: np.ndarray, observations: Observations) -> list[dict]:
+        """Each chain's pairs, named "<group>:<regime>" (``separation``: the lead chain's
+        K-1 shares, then the lag chain's)."""
+        names = regime_names(self.n_regimes)
+        pairs = []
+        shares = iter(separation)
+        for group, view in zip(
+            (self.lead_group, self.lag_group), self._chains(observations), strict=True
+        ):
+            anchor = view.columns[view.anchor]
+            for k in range(self.n_regimes - 1):
+                lower, upper = f"{group}:{names[k]}", f"{group}:{names[k + 1]}"
+                pairs.append(name_check(anchor, "mean", lower, upper, next(shares)))
+        return pairs
+
+    def _permute_arrays(
+        self, arrays: dict[str, np.ndarray], permutations: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """As :meth:`BayesianHMM._permute_arrays` for product-state permutations (N, S)
+        from :meth:`_label_candidates`: each chain's own variables by its regime
+        permutation, the product states' by the product one, and the couplings
+        transformed so that the coupled transitions stay the same. Reversing the lead
+        chain flips the lead score s(e), so both couplings change sign; reversing the
+        lag chain swaps upward and downward moves, so (enter, stay) -> (-stay, -enter)."""
+        lead, lag = self._chain_permutations(permutations)
+        permuted = dict(arrays)
+        regime_axes = BayesianHMM.regime_axes
+        for chain, perms in (("lead", lead), ("lag", lag)):
+            for name, axes in regime_axes.items():
+                if f"{chain}::{name}" in arrays:
+                    permuted[f"{chain}::{name}"] = permute_draws(
+                        arrays[f"{chain}::{name}"], perms, axes
+                    )
+            permuted.update(permuted_correlations(arrays, perms, self.n_regimes, f"{chain}::"))
+        if "lead_transition" in arrays:  # reported name of lead::transition
+            permuted["lead_transition"] = permute_draws(
+                arrays["lead_transition"], lead, regime_axes["transition"]
+            )
+        if "lag_transition" in arrays:  # (lead regime lagged, lag regime, lag regime to)
+            values = take_regimes(arrays["lag_transition"], lead, 0)
+            permuted["lag_transition"] = permute_draws(values, lag, (("regime", 1), ("regime", 2)))
+        for name in ("transition", "initial", "emission_mean", "emission_scale"):
+            if name in arrays:
+                permuted[name] = permute_draws(arrays[name], permutations, regime_axes[name])
+        if "coupling_enter" in arrays:
+            enter, stay = arrays["coupling_enter"], arrays["coupling_stay"]
+            lead_reversed = lead[:, 0] != 0
+            lag_reversed = lag[:, 0] != 0
+            enter, stay = (
+                np.where(lead_reversed, -enter, enter),
+                np.where(lead_reversed, -stay, stay),
+            )
+            enter, stay = np.where(lag_reversed, -stay, enter), np.where(lag_reversed, -enter, stay)
+            permuted["coupling_enter"], permuted["coupling_stay"] = enter, stay
+        return permuted
+
     # ------------------------------------------------------------------ simulating
     def _simulate_data(self, parameters, log_initial, log_transition, observations, rng):
         """The product chain over T + L steps; date t's lead regime is step t + L's lead
@@ -408,11 +528,11 @@ class LeadLagHMM(BayesianHMM):
 
     def _result(
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
-    ) -> RegimeResult:
+    ) -> tuple[RegimeResult, xr.Dataset]:
         """The base result plus the chains' layout, the coupling summary and an exact
         per-chain forecast in ``fit_info``."""
         self.forecast_draws_: list[np.ndarray] = []
-        result = super()._result(model, observations, posterior, sample_stats, seconds)
+        result, posterior = super()._result(model, observations, posterior, sample_stats, seconds)
         lead, lag = self._chains(observations)
         layout = {
             "lag": self.lag,
@@ -427,9 +547,12 @@ class LeadLagHMM(BayesianHMM):
         result.config["lag_anchor"] = layout["lag_anchor"]
         result.fit_info["lead_lag"] = layout
         summary = model_summary(result)
-        summary["forecast"] = self._chain_forecast(np.stack(self.forecast_draws_))
+        paths = np.stack(self.forecast_draws_)  # (band draws, horizon, S) as sampled
+        if self.identification == "relabelled":
+            paths = take_regimes(paths, self.labelling_.permutations[result.band_draws], 1)
+        summary["forecast"] = self._chain_forecast(paths)
         result.fit_info["model_summary"] = summary
-        return result
+        return result, posterior
 
     def _chain_forecast(self, paths: np.ndarray, hdi: float = SUMMARY_HDI) -> list[dict[str, Any]]:
         """Records of P(each chain's regime at T-1+h | y_0..T-1), h = 1..L+FORECAST_STEPS,
@@ -521,7 +644,8 @@ def lead_lag_date_quantities(
     Shapes: log_initial (S,), log_transition (S, S), log_emission (T+L, S) the product
     emission, lead_log_emission (T+L, S) its lead-only part. Returns, over the T dates,
     P(e_t, c_t | data) as (T, S) states (lead major) for the filtered (data of dates
-    <= t), predicted (dates < t) and smoothed (all) kinds when ``with_bands``, and
+    <= t; always) and the predicted (dates < t) and smoothed (all) kinds (when
+    ``with_bands``), and
     pointwise log p(y_t | y_0..t-1) over both chains' observations of date t.
 
     Date t's data are the product steps <= t plus the lead observations of steps
@@ -540,17 +664,14 @@ def lead_lag_date_quantities(
     with np.errstate(divide="ignore"):
         log_filtered = np.log(product.filtered_probs[:n_dates])
         log_predicted = np.log(product.predicted_probs[:n_dates])
-    if not with_bands:
-        joint = fixed_lag_joint(
-            log_filtered, log_transition, lead_window, np.zeros(n_states, dtype=int), 1
-        )
-        cumulative = cumulative_steps[:n_dates] + logsumexp(joint, axis=(1, 2))
-        return DrawProbabilities(None, None, None, np.diff(cumulative, prepend=0.0))
-
     filtered_joint = fixed_lag_joint(log_filtered, log_transition, lead_window, tags, n_lag_regimes)
     log_norm = logsumexp(filtered_joint, axis=(1, 2))
     cumulative = cumulative_steps[:n_dates] + log_norm
     filtered = _date_states(np.exp(filtered_joint - log_norm[:, None, None]), n_lag_regimes)
+    if not with_bands:  # the filtered states still serve to match labels across draws
+        return DrawProbabilities(
+            filtered.astype(np.float32), None, None, np.diff(cumulative, prepend=0.0)
+        )
 
     # Before date t: the product prediction of step t, the lead observation of step t
     # (date t - L, known before t when L >= 1) and those of steps t+1..t+L-1 (not date t's).

@@ -59,19 +59,23 @@ def all_permutations(n_regimes: int) -> np.ndarray:
     return np.array(list(itertools.permutations(range(n_regimes))), dtype=np.int64)
 
 
-def match_to_pivot(probabilities: np.ndarray, pivot: np.ndarray) -> np.ndarray:
+def match_to_pivot(
+    probabilities: np.ndarray, pivot: np.ndarray, candidates: np.ndarray | None = None
+) -> np.ndarray:
     """(N, K) the permutation of each draw that minimises KL(draw || pivot).
 
-    ``probabilities`` (N, T, K) per-draw regime probabilities; ``pivot`` (T, K). Ties go
-    to the earliest permutation in :func:`all_permutations` (the identity first).
+    ``probabilities`` (N, T, K) per-draw state probabilities; ``pivot`` (T, K);
+    ``candidates`` (P, K) the permutations a model allows (default: all, see
+    :func:`all_permutations`; a model whose prior is invariant only under some of them
+    passes those, the identity first). Ties go to the earliest candidate.
     """
-    n_regimes = pivot.shape[1]
+    n_states = pivot.shape[1]
+    candidates = all_permutations(n_states) if candidates is None else candidates
     log_pivot = np.log(np.clip(pivot, PIVOT_FLOOR, None))
     # cross[n, j, k] = sum_t P_n[t, j] log Q[t, k]: the score of giving old label j the
     # new label k; a permutation's score is the sum over k of cross[n, perm[k], k].
     cross = np.einsum("ntj,tk->njk", probabilities, log_pivot, dtype=np.float64)
-    candidates = all_permutations(n_regimes)
-    scores = cross[:, candidates, np.arange(n_regimes)].sum(axis=-1)  # (N, K!)
+    scores = cross[:, candidates, np.arange(n_states)].sum(axis=-1)  # (N, P)
     return candidates[np.argmax(scores, axis=1)]
 
 
@@ -87,19 +91,22 @@ def relabelled_mean(probabilities: np.ndarray, permutations: np.ndarray) -> np.n
 
 
 def consistent_labels(
-    probabilities: np.ndarray, max_iterations: int = MAX_ITERATIONS
+    probabilities: np.ndarray,
+    candidates: np.ndarray | None = None,
+    max_iterations: int = MAX_ITERATIONS,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Stephens' relabelling: (permutations (N, K), pivot (T, K), iterations).
 
     Starts from the labels as sampled (chains start from one EM fit, so they mostly agree
     already) and alternates pivot = mean of the relabelled draws and draw = its best
-    permutation against the pivot until nothing changes.
+    permutation (among ``candidates``, see :func:`match_to_pivot`) against the pivot
+    until nothing changes.
     """
     n_draws, _, n_regimes = probabilities.shape
     permutations = np.tile(np.arange(n_regimes), (n_draws, 1))
     for iteration in range(1, max_iterations + 1):
         pivot = relabelled_mean(probabilities, permutations)
-        updated = match_to_pivot(probabilities, pivot)
+        updated = match_to_pivot(probabilities, pivot, candidates)
         if np.array_equal(updated, permutations):
             return permutations, pivot, iteration
         permutations = updated
@@ -123,6 +130,18 @@ def name_order(
     ordered = values[:, order]
     separation = (ordered[:, 1:] > ordered[:, :-1]).mean(axis=0)
     return order, separation
+
+
+def name_check(anchor: str, order_by: str, lower: str, upper: str, separation: float) -> dict:
+    """One adjacent pair of named regimes and how often the anchor orders them so (plain
+    data for ``fit_info["labels"]["names"]``)."""
+    return {
+        "anchor": anchor,
+        "order_by": order_by,
+        "lower": lower,
+        "upper": upper,
+        "separation": round(float(separation), 4),
+    }
 
 
 def discordant_share(probabilities: np.ndarray, permutations: np.ndarray, pivot: np.ndarray):
@@ -200,3 +219,15 @@ def permute_draws(values: np.ndarray, permutations: np.ndarray, axes: RegimeAxes
         else:
             raise ValueError(f"unknown regime axis kind {kind!r}")
     return values
+
+
+def permuted_correlations(
+    arrays: dict[str, np.ndarray], permutations: np.ndarray, n_regimes: int, prefix: str = ""
+) -> dict[str, np.ndarray]:
+    """Full covariance keeps one LKJ variable per regime (``{prefix}correlation_{k}``,
+    each (N, ...)): the same variables with their regimes permuted (empty when absent)."""
+    names = [f"{prefix}correlation_{k}" for k in range(n_regimes)]
+    if names[0] not in arrays:
+        return {}
+    stacked = take_regimes(np.stack([arrays[name] for name in names], axis=1), permutations, 0)
+    return {name: stacked[:, k] for k, name in enumerate(names)}

@@ -287,10 +287,10 @@ class TVTPHMM(BayesianHMM):
 
     def _result(
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
-    ) -> RegimeResult:
+    ) -> tuple[RegimeResult, xr.Dataset]:
         """The base result plus the standardised covariates (``constant_data``) and a
         coefficient / duration summary in ``fit_info``."""
-        result = super()._result(model, observations, posterior, sample_stats, seconds)
+        result, posterior = super()._result(model, observations, posterior, sample_stats, seconds)
         covariates = self._standardised_covariates(observations)
         result.inference_data.add_groups(
             {
@@ -322,7 +322,7 @@ class TVTPHMM(BayesianHMM):
         )
         if warnings:
             result.fit_info["warnings"] = [*result.fit_info.get("warnings", []), *warnings]
-        return result
+        return result, posterior
 
 
 def extreme_covariate_warnings(standardised: pd.DataFrame) -> list[str]:

@@ -67,7 +67,7 @@ def test_default_fit_recovers_the_path_when_the_anchor_means_coincide(overlappin
 
 def test_the_names_say_the_anchor_cannot_tell_the_regimes_apart(overlapping_anchor_world):
     _, result = overlapping_anchor_world
-    separation = result.fit_info["labels"]["separation"][0]
+    separation = result.fit_info["labels"]["names"][0]["separation"]
     assert separation < MIN_NAME_SEPARATION  # anchor means 0.05 sd apart, ~500 dates
     assert any("does not tell risk_off from risk_on" in w for w in result.diagnostics()["warnings"])
     # The regimes themselves are consistent: risk_on's other means are one regime's.
