@@ -861,7 +861,7 @@ def format_summary(summary: dict) -> str:
             f"Diagnostics: {diagnostics['verdict'].upper()} (max R-hat "
             f"{diagnostics['max_rhat']:.3f}, min ESS bulk {diagnostics['min_ess_bulk']:.0f} / "
             f"tail {diagnostics['min_ess_tail']:.0f}, {diagnostics['divergences']} divergences, "
-            f"label switching: {'yes' if diagnostics['label_switching'] else 'no'})"
+            f"labels: {_labels_word(diagnostics)})"
         )
         lines += [f"  - {failure}" for failure in diagnostics["failures"]]
         lines += [f"  ! {warning}" for warning in diagnostics.get("warnings", [])]
@@ -870,6 +870,12 @@ def format_summary(summary: dict) -> str:
     if "note" in info:
         lines.append(f"Note: {info['note']}")
     return "\n".join(lines)
+
+
+def _labels_word(diagnostics: dict) -> str:
+    """ "consistent" or "MIXED" (runs saved before the label checks: chain agreement only)."""
+    consistent = diagnostics.get("labels_consistent", not diagnostics.get("label_switching"))
+    return "consistent" if consistent else "MIXED"
 
 
 def _records_table(records: list[dict] | dict | str) -> list[str]:

@@ -31,10 +31,6 @@ KINDS = ("filtered", "smoothed", "predicted")
 MAX_RHAT = 1.01
 MIN_ESS = 400
 MAX_CHAIN_DISAGREEMENT = 0.2
-# identification="relabelled": above this share of draws re-sorted on the anchor, the
-# anchor separates the regimes weakly and the names risk_off/risk_on mix regimes that
-# differ in other features; a warning, not a failure (the draws are still exact).
-MAX_RELABELLED_SHARE = 0.01
 
 
 def hdi_bounds(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from regime_model.data.features import FeatureSet
 from regime_model.data.synthetic import simulate_lead_lag_features
@@ -399,3 +400,43 @@ def test_best_held_out_lag_is_the_generating_lag():
     np.testing.assert_allclose(posterior["holdout_score"], [scores[lag] for lag in (0, 2, 4)])
     with pytest.raises(ValueError, match="compared twice"):
         lag_posterior([results[1], results[1]])
+
+
+@pytest.mark.parametrize("order_by", ["mean", "volatility"])
+def test_each_chain_is_named_on_its_own_anchor_after_matching(synthetic, order_by):
+    # Identical draws (matching keeps them as they are); the lead chain's anchor says its
+    # regimes come in the wrong order, the lag chain's that they are right: only the lead
+    # chain is reversed, for every draw, and the couplings follow.
+    features, truth = synthetic
+    model = LeadLagHMM(2, lag=2, order_by=order_by)
+    observations = prepare_observations(features, 2, truth.lead_columns[0])
+    lead, lag = model._chains(observations)
+    wrong, right = np.array([1.0, -1.0]), np.array([-1.0, 1.0])
+    if order_by == "volatility":  # calm last is right
+        wrong, right = np.array([1.0, 3.0]), np.array([3.0, 1.0])
+    variable = "mean" if order_by == "mean" else "sigma"
+    n_draws = 6
+    posterior = xr.Dataset(
+        {
+            f"lead::{variable}": (
+                ("chain", "draw", "r", "f"),
+                np.broadcast_to(wrong[:, None], (1, n_draws, 2, len(lead.columns))).copy(),
+            ),
+            f"lag::{variable}": (
+                ("chain", "draw", "r", "f"),
+                np.broadcast_to(right[:, None], (1, n_draws, 2, len(lag.columns))).copy(),
+            ),
+            "coupling_enter": (("chain", "draw"), np.full((1, n_draws), 0.7)),
+            "coupling_stay": (("chain", "draw"), np.full((1, n_draws), -0.2)),
+        }
+    )
+    one = np.random.default_rng(0).dirichlet(np.ones(4), size=observations.n_dates)
+    probabilities = np.broadcast_to(one, (n_draws, *one.shape)).astype(np.float32)
+    relabelled, labelling = model._relabelled(posterior, probabilities, observations)
+    reversed_lead = model._label_candidates()[2]
+    assert (labelling.permutations == reversed_lead).all()
+    assert labelling.switched_share == 0.0
+    assert np.allclose(relabelled[f"lead::{variable}"][0, :, :, 0], right)
+    assert np.allclose(relabelled[f"lag::{variable}"][0, :, :, 0], right)
+    assert np.allclose(relabelled["coupling_enter"], -0.7)  # lead reversed: both flip
+    assert np.allclose(relabelled["coupling_stay"], 0.2)

@@ -103,10 +103,17 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         failures.append(f"min ESS (bulk {ess_bulk:.0f}, tail {ess_tail:.0f}) < {MIN_ESS}")
     if divergences:
         failures.append(f"{divergences} divergent transitions")
-    failures += _label_failures(checks, result.regime_names)
+    label_failures = _label_failures(checks, result.regime_names)
+    failures += label_failures
     warnings = _name_warnings(labels)
     verdict = "fail" if failures else "pass"
-    return {**checks, "verdict": verdict, "failures": failures, "warnings": warnings}
+    return {
+        **checks,
+        "labels_consistent": not label_failures,
+        "verdict": verdict,
+        "failures": failures,
+        "warnings": warnings,
+    }
 
 
 def _label_failures(checks: dict[str, Any], names: list[str]) -> list[str]:

@@ -340,13 +340,15 @@ class LeadLagHMM(BayesianHMM):
         """Both chains' labels matched across draws (on the product states' filtered
         probabilities, among :meth:`_label_candidates`), then each chain named on its own
         anchor: reversed for every draw when its anchor's mean falls from the first
-        regime to the last."""
+        regime to the last (order_by="volatility": when its scale rises, the calmest
+        regime being risk_on)."""
         candidates = self._label_candidates()
         matched, pivot, iterations = consistent_labels(probabilities, candidates)
         chain_perms = self._chain_permutations(matched)
         naming, separation = [], []
+        variable, sign = ("mean", 1.0) if self.order_by == "mean" else ("sigma", -1.0)
         for chain, view, perms in zip(CHAINS, self._chains(observations), chain_perms, strict=True):
-            anchor = posterior[f"{chain}::mean"].to_numpy()[..., view.anchor]
+            anchor = sign * posterior[f"{chain}::{variable}"].to_numpy()[..., view.anchor]
             values = np.take_along_axis(anchor.reshape(len(matched), -1), perms, axis=1)
             reverse = values.mean(axis=0)[-1] < values.mean(axis=0)[0]
             values = values[:, ::-1] if reverse else values
@@ -376,7 +378,7 @@ class LeadLagHMM(BayesianHMM):
             anchor = view.columns[view.anchor]
             for k in range(self.n_regimes - 1):
                 lower, upper = f"{group}:{names[k]}", f"{group}:{names[k + 1]}"
-                pairs.append(name_check(anchor, "mean", lower, upper, next(shares)))
+                pairs.append(name_check(anchor, self.order_by, lower, upper, next(shares)))
         return pairs
 
     def _permute_arrays(
