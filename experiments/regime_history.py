@@ -33,12 +33,13 @@ from regime_model.plots import plot_probability_over_prices  # noqa: E402
 
 # Small caps, breadth, credit, crypto: the legs of the "one liquidity regime" story.
 # Two designs. "state" (the main one) adds two slow-moving state variables, the share of
-# NYSE stocks above their 200-day average (breadth level) and log VIX (risk appetite), to
-# the weekly changes: a liquidity regime is a state that lasts months, and these say which
-# state the market is in. "returns_only" uses the changes alone; its regimes turn out
-# to be week-to-week (or day-to-day) moves, not cycles, which the report shows side by
-# side. Stablecoin supply starts in 2020 (masked before), so it is left to the flows
-# experiment; net liquidity is weekly by nature and flat on most days.
+# US stocks (broad universe) above their 200-day average (breadth level) and log VIX
+# (risk appetite), to the weekly changes: a liquidity regime is a state that lasts
+# months, and these say which state the market is in. "returns_only" uses the changes
+# alone; its regimes turn out to be week-to-week (or day-to-day) moves, not cycles,
+# which the report shows side by side. Stablecoin supply starts in 2020 (masked before),
+# so it is left to the flows experiment; net liquidity is weekly by nature and flat on
+# most days.
 DESIGNS = {
     "state": [
         "iwm_return",

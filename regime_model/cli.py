@@ -249,7 +249,7 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--restarts", type=int, default=10, help="EM random restarts (em-hmm)")
-    tvtp = parser.add_argument_group("tvtp model")
+    tvtp = parser.add_argument_group("covariate-driven transitions (tvtp, hierarchical)")
     tvtp.add_argument(
         "--covariates",
         metavar="COL,COL",
@@ -756,16 +756,23 @@ def _model_config(args: argparse.Namespace) -> dict:
 
 
 def _model_specific_config(args: argparse.Namespace) -> dict:
-    """The options only one model family takes; an error if given to another."""
-    if args.model == "tvtp":
-        if not args.covariates:
-            raise RegimeModelError("--model tvtp needs --covariates COL,COL")
-        return {
-            "covariates": [name.strip() for name in args.covariates.split(",") if name.strip()],
-            "coefficient_scale": args.coefficient_scale,
-        }
+    """The options only some model families take; an error if given to another."""
+    from regime_model.models import MODELS
+
+    family = MODELS[args.model]
+    options: dict = {}
     if args.covariates:
-        raise RegimeModelError("--covariates is for --model tvtp")
+        if not family.covariates_allowed:
+            takes = [
+                name for name, model in MODELS.items() if getattr(model, "covariates_allowed", 0)
+            ]
+            raise RegimeModelError(f"--covariates is for --model {' or '.join(takes)}")
+        options["covariates"] = [
+            name.strip() for name in args.covariates.split(",") if name.strip()
+        ]
+        options["coefficient_scale"] = args.coefficient_scale
+    elif family.covariates_required:
+        raise RegimeModelError(f"--model {args.model} needs --covariates COL,COL")
     if args.model == "leadlag":
         return {
             "lead_group": args.lead_group,
@@ -774,7 +781,7 @@ def _model_specific_config(args: argparse.Namespace) -> dict:
             "lag_anchor": args.lag_anchor,
             "coupling_sd": args.coupling_sd,
         }
-    return {}
+    return options
 
 
 def _parse_group(item: str) -> tuple[str, str]:

@@ -20,7 +20,8 @@ from regime_model.data.synthetic import simulate_tvtp_features
 from regime_model.errors import ConstantFeatureError, RegimeDataError, UnknownSeriesError
 from regime_model.inference import hmm_filter
 from regime_model.models.bayesian_hmm import BayesianHMM
-from regime_model.models.observations import prepare_observations, select_features
+from regime_model.models.covariates import split_covariates
+from regime_model.models.transitions import CovariateLogit
 from regime_model.models.tvtp import (
     TVTPHMM,
     coefficient_table,
@@ -35,10 +36,7 @@ COVARIATES = ["breadth_change", "spread_change"]
 
 def _observations(model: TVTPHMM, features: FeatureSet, holdout_start=None):
     """What ``fit`` builds the model from (emission columns on the covariates' dates)."""
-    emission = model.emission_features(features, None)
-    return prepare_observations(
-        select_features(emission, None), model.n_regimes, model.anchor, holdout_start
-    )
+    return model.observations(features, None, holdout_start)
 
 
 def _random_point(model, seed: int, **values) -> dict[str, np.ndarray]:
@@ -151,8 +149,8 @@ def test_intercept_prior_matches_the_sticky_dirichlet():
     0.02 of the Dirichlet's s / (s + K - 1) (Monte Carlo error ~3e-4)."""
     rng = np.random.default_rng(0)
     for n_regimes in (2, 3):
-        model = TVTPHMM(n_regimes, covariates=["x"], stickiness=10.0)
-        mean, sd = model.intercept_prior()
+        component = CovariateLogit(n_regimes, 10.0, "stationary", ["x"])
+        mean, sd = component.intercept_prior()
         logits = rng.normal(mean, sd, size=(200_000, n_regimes - 1))
         stay = 1.0 / (1.0 + np.exp(logits).sum(axis=1))
         assert stay.mean() == pytest.approx(10.0 / (10.0 + n_regimes - 1), abs=0.02)
@@ -232,11 +230,9 @@ def test_bad_covariate_input(synthetic):
     with pytest.raises(ValueError, match="listed twice"):
         TVTPHMM(2, covariates=["spread_change", "spread_change"])
     with pytest.raises(UnknownSeriesError, match="no covariate column nfci"):
-        TVTPHMM(2, covariates=["nfci"]).emission_features(features, None)
+        TVTPHMM(2, covariates=["nfci"]).observations(features)
     with pytest.raises(RegimeDataError, match="breadth_change is both an emission column"):
-        TVTPHMM(2, covariates=COVARIATES).emission_features(
-            features, ["eq_return", "breadth_change"]
-        )
+        TVTPHMM(2, covariates=COVARIATES).observations(features, ["eq_return", "breadth_change"])
     gap = features.frame.copy()
     gap.iloc[120, gap.columns.get_loc("spread_change")] = np.nan
     expected = f"covariate 'spread_change' is missing on {gap.index[120]:%Y-%m-%d}"
@@ -254,15 +250,21 @@ def test_leading_and_trailing_covariate_gaps_are_trimmed(synthetic):
     frame = features.frame.copy()
     frame.iloc[:10, frame.columns.get_loc("breadth_change")] = np.nan
     frame.iloc[-3:, frame.columns.get_loc("spread_change")] = np.nan
-    model = TVTPHMM(2, covariates=COVARIATES)
-    emission = model.emission_features(FeatureSet(frame, features.groups, "weekly"), None)
+    split = split_covariates(FeatureSet(frame, features.groups, "weekly"), COVARIATES, None)
+    emission = split.emission
     assert list(emission.frame.columns) == ["eq_return", "crypto_return"]
     # The last covariate value is on date T-4; date T-3 still has its x_{t-1}.
     assert emission.frame.index[0] == frame.index[10]
     assert emission.frame.index[-1] == frame.index[-3]
-    trimming = model.covariate_trimming_
+    trimming = split.trimming
     assert (trimming.leading_dates, trimming.trailing_dates) == (10, 2)
-    assert model.covariate_frame_.index.equals(emission.frame.index)
+    assert split.frame.index.equals(emission.frame.index)
+    # The model's observations carry the same covariates on the same dates.
+    observations = TVTPHMM(2, covariates=COVARIATES).observations(
+        FeatureSet(frame, features.groups, "weekly")
+    )
+    assert observations.covariate_trimming == trimming
+    np.testing.assert_array_equal(observations.covariates, split.frame.to_numpy())
 
 
 def test_extreme_covariate_values_are_flagged():

@@ -93,7 +93,7 @@ def _columns_read(model_config: dict[str, Any], columns: list[str] | None) -> li
     """Columns a fit reads: the emission columns plus a tvtp model's covariates."""
     if columns is None:
         return None
-    covariates = [name for name in model_config.get("covariates", []) if name not in columns]
+    covariates = [name for name in model_config.get("covariates") or [] if name not in columns]
     return [*columns, *covariates]
 
 

@@ -36,8 +36,8 @@ from regime_model.inference import (
     hmm_filter,
     hmm_log_likelihood,
     sample_markov_path,
-    stationary_distribution,
 )
+from regime_model.models.covariates import split_covariates
 from regime_model.models.diagnostics import mcmc_diagnostics
 from regime_model.models.em_hmm import EMHMM, EMEstimate
 from regime_model.models.emissions import (
@@ -64,8 +64,13 @@ from regime_model.models.relabelling import (
     permuted_correlations,
     take_regimes,
 )
-from regime_model.models.simplex import dirichlet
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
+from regime_model.models.transitions import (
+    DEFAULT_COEFFICIENT_SCALE,
+    INITIALS,
+    CovariateLogit,
+    StickyDirichlet,
+)
 from regime_model.results import (
     KINDS,
     DrawProbabilities,
@@ -126,6 +131,9 @@ class BayesianHMM:
     # and every regime-carrying variable declared in regime_axes; a subclass whose prior
     # is not exchangeable (ordered group responses, coupled chains) supports "ordered" only.
     identifications: tuple[str, ...] = IDENTIFICATIONS
+    # Whether the family takes covariate-driven transitions (``covariates``).
+    covariates_allowed = False
+    covariates_required = False
     # How each posterior variable, sampled or reported, carries regimes (relabelling
     # permutes these; see relabelling.RegimeAxes). A family adds its own variables.
     regime_axes: dict[str, RegimeAxes] = {
@@ -153,6 +161,8 @@ class BayesianHMM:
         identification: str | None = None,
         stickiness: float = 10.0,
         initial: str = "stationary",
+        covariates: list[str] | None = None,
+        coefficient_scale: float = DEFAULT_COEFFICIENT_SCALE,
         standardise: bool = True,
         sampler: str = "nuts",
         draws: int = 1000,
@@ -169,7 +179,7 @@ class BayesianHMM:
             (switching, SWITCHING, "switching"),
             (covariance, COVARIANCES, "covariance"),
             (sampler, SAMPLERS, "sampler"),
-            (initial, ("stationary", "dirichlet"), "initial"),
+            (initial, INITIALS, "initial"),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
@@ -178,6 +188,7 @@ class BayesianHMM:
             raise ValueError(f"cannot order by {order_by} when only the other one switches")
         if stickiness <= 0:
             raise ValueError("stickiness must be positive")
+        self._check_covariates(covariates, coefficient_scale)
         identification = identification or self.identifications[0]
         if identification not in self.identifications:
             raise ValueError(
@@ -193,6 +204,8 @@ class BayesianHMM:
         self.identification = identification
         self.stickiness = stickiness
         self.initial = initial
+        self.covariates = list(covariates) if covariates else None
+        self.coefficient_scale = float(coefficient_scale)
         self.standardise = bool(standardise)
         self.sampler = sampler
         self.draws = draws
@@ -203,6 +216,22 @@ class BayesianHMM:
         self.seed = seed
         self.band_draws = band_draws
         self.progressbar = progressbar
+
+    def _check_covariates(self, covariates, coefficient_scale: float) -> None:
+        if covariates is not None and isinstance(covariates, str):
+            raise ValueError("covariates must be a list of column names, not one string")
+        if self.covariates_required and not covariates:
+            raise ValueError(f"the {self.name} model needs at least one covariate column")
+        if covariates and not self.covariates_allowed:
+            raise ValueError(
+                f"{self.name} takes no covariates: use tvtp (or hierarchical) for "
+                "covariate-driven transitions"
+            )
+        duplicated = sorted({name for name in covariates or [] if covariates.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"covariate listed twice: {', '.join(duplicated)}")
+        if not coefficient_scale > 0:
+            raise ValueError("coefficient_scale must be positive")
 
     def get_config(self) -> dict[str, Any]:
         """Hyperparameters as passed to ``__init__`` (except display ones), plus the name."""
@@ -249,7 +278,12 @@ class BayesianHMM:
 
     def _coords(self, observations: Observations) -> dict[str, list[str]]:
         names = regime_names(self.n_regimes)
-        return {"regime": names, "regime_to": names, "feature": observations.columns}
+        return {
+            "regime": names,
+            "regime_to": names,
+            "feature": observations.columns,
+            **self._transitions().coords(),
+        }
 
     def _kernel_terms(self, observations: Observations):
         """Priors, and the kernel's inputs over all dates: log_initial (K,),
@@ -278,24 +312,26 @@ class BayesianHMM:
             pm.Deterministic("correlation_cholesky", correlation_cholesky)
         return mean, sigma, correlation_cholesky, nu
 
-    def _transition_terms(self, observations: Observations):
-        """Sticky Dirichlet transition rows and the initial distribution, in logs."""
-        n_regimes = self.n_regimes
-        transition = dirichlet(
-            "transition", self._transition_concentration(), dims=("regime", "regime_to")
-        )
-        if self.initial == "stationary":
-            initial = pm.Deterministic(
-                "initial", stationary_distribution(transition), dims="regime"
+    def _transitions(self) -> StickyDirichlet | CovariateLogit:
+        """The transition component: covariate-driven when ``covariates`` are given,
+        sticky Dirichlet otherwise (see :mod:`regime_model.models.transitions`)."""
+        if self.covariates:
+            return CovariateLogit(
+                self.n_regimes,
+                self.stickiness,
+                self.initial,
+                self.covariates,
+                self.coefficient_scale,
             )
-        else:
-            initial = dirichlet("initial", np.ones(n_regimes), dims="regime")
-        return pt.log(initial), pt.log(transition)
+        return StickyDirichlet(self.n_regimes, self.stickiness, self.initial)
+
+    def _transition_terms(self, observations: Observations):
+        """The transition component's priors -> (log_initial (K,), log_transition)."""
+        return self._transitions().build(observations)
 
     def _transition_concentration(self) -> np.ndarray:
         """(K, K) Dirichlet weights: ``stickiness`` on the diagonal, 1 elsewhere."""
-        k = self.n_regimes
-        return np.ones((k, k)) + np.eye(k) * (self.stickiness - 1.0)
+        return StickyDirichlet(self.n_regimes, self.stickiness, self.initial).concentration()
 
     def _marginal_loglik(self, log_initial, log_transition, log_emission) -> pt.TensorVariable:
         """log p(y_1..T) with the regime path summed out (the compiled kernel's Op)."""
@@ -407,13 +443,26 @@ class BayesianHMM:
         holdout_start: str | None = None,
     ) -> Observations:
         """The model's inputs: ``columns`` of ``features``, validated and (by default)
-        standardised. Subclasses that read other columns (covariates) select them here."""
+        standardised. With ``covariates``, ``columns`` are the emission columns (default:
+        every column that is not a covariate), on the dates the covariates allow
+        (:func:`~regime_model.models.covariates.split_covariates`)."""
+        if not self.covariates:
+            return prepare_observations(
+                select_features(features, columns),
+                self.n_regimes,
+                self.anchor,
+                holdout_start,
+                standardise=self.standardise,
+            )
+        split = split_covariates(features, self.covariates, columns)
         return prepare_observations(
-            select_features(features, columns),
+            select_features(split.emission, None),
             self.n_regimes,
             self.anchor,
             holdout_start,
             standardise=self.standardise,
+            covariates=split.frame,
+            covariate_trimming=split.trimming,
         )
 
     def _em_start(self, observations: Observations) -> EMEstimate:
@@ -433,13 +482,12 @@ class BayesianHMM:
         anchor = observations.anchor
         rng = np.random.default_rng(self.seed)
         points = []
-        for _ in range(max(self.chains, 1)):
+        n_chains = max(self.chains, 1)
+        for transition_start in self._transitions().starts(start, n_chains, self.seed):
             mean = start.mean + 0.05 * rng.standard_normal(start.mean.shape)
             sigma = start.sigma * np.exp(0.05 * rng.standard_normal(start.sigma.shape))
             others = np.delete(np.arange(mean.shape[1]), anchor)
-            point: dict[str, np.ndarray] = {"transition": start.transition}
-            if self.initial == "dirichlet":
-                point["initial"] = start.initial
+            point: dict[str, np.ndarray] = dict(transition_start)
             if self.switching == "variance":
                 point["common_mean"] = mean.mean(axis=0)
             else:
@@ -525,7 +573,7 @@ class BayesianHMM:
         permutation (N, K); the rest as they are. The likelihood and an exchangeable
         prior are invariant under it. One definition for posteriors and single points."""
         permuted = dict(arrays)
-        for name, axes in self.regime_axes.items():
+        for name, axes in (self.regime_axes | self._transitions().regime_axes).items():
             if name in arrays:
                 permuted[name] = permute_draws(arrays[name], permutations, axes)
         permuted.update(permuted_correlations(arrays, permutations, self.n_regimes))
@@ -733,6 +781,7 @@ class BayesianHMM:
             },
         )
         result.fit_info["diagnostics"] = mcmc_diagnostics(result, n_draws)
+        self._transitions().annotate(result, observations)
         return result, posterior
 
     def _label_info(self, labelling: Labelling, observations: Observations) -> dict[str, Any]:
@@ -819,7 +868,8 @@ class BayesianHMM:
         }
         if "nu" in arrays and arrays["nu"].ndim == 3:
             reported["emission_nu"] = arrays["nu"]
-        return reported, {}, {}
+        extra, dims, coords = self._transitions().reported(posterior)
+        return {**reported, **extra}, dims, coords
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -164,6 +164,7 @@ class HierarchicalHMM(BayesianHMM):
     """
 
     name = "hierarchical"
+    covariates_allowed = True  # covariate-driven transitions on the pooled emissions
     regime_axes = BayesianHMM.regime_axes | {
         name: (("regime", 0),) for name in ("group_mean", "group_log_scale")
     }
@@ -372,11 +373,10 @@ class HierarchicalHMM(BayesianHMM):
         """The start, perturbed as in BayesianHMM, decomposed into levels, group
         responses, spreads and the members' coordinates (see :func:`_hierarchy`)."""
         structure = self._structure(observations)
-        shared = ("transition", "initial", "nu")
-        points = [
-            {name: value for name, value in point.items() if name in shared}
-            for point in super()._initial_values(start, observations)
-        ]
+        points = self._transitions().starts(start, max(self.chains, 1), self.seed)
+        if self.emission == "student-t":
+            for point in points:
+                point["nu"] = np.full(observations.n_features, 10.0)
         rng = np.random.default_rng(self.seed)
         anchor_group = int(structure.member[structure.anchor])
         pooled = structure.pooled_features
@@ -465,8 +465,9 @@ class HierarchicalHMM(BayesianHMM):
         self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
     ) -> tuple[RegimeResult, xr.Dataset]:
         result, posterior = super()._result(model, observations, posterior, sample_stats, seconds)
-        result.fit_info["model_summary"] = pooling_summary(
-            posterior, observations, self._structure(observations)
+        # Beside the transition component's tables (covariate-driven transitions).
+        result.fit_info.setdefault("model_summary", {}).update(
+            pooling_summary(posterior, observations, self._structure(observations))
         )
         return result, posterior
 

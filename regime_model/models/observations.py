@@ -26,6 +26,17 @@ MIN_OBSERVATIONS_PER_PARAMETER = 5
 
 
 @dataclass(frozen=True)
+class CovariateTrimming:
+    """Dates dropped from the emission sample because a covariate was not yet (leading)
+    or no longer (trailing) observed."""
+
+    leading_dates: int
+    trailing_dates: int
+    first_date: str
+    last_date: str
+
+
+@dataclass(frozen=True)
 class Observations:
     """Standardised observations with their mask.
 
@@ -33,7 +44,9 @@ class Observations:
     ``observed`` (T, D): 1.0 where a value exists. ``center``/``scale`` (D,) map model
     parameters back to the features' units. Only the first ``n_fit`` dates are fitted; the
     rest (a held-out stretch, scored one step ahead) are standardised with the fitted
-    part's center and scale, so nothing about them leaks into the fit.
+    part's center and scale, so nothing about them leaks into the fit. ``covariates``
+    (T, C): transition drivers in raw units (never emissions; see
+    :mod:`regime_model.models.covariates`), named ``covariate_names``; None without.
     """
 
     dates: pd.DatetimeIndex
@@ -45,6 +58,9 @@ class Observations:
     scale: np.ndarray
     anchor: int
     n_fit: int
+    covariates: np.ndarray | None = None
+    covariate_names: tuple[str, ...] = ()
+    covariate_trimming: CovariateTrimming | None = None
 
     @property
     def n_dates(self) -> int:
@@ -62,6 +78,7 @@ class Observations:
             dates=self.dates[:n],
             values=self.values[:n],
             observed=self.observed[:n],
+            covariates=None if self.covariates is None else self.covariates[:n],
         )
 
     @property
@@ -129,6 +146,8 @@ def prepare_observations(
     anchor: str | None = None,
     holdout_start: str | pd.Timestamp | None = None,
     standardise: bool = True,
+    covariates: pd.DataFrame | None = None,
+    covariate_trimming: CovariateTrimming | None = None,
 ) -> Observations:
     """Validate a feature set for a K-regime model and standardise it.
 
@@ -136,7 +155,9 @@ def prepare_observations(
     evolves across it); leading and trailing ones are trimmed by :func:`select_features`.
     ``holdout_start``: dates from this one on are held out (not fitted, scored later).
     ``standardise=False`` keeps the features' own units (center 0, scale 1), so priors do
-    not depend on the data (simulation-based calibration needs that).
+    not depend on the data (simulation-based calibration needs that). ``covariates``: raw
+    transition drivers on the same dates (see :func:`~regime_model.models.covariates.
+    split_covariates`).
     """
     if not 2 <= n_regimes <= MAX_REGIMES:
         raise ValueError(f"n_regimes must be between 2 and {MAX_REGIMES}, got {n_regimes}")
@@ -177,7 +198,17 @@ def prepare_observations(
         scale=scale,
         anchor=columns.index(anchor),
         n_fit=n_fit,
+        covariates=None if covariates is None else _aligned(covariates, frame.index),
+        covariate_names=() if covariates is None else tuple(covariates.columns),
+        covariate_trimming=covariate_trimming,
     )
+
+
+def _aligned(covariates: pd.DataFrame, dates: pd.Index) -> np.ndarray:
+    """(T, C) covariate values on exactly ``dates`` (an error, not a reindex, if not)."""
+    if not covariates.index.equals(dates):
+        raise ValueError("covariates must be on the emission dates (see split_covariates)")
+    return covariates.to_numpy(dtype=float)
 
 
 def holdout_info(observations: Observations) -> dict[str, object]:

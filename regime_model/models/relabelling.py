@@ -191,7 +191,7 @@ def take_regimes(values: np.ndarray, permutations: np.ndarray, axis: int) -> np.
 
 def move_permutations(permutations: np.ndarray) -> np.ndarray:
     """(N, K(K-1)) the permutation of the off-diagonal moves i -> j (origin-major, as
-    :func:`regime_model.models.tvtp.move_labels`) implied by each regime permutation:
+    :func:`regime_model.models.covariate_link.move_labels`) implied by each regime permutation:
     new move (i, j) is old move (perm[i], perm[j])."""
     n_regimes = permutations.shape[1]
     moves = [(i, j) for i in range(n_regimes) for j in range(n_regimes) if i != j]
