@@ -46,7 +46,7 @@ from regime_model.models.emissions import (
     missing_patterns,
     sample_emissions,
 )
-from regime_model.models.nutpie_sampler import VECTORISED_MODE, sample_with_nutpie
+from regime_model.models.nutpie_sampler import VECTORISED_MODE
 from regime_model.models.observations import (
     Observations,
     holdout_info,
@@ -64,6 +64,7 @@ from regime_model.models.relabelling import (
     permuted_correlations,
     take_regimes,
 )
+from regime_model.models.samplers import SAMPLERS, SamplerSettings, point_as_posterior
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.models.transitions import (
     DEFAULT_COEFFICIENT_SCALE,
@@ -83,7 +84,6 @@ from regime_model.results import (
 EMISSIONS = ("gaussian", "student-t")
 SWITCHING = ("both", "mean", "variance")
 COVARIANCES = ("diag", "full")
-SAMPLERS = ("nuts", "nutpie", "map", "advi")
 IDENTIFICATIONS = ("relabelled", "ordered")  # bayes-hmm's; the first is the default
 KERNEL_INPUT_CHUNK = 250  # draws per vectorised evaluation of the kernel's inputs
 # Priors, in units of each feature's standard deviation (the data are standardised).
@@ -514,50 +514,18 @@ class BayesianHMM:
         return points
 
     def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
-        """(posterior, sample_stats or None) as xarray Datasets with chain and draw.
-
-        nutpie: see :mod:`regime_model.models.nutpie_sampler`.
-        """
-        cores = self.cores or min(self.chains, os.cpu_count() or 1)
-        if self.sampler == "nutpie":
-            return sample_with_nutpie(
-                model,
-                initvals[0],
-                draws=self.draws,
-                tune=self.tune,
-                chains=self.chains,
-                cores=cores,
-                seed=self.seed,
-                target_accept=self.target_accept,
-                progressbar=self.progressbar,
-            )
-        with model:
-            if self.sampler == "nuts":
-                data = pm.sample(
-                    draws=self.draws,
-                    tune=self.tune,
-                    chains=self.chains,
-                    cores=cores,
-                    random_seed=self.seed,
-                    initvals=initvals,
-                    init="adapt_diag",
-                    target_accept=self.target_accept,
-                    progressbar=self.progressbar,
-                    compute_convergence_checks=False,
-                )
-                return data.posterior, data.sample_stats
-            if self.sampler == "map":
-                point = pm.find_MAP(start=initvals[0], progressbar=self.progressbar)
-                return _point_as_posterior(model, point), None
-            approximation = pm.fit(
-                n=20_000,
-                method="advi",
-                start=initvals[0],
-                random_seed=self.seed,
-                progressbar=self.progressbar,
-            )
-            data = approximation.sample(self.draws, random_seed=self.seed)
-            return data.posterior, None
+        """(posterior, sample_stats or None) from the sampler named ``sampler``
+        (:data:`~regime_model.models.samplers.SAMPLERS`)."""
+        settings = SamplerSettings(
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            cores=self.cores or min(self.chains, os.cpu_count() or 1),
+            seed=self.seed,
+            target_accept=self.target_accept,
+            progressbar=self.progressbar,
+        )
+        return SAMPLERS[self.sampler](model, initvals, settings)
 
     def _anchor_values(self, posterior: xr.Dataset, observations: Observations) -> np.ndarray:
         """(N, K) each draw's anchor means (order_by="mean") or scales, chains flattened."""
@@ -661,7 +629,7 @@ class BayesianHMM:
             values * observations.scale + observations.center,
             observations.dates,
         )
-        point = _point_as_posterior(model, parameters)
+        point = point_as_posterior(model, parameters)
         if self.identification == "relabelled":
             # Exchangeable prior: the data do not depend on the labels. Name them as a fit
             # would, on the anchor (a single draw: the matching step leaves it as it is,
@@ -703,7 +671,7 @@ class BayesianHMM:
         """Per-date regime probabilities and predictive densities of the last fitted data
         at one parameter point (every free variable by name), e.g. the truth of a
         simulation."""
-        point = _point_as_posterior(self.model_, parameters, names=list(self.model_.free_RVs))
+        point = point_as_posterior(self.model_, parameters, names=list(self.model_.free_RVs))
         kernel_inputs = self._draw_kernel_inputs(self.model_, point)
         return self._date_quantities(*kernel_inputs(0), with_bands=True)
 
@@ -879,19 +847,3 @@ def _float_or_none(value: Any) -> float | None:
 def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, position: int):
     """(K, D-1) and (K,) -> (K, D) with ``column`` at ``position``."""
     return pt.concatenate([others[:, :position], column[:, None], others[:, position:]], axis=1)
-
-
-def _point_as_posterior(
-    model: pm.Model, point: dict[str, np.ndarray], names: list | None = None
-) -> xr.Dataset:
-    """A point with every free variable and deterministic by name (as ``pm.find_MAP``
-    gives) as a one-chain, one-draw posterior. ``names``: only these variables."""
-    variables = [*model.free_RVs, *model.deterministics] if names is None else names
-    names = [variable.name for variable in variables]
-    values = [np.asarray(point[name])[None, None] for name in names]
-    return xr.Dataset(
-        {
-            name: (("chain", "draw", *[f"{name}_dim_{i}" for i in range(value.ndim - 2)]), value)
-            for name, value in zip(names, values, strict=True)
-        }
-    )

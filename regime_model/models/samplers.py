@@ -1,0 +1,114 @@
+"""Posterior samplers, by name (``SAMPLERS``): each takes a PyMC model, one starting point
+per chain and the :class:`SamplerSettings`, and returns (posterior, sample_stats or None)
+as xarray Datasets with chain and draw dimensions.
+
+* ``nuts``: PyMC's NUTS, the chains started at the given points;
+* ``nutpie``: the same model and starts, compiled once and sampled by nutpie
+  (:mod:`regime_model.models.nutpie_sampler`);
+* ``map``: the maximum a posteriori point, one chain of one draw (quick exploration);
+* ``advi``: mean-field ADVI, ``draws`` draws from the fitted approximation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from regime_model.models.nutpie_sampler import sample_with_nutpie
+
+ADVI_ITERATIONS = 20_000
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """What every sampler is told (a model family's MCMC options)."""
+
+    draws: int
+    tune: int
+    chains: int
+    cores: int
+    seed: int
+    target_accept: float
+    progressbar: bool
+
+
+Starts = list[dict[str, np.ndarray]]
+Sampler = Callable[[pm.Model, Starts, SamplerSettings], tuple[xr.Dataset, xr.Dataset | None]]
+
+
+def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
+    with model:
+        data = pm.sample(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.cores,
+            random_seed=settings.seed,
+            initvals=starts,
+            init="adapt_diag",
+            target_accept=settings.target_accept,
+            progressbar=settings.progressbar,
+            compute_convergence_checks=False,
+        )
+    return data.posterior, data.sample_stats
+
+
+def sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):
+    return sample_with_nutpie(
+        model,
+        starts[0],
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=settings.cores,
+        seed=settings.seed,
+        target_accept=settings.target_accept,
+        progressbar=settings.progressbar,
+    )
+
+
+def find_map(model: pm.Model, starts: Starts, settings: SamplerSettings):
+    with model:
+        point = pm.find_MAP(start=starts[0], progressbar=settings.progressbar)
+    return point_as_posterior(model, point), None
+
+
+def fit_advi(model: pm.Model, starts: Starts, settings: SamplerSettings):
+    with model:
+        approximation = pm.fit(
+            n=ADVI_ITERATIONS,
+            method="advi",
+            start=starts[0],
+            random_seed=settings.seed,
+            progressbar=settings.progressbar,
+        )
+        data = approximation.sample(settings.draws, random_seed=settings.seed)
+    return data.posterior, None
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "nuts": sample_nuts,
+    "nutpie": sample_nutpie,
+    "map": find_map,
+    "advi": fit_advi,
+}
+
+
+def point_as_posterior(
+    model: pm.Model, point: dict[str, np.ndarray], names: list | None = None
+) -> xr.Dataset:
+    """A point with every free variable and deterministic by name (as ``pm.find_MAP``
+    gives) as a one-chain, one-draw posterior. ``names``: only these variables."""
+    variables = [*model.free_RVs, *model.deterministics] if names is None else names
+    names = [variable.name for variable in variables]
+    values = [np.asarray(point[name])[None, None] for name in names]
+    return xr.Dataset(
+        {
+            name: (("chain", "draw", *[f"{name}_dim_{i}" for i in range(value.ndim - 2)]), value)
+            for name, value in zip(names, values, strict=True)
+        }
+    )
