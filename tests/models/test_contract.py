@@ -1,0 +1,118 @@
+"""One contract for every Bayesian family (the CONFIGS pattern of dynamax's
+test_models.py): on data with a known regime path, a small default fit recovers the path,
+its labels are consistent and named risk_off -> risk_on as the generating regimes are,
+its posterior means lie inside their bands, and a saved run loads back the same. A new
+family is one row of ``CONFIGS``; permutation invariance of each family's log density is
+in test_permutation_invariance.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from regime_model.data.synthetic import (
+    simulate_lead_lag_features,
+    simulate_pooled_features,
+    simulate_tvtp_features,
+)
+from regime_model.models import model_from_config
+from regime_model.models.diagnostics import MAX_MEAN_OUTSIDE_BAND
+from regime_model.results import RegimeResult
+
+SMALL = {"draws": 200, "tune": 200, "chains": 2, "cores": 1, "seed": 5, "progressbar": False}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A family, its data and how to read its true path off the data's truth."""
+
+    config: dict[str, Any]
+    simulate: Any  # () -> (features, truth)
+    states: Any  # truth -> (T,) true states in the result's state order
+    columns: list[str] | None = None
+    min_accuracy: float = 0.9
+
+
+def _lead_lag_states(truth) -> np.ndarray:
+    return truth.lead_regimes * 2 + truth.lag_regimes  # lead-major product states
+
+
+CONFIGS = {
+    "bayes-hmm": Config(
+        {"model": "bayes-hmm"},
+        lambda: simulate_tvtp_features(300, seed=7),
+        lambda truth: truth.regimes,
+        columns=["eq_return", "crypto_return"],
+    ),
+    "tvtp": Config(
+        {"model": "tvtp", "covariates": ["breadth_change", "spread_change"]},
+        lambda: simulate_tvtp_features(300, seed=7),
+        lambda truth: truth.regimes,
+        columns=["eq_return", "crypto_return"],
+    ),
+    "hierarchical": Config(
+        {"model": "hierarchical"},
+        lambda: simulate_pooled_features(300, seed=3),
+        lambda truth: truth.regimes,
+    ),
+    "leadlag": Config(
+        {"model": "leadlag", "lag": 1},
+        lambda: simulate_lead_lag_features(300, lag=1, seed=3),
+        _lead_lag_states,
+        min_accuracy=0.8,  # four product states, each chain's own errors add up
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def fitted(request):
+    spec = CONFIGS[request.param]
+    features, truth = spec.simulate()
+    model = model_from_config({**spec.config, **SMALL})
+    return spec, truth, model.fit(features, spec.columns)
+
+
+def test_the_default_identification_is_relabelled(fitted):
+    _, _, result = fitted
+    assert result.config["identification"] == "relabelled"
+    assert result.fit_info["labels"]["method"] == "stephens-kl"
+
+
+def test_the_fit_recovers_the_path_and_names_it_as_generated(fitted):
+    spec, truth, result = fitted
+    states = spec.states(truth)[-len(result.dates) :]
+    path = result.probabilities.smoothed.mean(axis=0).argmax(axis=1)
+    assert (path == states).mean() >= spec.min_accuracy  # the identity, not any permutation
+    best = max(
+        (np.asarray(perm)[path] == states).mean()
+        for perm in itertools.permutations(range(result.probabilities.smoothed.shape[2]))
+    )
+    assert best == (path == states).mean()
+
+
+def test_labels_are_consistent_and_means_lie_in_their_bands(fitted):
+    _, _, result = fitted
+    diagnostics = result.diagnostics()
+    assert diagnostics["labels_consistent"], diagnostics["failures"]
+    assert diagnostics["mean_outside_band_share"] <= MAX_MEAN_OUTSIDE_BAND
+    assert result.fit_info["labels"]["discordant_share"] == 0.0
+
+
+def test_a_saved_run_loads_back_the_same(fitted, tmp_path):
+    _, _, result = fitted
+    loaded = RegimeResult.load(result.save(tmp_path / "run"))
+    assert loaded.regime_names == result.regime_names
+    for kind in ("filtered", "smoothed"):
+        np.testing.assert_array_equal(
+            getattr(loaded.probabilities, kind), getattr(result.probabilities, kind)
+        )
+    np.testing.assert_array_equal(
+        loaded.inference_data.posterior["transition"].to_numpy(),
+        result.inference_data.posterior["transition"].to_numpy(),
+    )
+    assert loaded.diagnostics()["verdict"] == result.diagnostics()["verdict"]
