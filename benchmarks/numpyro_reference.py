@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regime_model.models.bayesian_hmm import GAP_ALPHA, GAP_BETA, LOG_SCALE_SD
+from regime_model.models.gaussian_emissions import GAP_ALPHA, GAP_BETA, LOG_SCALE_SD
 from regime_model.models.observations import Observations
 
 LOG_2PI = float(np.log(2 * np.pi))

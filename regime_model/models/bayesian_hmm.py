@@ -40,11 +40,11 @@ from regime_model.inference import (
 from regime_model.models.covariates import split_covariates
 from regime_model.models.diagnostics import mcmc_diagnostics
 from regime_model.models.em_hmm import EMHMM, EMEstimate
-from regime_model.models.emissions import (
-    diagonal_log_density,
-    full_log_density,
-    missing_patterns,
-    sample_emissions,
+from regime_model.models.gaussian_emissions import (
+    COVARIANCES,
+    EMISSIONS,
+    SWITCHING,
+    GaussianEmissions,
 )
 from regime_model.models.nutpie_sampler import VECTORISED_MODE
 from regime_model.models.observations import (
@@ -81,18 +81,8 @@ from regime_model.results import (
     draw_probabilities,
 )
 
-EMISSIONS = ("gaussian", "student-t")
-SWITCHING = ("both", "mean", "variance")
-COVARIANCES = ("diag", "full")
 IDENTIFICATIONS = ("relabelled", "ordered")  # bayes-hmm's; the first is the default
 KERNEL_INPUT_CHUNK = 250  # draws per vectorised evaluation of the kernel's inputs
-# Priors, in units of each feature's standard deviation (the data are standardised).
-GAP_ALPHA, GAP_BETA = 2.0, 4.0  # ordered gaps: mean 0.5, no mass at 0
-LOG_SCALE_SD = 0.75
-LKJ_ETA = 2.0
-NU_ALPHA, NU_BETA = 2.0, 0.1  # Juarez & Steel (2010) prior on Student-t degrees of freedom
-# Deterministics read back from the posterior (standardised units).
-_REPORTED = ("mean", "sigma", "transition", "initial", "correlation_cholesky", "nu")
 
 
 class BayesianHMM:
@@ -136,19 +126,7 @@ class BayesianHMM:
     covariates_required = False
     # How each posterior variable, sampled or reported, carries regimes (relabelling
     # permutes these; see relabelling.RegimeAxes). A family adds its own variables.
-    regime_axes: dict[str, RegimeAxes] = {
-        name: (("regime", 0),)
-        for name in (
-            "regime_mean",
-            "regime_scale",
-            "mean",
-            "sigma",
-            "correlation_cholesky",
-            "initial",
-            "emission_mean",
-            "emission_scale",
-        )
-    } | {"transition": (("regime", 0), ("regime", 1))}
+    regime_axes: dict[str, RegimeAxes] = GaussianEmissions.regime_axes | StickyDirichlet.regime_axes
 
     def __init__(
         self,
@@ -290,27 +268,17 @@ class BayesianHMM:
         log_transition (K, K) or (T-1, K, K), log_emission (T, K). Subclasses replace
         pieces (emission priors, transitions, state space) by overriding this or the
         helpers it calls."""
-        mean, sigma, correlation_cholesky, nu = self._emission_parameters(observations)
+        log_emission = self._emissions().build(observations)
         log_initial, log_transition = self._transition_terms(observations)
-        log_emission = self._log_emission(observations, mean, sigma, correlation_cholesky, nu)
         return log_initial, log_transition, log_emission
 
-    def _emission_parameters(self, observations: Observations):
-        """(mean, sigma, correlation_cholesky or None, nu or None), registered as reported
-        Deterministics."""
-        n_features = observations.n_features
-        mean = self._means(observations)
-        sigma = self._scales(observations)
-        correlation_cholesky = self._correlations(self.n_regimes, n_features)
-        nu = None
-        if self.emission == "student-t":
-            shape = n_features if self.covariance == "diag" else ()
-            nu = pm.Gamma("nu", alpha=NU_ALPHA, beta=NU_BETA, shape=shape)
-        pm.Deterministic("mean", mean, dims=("regime", "feature"))
-        pm.Deterministic("sigma", sigma, dims=("regime", "feature"))
-        if correlation_cholesky is not None:
-            pm.Deterministic("correlation_cholesky", correlation_cholesky)
-        return mean, sigma, correlation_cholesky, nu
+    def _emissions(self) -> GaussianEmissions:
+        """The emission component (:mod:`regime_model.models.gaussian_emissions`); with
+        the ordered identification its anchor's means or scales carry the order."""
+        ordered = self.order_by if self.identification == "ordered" else None
+        return GaussianEmissions(
+            self.n_regimes, self.emission, self.switching, self.covariance, ordered
+        )
 
     def _transitions(self) -> StickyDirichlet | CovariateLogit:
         """The transition component: covariate-driven when ``covariates`` are given,
@@ -336,78 +304,6 @@ class BayesianHMM:
     def _marginal_loglik(self, log_initial, log_transition, log_emission) -> pt.TensorVariable:
         """log p(y_1..T) with the regime path summed out (the compiled kernel's Op)."""
         return hmm_log_likelihood(log_initial, log_transition, log_emission)
-
-    def _ordered_in_prior(self, order_by: str) -> bool:
-        """Whether the anchor's means ("mean") or scales ("volatility") carry the regime
-        order in their parameterisation; otherwise they are one exchangeable (K, D)
-        parameter. Decides both the priors and the chains' starting points."""
-        return self.identification == "ordered" and self.order_by == order_by
-
-    def _means(self, observations: Observations) -> pt.TensorVariable:
-        k, d, anchor = self.n_regimes, observations.n_features, observations.anchor
-        if self.switching == "variance":
-            common = pm.Normal("common_mean", 0.0, 1.0, shape=d)
-            return pt.broadcast_to(common[None, :], (k, d))
-        if not self._ordered_in_prior("mean"):
-            # Exchangeable: one (K, D) variable (splitting off the anchor column would
-            # only add concatenations to the compiled graph).
-            return pm.Normal("regime_mean", 0.0, 1.0, shape=(k, d))
-        top = pm.Normal("anchor_top", 0.0, 1.0)
-        gaps = pm.Gamma("anchor_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
-        below = pt.cumsum(gaps[::-1])[::-1]  # distance of regime j < K-1 below the top
-        anchor_mean = pt.concatenate([top - below, top[None]])
-        other = pm.Normal("other_mean", 0.0, 1.0, shape=(k, d - 1))
-        return _insert_column(other, anchor_mean, anchor)
-
-    def _scales(self, observations: Observations) -> pt.TensorVariable:
-        k, d, anchor = self.n_regimes, observations.n_features, observations.anchor
-        if self.switching == "mean":
-            shared = pm.LogNormal("shared_scale", 0.0, LOG_SCALE_SD, shape=d)
-            return pt.broadcast_to(shared[None, :], (k, d))
-        if not self._ordered_in_prior("volatility"):
-            return pm.LogNormal("regime_scale", 0.0, LOG_SCALE_SD, shape=(k, d))
-        calm = pm.Normal("anchor_log_scale_calm", 0.0, LOG_SCALE_SD)
-        gaps = pm.Gamma("anchor_log_scale_gaps", alpha=GAP_ALPHA, beta=GAP_BETA, shape=k - 1)
-        above = pt.cumsum(gaps[::-1])[::-1]
-        anchor_scale = pt.exp(pt.concatenate([calm + above, calm[None]]))
-        other = pm.LogNormal("other_scale", 0.0, LOG_SCALE_SD, shape=(k, d - 1))
-        return _insert_column(other, anchor_scale, anchor)
-
-    def _correlations(self, n_regimes: int, n_features: int) -> pt.TensorVariable | None:
-        if self.covariance == "diag":
-            return None
-        if n_features < 2:
-            raise ValueError("covariance='full' needs at least two features")
-        if self.switching == "mean":
-            shared = pm.LKJCorr("correlation", n=n_features, eta=LKJ_ETA, return_matrix=True)
-            factor = pt.linalg.cholesky(shared)
-            return pt.broadcast_to(factor[None], (n_regimes, n_features, n_features))
-        factors = [
-            pt.linalg.cholesky(
-                pm.LKJCorr(f"correlation_{k}", n=n_features, eta=LKJ_ETA, return_matrix=True)
-            )
-            for k in range(n_regimes)
-        ]
-        return pt.stack(factors)
-
-    def _log_emission(self, observations, mean, sigma, correlation_cholesky, nu):
-        """(T, K) log densities: one definition for sampling and for posterior draws."""
-        if correlation_cholesky is None:
-            return diagonal_log_density(
-                pt.as_tensor(observations.values),
-                pt.as_tensor(observations.observed),
-                mean,
-                sigma,
-                nu,
-            )
-        return full_log_density(
-            observations.values,
-            missing_patterns(observations.observed),
-            mean,
-            sigma,
-            correlation_cholesky,
-            nu,
-        )
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -478,40 +374,15 @@ class BayesianHMM:
     def _initial_values(
         self, start: EMEstimate, observations: Observations
     ) -> list[dict[str, np.ndarray]]:
-        """One starting point per chain: the EM fit, perturbed a little, in order."""
-        anchor = observations.anchor
-        rng = np.random.default_rng(self.seed)
-        points = []
+        """One starting point per chain: the EM fit, perturbed a little (the emission
+        and transition components' starts)."""
         n_chains = max(self.chains, 1)
-        for transition_start in self._transitions().starts(start, n_chains, self.seed):
-            mean = start.mean + 0.05 * rng.standard_normal(start.mean.shape)
-            sigma = start.sigma * np.exp(0.05 * rng.standard_normal(start.sigma.shape))
-            others = np.delete(np.arange(mean.shape[1]), anchor)
-            point: dict[str, np.ndarray] = dict(transition_start)
-            if self.switching == "variance":
-                point["common_mean"] = mean.mean(axis=0)
-            else:
-                if self._ordered_in_prior("mean"):
-                    anchor_mean = np.sort(mean[:, anchor])
-                    point["anchor_top"] = np.asarray(anchor_mean[-1])
-                    point["anchor_gaps"] = np.maximum(np.diff(anchor_mean), 0.05)
-                    point["other_mean"] = mean[:, others]
-                else:
-                    point["regime_mean"] = mean
-            if self.switching == "mean":
-                point["shared_scale"] = sigma.mean(axis=0)
-            else:
-                if self._ordered_in_prior("volatility"):
-                    log_scale = np.sort(np.log(sigma[:, anchor]))[::-1]
-                    point["anchor_log_scale_calm"] = np.asarray(log_scale[-1])
-                    point["anchor_log_scale_gaps"] = np.maximum(-np.diff(log_scale), 0.05)
-                    point["other_scale"] = sigma[:, others]
-                else:
-                    point["regime_scale"] = sigma
-            if self.emission == "student-t":
-                point["nu"] = np.full(() if self.covariance == "full" else mean.shape[1], 10.0)
-            points.append(point)
-        return points
+        emissions = self._emissions().starts(start, observations, n_chains, self.seed)
+        transitions = self._transitions().starts(start, n_chains, self.seed)
+        return [
+            {**transition, **emission}
+            for transition, emission in zip(transitions, emissions, strict=True)
+        ]
 
     def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
         """(posterior, sample_stats or None) from the sampler named ``sampler``
@@ -657,15 +528,7 @@ class BayesianHMM:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(states (T,), observations (T, D) in model units) at one parameter draw."""
         states = sample_markov_path(rng, log_initial, log_transition, observations.n_dates)
-        values = sample_emissions(
-            rng,
-            states,
-            parameters["mean"],
-            parameters["sigma"],
-            parameters.get("correlation_cholesky"),
-            parameters.get("nu"),
-        )
-        return states, values
+        return states, self._emissions().simulate(parameters, states, rng)
 
     def quantities_at(self, parameters: dict[str, np.ndarray]) -> DrawProbabilities:
         """Per-date regime probabilities and predictive densities of the last fitted data
@@ -827,23 +690,14 @@ class BayesianHMM:
     def _reported(self, posterior: xr.Dataset, observations: Observations):
         """(variables, dims, extra coords) of the InferenceData posterior, in the features'
         units. Subclasses add their own parameters."""
-        arrays = {name: posterior[name].to_numpy() for name in _REPORTED if name in posterior}
         reported = {
-            "transition": arrays["transition"],
-            "initial": arrays["initial"],
-            "emission_mean": arrays["mean"] * observations.scale + observations.center,
-            "emission_scale": arrays["sigma"] * observations.scale,
+            "transition": posterior["transition"].to_numpy(),
+            "initial": posterior["initial"].to_numpy(),
+            **self._emissions().reported(posterior, observations),
         }
-        if "nu" in arrays and arrays["nu"].ndim == 3:
-            reported["emission_nu"] = arrays["nu"]
         extra, dims, coords = self._transitions().reported(posterior)
         return {**reported, **extra}, dims, coords
 
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else round(float(value), 2)
-
-
-def _insert_column(others: pt.TensorVariable, column: pt.TensorVariable, position: int):
-    """(K, D-1) and (K,) -> (K, D) with ``column`` at ``position``."""
-    return pt.concatenate([others[:, :position], column[:, None], others[:, position:]], axis=1)

@@ -61,16 +61,17 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from regime_model.inference import hmm_smoother
-from regime_model.models.bayesian_hmm import (
+from regime_model.models.bayesian_hmm import BayesianHMM
+from regime_model.models.em_hmm import EMEstimate, em_log_emission
+from regime_model.models.emissions import diagonal_log_density
+from regime_model.models.gaussian_emissions import (
     GAP_ALPHA,
     GAP_BETA,
     LOG_SCALE_SD,
     NU_ALPHA,
     NU_BETA,
-    BayesianHMM,
+    log_density,
 )
-from regime_model.models.em_hmm import EMEstimate, em_log_emission
-from regime_model.models.emissions import diagonal_log_density
 from regime_model.models.observations import Observations, regime_names
 from regime_model.results import DrawProbabilities, RegimeResult, hdi_bounds
 
@@ -328,7 +329,7 @@ class HierarchicalHMM(BayesianHMM):
         pm.Deterministic("mean", mean, dims=("regime", "feature"))
         pm.Deterministic("sigma", sigma, dims=("regime", "feature"))
         log_initial, log_transition = self._transition_terms(observations)
-        log_emission = self._log_emission(observations, mean, sigma, None, nu)
+        log_emission = log_density(observations, mean, sigma, None, nu)
         return log_initial, log_transition, log_emission
 
     def _pooled_emission_parameters(self, observations: Observations):

@@ -74,11 +74,7 @@ from regime_model.inference import (
     stationary_distribution,
 )
 from regime_model.inference.fixed_lag import fixed_lag_joint
-from regime_model.models.bayesian_hmm import (
-    NU_ALPHA,
-    NU_BETA,
-    BayesianHMM,
-)
+from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.observations import Observations, regime_names
@@ -272,17 +268,8 @@ class LeadLagHMM(BayesianHMM):
     def _chain_log_emission(self, chain: str, observations: Observations):
         """One chain's emission priors (named ``<chain>::...``) -> (T, K) log densities."""
         with pm.Model(name=chain):
-            mean = self._means(observations)
-            sigma = self._scales(observations)
-            correlation_cholesky = self._correlations(self.n_regimes, observations.n_features)
-            nu = None
-            if self.emission == "student-t":
-                shape = observations.n_features if self.covariance == "diag" else ()
-                nu = pm.Gamma("nu", alpha=NU_ALPHA, beta=NU_BETA, shape=shape)
             dims = (f"{chain}_regime", f"{chain}_feature")
-            pm.Deterministic("mean", mean, dims=dims)
-            pm.Deterministic("sigma", sigma, dims=dims)
-        return self._log_emission(observations, mean, sigma, correlation_cholesky, nu)
+            return self._emissions().build(observations, dims, report_correlation=False)
 
     # ------------------------------------------------------------------ starting points
     def _em_start(self, observations: Observations) -> tuple[EMEstimate, EMEstimate]:
