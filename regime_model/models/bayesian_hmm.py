@@ -57,6 +57,7 @@ from regime_model.models.observations import (
 from regime_model.models.relabelling import (
     Labelling,
     RegimeAxes,
+    label_dates,
     label_draws,
     match_to_pivot,
     name_check,
@@ -455,7 +456,9 @@ class BayesianHMM:
             return simulation
         at_truth = self.quantities_at(simulation.parameters)
         perm = match_to_pivot(
-            at_truth.filtered[None], self.labelling_.pivot, self._label_candidates()
+            at_truth.filtered[None, label_dates(len(at_truth.filtered))],
+            self.labelling_.pivot,
+            self._label_candidates(),
         )
         return PriorSimulation(
             features=simulation.features,
@@ -544,7 +547,8 @@ class BayesianHMM:
     ) -> tuple[RegimeResult, xr.Dataset]:
         """Forward-backward per draw: per-date log predictive densities for every draw,
         regime probabilities for ``band_draws`` of them; relabelled fits then get
-        consistent labels (their filtered probabilities of every draw are the signal).
+        consistent labels (the signal: every draw's filtered probabilities on up to
+        MAX_LABEL_DATES evenly spaced dates).
         -> (result, the posterior in the result's labels, for a family's own tables)."""
         n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
         n_total = n_chains * n_draws
@@ -554,14 +558,15 @@ class BayesianHMM:
         relabel = self.identification == "relabelled"
         pointwise = np.empty((n_total, observations.n_dates))
         n_states = len(self._state_names(observations))
-        signal = np.empty((n_total, observations.n_dates, n_states), np.float32)
+        dates = label_dates(observations.n_dates)
+        signal = np.empty((n_total, len(dates), n_states), np.float32)
         band_probabilities = []
         for index in range(n_total):
             with_bands = index in band_set
             values = self._date_quantities(*kernel_inputs(index), with_bands=with_bands)
             pointwise[index] = values.pointwise_loglik
             if relabel:
-                signal[index] = values.filtered
+                signal[index] = values.filtered[dates]
             if with_bands:
                 band_probabilities.append(values)
         probabilities = ProbabilityDraws(

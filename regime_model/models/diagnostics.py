@@ -129,8 +129,10 @@ def _label_failures(checks: dict[str, Any], names: list[str]) -> list[str]:
     if checks["mean_outside_band_share"] > MAX_MEAN_OUTSIDE_BAND:
         failures.append(
             f"on {checks['mean_outside_band_share']:.1%} of dates the posterior mean of "
-            "P(regime) lies outside its own 90% band: some draws name the regimes the other "
-            f"way round, so neither the mean nor the band reads the regime there; {advice}"
+            "P(regime) lies outside its own 90% band: the draws hold two readings of those "
+            "dates (regimes named the other way round, or parameters that put the dates in "
+            "different regimes), so neither the mean nor the band reads the regime there; "
+            f"{advice}"
         )
     if checks["split_date_share"] > MAX_SPLIT_DATES:
         failures.append(
