@@ -35,6 +35,7 @@ DIAGNOSTIC_FIELDS = (
     "min_ess_tail",
     "divergences",
     "label_switching",
+    "labels_consistent",
 )
 FIT_INFO_FIELDS = ("sampler", "sampling_seconds", "sample_call_seconds", "converged", "n_iter")
 

@@ -51,9 +51,10 @@ class Labelling:
 
     ``permutations`` (N, K): per draw, new label k = old label ``permutations[n, k]``
     (the matching and the naming together); ``pivot`` (T', K): the mean relabelled regime
-    probabilities on the dates matched (:func:`label_dates`), in the final (named) order; ``switched_share``: share of draws whose
-    labels the matching changed (the sampler visited a permuted mode); ``separation``
-    (K-1,): P(anchor order holds) between adjacent named regimes; ``discordant_share``:
+    probabilities on the dates matched (:func:`label_dates`), in the final (named) order;
+    ``switched_share``: share of draws whose labels the matching changed (the sampler
+    visited a permuted mode); ``separation`` (K-1,): P(anchor order holds) between
+    adjacent named regimes; ``discordant_share``:
     share of draws that even after matching disagree with the pivot on most of the mass
     (mean total variation > 0.5), i.e. whose regimes are not the pivot's regimes.
     """
