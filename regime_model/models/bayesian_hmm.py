@@ -444,6 +444,7 @@ class BayesianHMM:
             probabilities,
             self._anchor_values(posterior, observations),
             descending=self.order_by == "volatility",
+            candidates=self._label_candidates(),
         )
         shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
         return self._permuted(posterior, labelling.permutations.reshape(shape)), labelling

@@ -425,10 +425,10 @@ class HierarchicalHMM(BayesianHMM):
     # ------------------------------------------------------------------ reporting
     def quantities_at(self, parameters: dict[str, np.ndarray]) -> DrawProbabilities:
         """As :meth:`BayesianHMM.quantities_at`, read through the emission parameters
-        (``mean``, ``sigma``, ``nu``) and the transitions, which every parameterisation of
-        this model shares: the signs and the centring are chosen from the data, so a point
-        (e.g. a simulation's truth) may come from another parameterisation than the last
-        fit's."""
+        (``mean``, ``sigma``, ``nu``) and the transition component's parameters, which
+        every parameterisation of this model shares: the signs and the centring are
+        chosen from the data, so a point (e.g. a simulation's truth) may come from another
+        parameterisation than the last fit's."""
         observations = self.observations_
         nu = parameters.get("nu")
         log_emission = diagonal_log_density(
@@ -440,7 +440,7 @@ class HierarchicalHMM(BayesianHMM):
         ).eval()
         return self._date_quantities(
             np.log(parameters["initial"]),
-            np.log(parameters["transition"]),
+            self._transitions().log_transition_at(parameters, observations),
             log_emission,
             with_bands=True,
         )

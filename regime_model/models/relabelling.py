@@ -176,15 +176,19 @@ def discordant_share(probabilities: np.ndarray, permutations: np.ndarray, pivot:
 
 
 def label_draws(
-    probabilities: np.ndarray, anchor_values: np.ndarray, descending: bool = False
+    probabilities: np.ndarray,
+    anchor_values: np.ndarray,
+    descending: bool = False,
+    candidates: np.ndarray | None = None,
 ) -> Labelling:
     """Match every draw's labels to a common pivot, then name them on the anchor.
 
     ``probabilities`` (N, T, K): each draw's regime probabilities as sampled (filtered is
     enough: labels are about which regime is which, not about timing); ``anchor_values``
-    (N, K): each draw's anchor means or scales (see :func:`name_order`).
+    (N, K): each draw's anchor means or scales (see :func:`name_order`); ``candidates``:
+    the permutations the model allows (see :func:`match_to_pivot`).
     """
-    matched, pivot, iterations = consistent_labels(probabilities)
+    matched, pivot, iterations = consistent_labels(probabilities, candidates)
     switched = float(np.any(matched != np.arange(matched.shape[1]), axis=1).mean())
     discordant = discordant_share(probabilities, matched, pivot)
     matched_anchor = np.take_along_axis(np.asarray(anchor_values), matched, axis=1)

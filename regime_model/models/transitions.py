@@ -39,7 +39,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
-from scipy.special import digamma, polygamma
+from scipy.special import digamma, log_softmax, polygamma
 
 from regime_model.inference import stationary_distribution
 from regime_model.models.covariate_link import full_logits, model_summary, move_labels, move_logits
@@ -99,6 +99,10 @@ class StickyDirichlet:
         return initial_log_probabilities(transition, self.initial, self.n_regimes), pt.log(
             transition
         )
+
+    def log_transition_at(self, point: dict, observations: Observations) -> np.ndarray:
+        """The kernel's log_transition (K, K) at one parameter point (by name)."""
+        return np.log(point["transition"])
 
     def starts(self, estimate: EMEstimate, n_chains: int, seed: int) -> list[dict]:
         """Each chain's starting values: the EM transition matrix (and initial)."""
@@ -167,6 +171,17 @@ class CovariateLogit:
         average = pt.special.softmax(full_logits(intercept, self.n_regimes), axis=-1)
         transition = pm.Deterministic("transition", average, dims=("regime", "regime_to"))
         return initial_log_probabilities(transition, self.initial, self.n_regimes), log_transition
+
+    def log_transition_at(self, point: dict, observations: Observations) -> np.ndarray:
+        """The kernel's log_transition (T-1, K, K) at one parameter point (by name), from
+        the observations' covariates: the same link as :meth:`build`, in numpy."""
+        drivers = standardise_covariates(observations).values[:-1]
+        logits = move_logits(
+            np.asarray(point["transition_intercept"]),
+            np.asarray(point["transition_coefficient"]),
+            drivers,
+        )
+        return log_softmax(full_logits(logits, self.n_regimes), axis=-1)
 
     def starts(self, estimate: EMEstimate, n_chains: int, seed: int) -> list[dict]:
         """Every chain at the homogeneous EM fit: its transition matrix as intercepts,

@@ -87,3 +87,25 @@ def test_families_without_covariate_transitions_refuse_covariates():
         from regime_model.models import TVTPHMM
 
         TVTPHMM(2)
+
+
+def test_a_components_log_transition_at_a_point_equals_its_graph():
+    # What quantities_at (e.g. a simulation's truth) reads must be what the model samples.
+    features, _ = simulate_tvtp_features(120, seed=4)
+    for family in (HierarchicalHMM(2, covariates=COVARIATES), HierarchicalHMM(2)):
+        observations = family.observations(features, COLUMNS)
+        model = family.build_model(observations)
+        free = list(model.free_RVs)
+        point = dict(zip([rv.name for rv in free], pm.draw(free, random_seed=2), strict=True))
+        graph = model.compile_fn(
+            family.kernel_terms_[1], inputs=free, point_fn=False, on_unused_input="ignore"
+        )
+        expected = graph(*(point[rv.name] for rv in free))
+        component = family._transitions()
+        if family.covariates:
+            assert expected.shape == (len(observations.dates) - 1, 2, 2)
+        else:  # the homogeneous component reads the matrix by name
+            point["transition"] = np.exp(expected)
+        np.testing.assert_allclose(
+            component.log_transition_at(point, observations), expected, rtol=1e-10, atol=1e-12
+        )
