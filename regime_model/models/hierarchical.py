@@ -166,6 +166,9 @@ class HierarchicalHMM(BayesianHMM):
 
     name = "hierarchical"
     covariates_allowed = True  # covariate-driven transitions on the pooled emissions
+    # The zero-sum coordinates (group_*_coord, member_*) are not permuted: a relabelled
+    # draw is read through its regime-space variables (mean, sigma, group_mean, ...),
+    # which is all that quantities_at and the reports use.
     regime_axes = BayesianHMM.regime_axes | {
         name: (("regime", 0),) for name in ("group_mean", "group_log_scale")
     }
