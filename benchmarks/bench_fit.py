@@ -42,10 +42,10 @@ import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 
+from regime_model.choices import IDENTIFICATIONS
 from regime_model.data.features import FeatureSet
 from regime_model.inference import hmm_smoother
 from regime_model.models import EMHMM, BayesianHMM
-from regime_model.models.bayesian_hmm import IDENTIFICATIONS
 from regime_model.models.observations import prepare_observations, select_features
 
 ROWS = ("em", "nuts", "nutpie", "numpyro", "scan")

@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import Timer, features, log, parse_args, write_json, write_table  # noqa: E402
 
+from regime_model.choices import IDENTIFICATIONS  # noqa: E402
 from regime_model.cli import main as regime  # noqa: E402
-from regime_model.models.bayesian_hmm import IDENTIFICATIONS  # noqa: E402
 
 COLUMNS = ["iwm_return", "pct_above_200dma_change", "btc_return", "eth_return"]
 ASSETS = ["btc_return", "iwm_return"]

@@ -17,6 +17,15 @@ import numpy as np
 import pandas as pd
 
 from regime_model import __version__
+from regime_model.choices import (
+    COVARIANCES,
+    EMISSIONS,
+    IDENTIFICATIONS,
+    MODEL_NAMES,
+    ORDER_BY,
+    SAMPLER_NAMES,
+    SWITCHING,
+)
 from regime_model.data.calendar import FREQUENCIES
 from regime_model.data.features import (
     FeatureSet,
@@ -203,33 +212,33 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
         )
     parser.add_argument(
         "--model",
-        choices=("bayes-hmm", "em-hmm", "hierarchical", "tvtp", "leadlag"),
+        choices=MODEL_NAMES,
         default="bayes-hmm",
         help="bayes-hmm (default), em-hmm (maximum likelihood), hierarchical (one regime, "
         "asset parameters pooled by group), tvtp (covariate-driven transitions), leadlag "
         "(a leading and a lagging regime chain)",
     )
     parser.add_argument("--regimes", type=int, default=2, help="number of regimes K (2-5)")
-    parser.add_argument("--emission", choices=("gaussian", "student-t"), default="gaussian")
+    parser.add_argument("--emission", choices=EMISSIONS, default=EMISSIONS[0])
     parser.add_argument(
         "--switching",
-        choices=("both", "mean", "variance"),
+        choices=SWITCHING,
         default="both",
         help="what differs between regimes: means and covariances (both), means with one "
         "shared covariance (mean), or covariances around one common mean (variance)",
     )
-    parser.add_argument("--covariance", choices=("diag", "full"), default="diag")
+    parser.add_argument("--covariance", choices=COVARIANCES, default=COVARIANCES[0])
     parser.add_argument(
         "--anchor", help="column the regimes are ordered on (default: first equity return)"
     )
     parser.add_argument(
         "--order-by",
-        choices=("mean", "volatility"),
+        choices=ORDER_BY,
         help="order regimes by the anchor's mean (default) or volatility",
     )
     parser.add_argument(
         "--identification",
-        choices=("relabelled", "ordered"),
+        choices=IDENTIFICATIONS,
         help="exchangeable priors, every draw's labels matched to the others' regime "
         "probabilities and named on the anchor afterwards (relabelled: the default of "
         "bayes-hmm, tvtp and hierarchical) or the order built into the priors (ordered: "
@@ -240,7 +249,7 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
     )
     parser.add_argument(
         "--sampler",
-        choices=("nuts", "nutpie", "map", "advi"),
+        choices=SAMPLER_NAMES,
         default="nuts",
         help="PyMC NUTS (default), nutpie if installed, or quick MAP / ADVI",
     )

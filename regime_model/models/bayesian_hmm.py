@@ -31,6 +31,7 @@ import xarray as xr
 from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph.replace import vectorize_graph
 
+from regime_model.choices import COVARIANCES, EMISSIONS, IDENTIFICATIONS, INITIALS, SWITCHING
 from regime_model.data.features import FeatureSet
 from regime_model.inference import (
     hmm_filter,
@@ -40,12 +41,7 @@ from regime_model.inference import (
 from regime_model.models.covariates import split_covariates
 from regime_model.models.diagnostics import mcmc_diagnostics
 from regime_model.models.em_hmm import EMHMM, EMEstimate
-from regime_model.models.gaussian_emissions import (
-    COVARIANCES,
-    EMISSIONS,
-    SWITCHING,
-    GaussianEmissions,
-)
+from regime_model.models.gaussian_emissions import GaussianEmissions
 from regime_model.models.nutpie_sampler import VECTORISED_MODE
 from regime_model.models.observations import (
     Observations,
@@ -69,7 +65,6 @@ from regime_model.models.samplers import SAMPLERS, SamplerSettings, point_as_pos
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.models.transitions import (
     DEFAULT_COEFFICIENT_SCALE,
-    INITIALS,
     CovariateLogit,
     StickyDirichlet,
 )
@@ -82,7 +77,6 @@ from regime_model.results import (
     draw_probabilities,
 )
 
-IDENTIFICATIONS = ("relabelled", "ordered")  # bayes-hmm's; the first is the default
 KERNEL_INPUT_CHUNK = 250  # draws per vectorised evaluation of the kernel's inputs
 
 

@@ -35,9 +35,6 @@ from regime_model.models.emissions import (
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
 
-EMISSIONS = ("gaussian", "student-t")
-SWITCHING = ("both", "mean", "variance")
-COVARIANCES = ("diag", "full")
 GAP_ALPHA, GAP_BETA = 2.0, 4.0  # ordered gaps: mean 0.5, no mass at 0
 LOG_SCALE_SD = 0.75
 LKJ_ETA = 2.0

@@ -57,7 +57,6 @@ from regime_model.results import RegimeResult
 
 DEFAULT_COEFFICIENT_SCALE = 1.0
 START_JITTER = 0.05  # sd of the chains' perturbation of the EM start, on the logit scale
-INITIALS = ("stationary", "dirichlet")
 
 
 def initial_log_probabilities(transition, initial: str, n_regimes: int) -> pt.TensorVariable:
