@@ -240,9 +240,8 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
         "--identification",
         choices=IDENTIFICATIONS,
         help="exchangeable priors, every draw's labels matched to the others' regime "
-        "probabilities and named on the anchor afterwards (relabelled: the default of "
-        "bayes-hmm, tvtp and hierarchical) or the order built into the priors (ordered: "
-        "the only one leadlag supports)",
+        "probabilities and named on the anchor afterwards (relabelled: every Bayesian "
+        "family's default) or the order built into the priors (ordered)",
     )
     parser.add_argument(
         "--stickiness", type=float, default=10.0, help="Dirichlet weight on staying (default 10)"

@@ -54,9 +54,10 @@ from regime_model.models.relabelling import (
     Labelling,
     RegimeAxes,
     label_dates,
-    label_draws,
+    label_states,
     match_to_pivot,
     name_check,
+    name_order,
     permute_draws,
     permuted_correlations,
     take_regimes,
@@ -292,10 +293,6 @@ class BayesianHMM:
         """The transition component's priors -> (log_initial (K,), log_transition)."""
         return self._transitions().build(observations)
 
-    def _transition_concentration(self) -> np.ndarray:
-        """(K, K) Dirichlet weights: ``stickiness`` on the diagonal, 1 elsewhere."""
-        return StickyDirichlet(self.n_regimes, self.stickiness, self.initial).concentration()
-
     def _marginal_loglik(self, log_initial, log_transition, log_emission) -> pt.TensorVariable:
         """log p(y_1..T) with the regime path summed out (the compiled kernel's Op)."""
         return hmm_log_likelihood(log_initial, log_transition, log_emission)
@@ -393,11 +390,16 @@ class BayesianHMM:
         )
         return SAMPLERS[self.sampler](model, initvals, settings)
 
-    def _anchor_values(self, posterior: xr.Dataset, observations: Observations) -> np.ndarray:
-        """(N, K) each draw's anchor means (order_by="mean") or scales, chains flattened."""
+    def _state_names_order(
+        self, matched: np.ndarray, posterior: xr.Dataset, observations: Observations
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(order (K,), separation (K-1,)) naming the matched regimes (``matched``
+        (N, K)) risk_off ... risk_on on the anchor's posterior mean of its regime means
+        (order_by="mean") or scales (:func:`~regime_model.models.relabelling.name_order`)."""
         name = "mean" if self.order_by == "mean" else "sigma"
         values = posterior[name].to_numpy()[..., observations.anchor]
-        return values.reshape(-1, values.shape[-1])
+        values = np.take_along_axis(values.reshape(len(matched), -1), matched, axis=1)
+        return name_order(values, descending=self.order_by == "volatility")
 
     def _permute_arrays(
         self, arrays: dict[str, np.ndarray], permutations: np.ndarray
@@ -431,14 +433,13 @@ class BayesianHMM:
     def _relabelled(
         self, posterior: xr.Dataset, probabilities: np.ndarray, observations: Observations
     ) -> tuple[xr.Dataset, Labelling]:
-        """The posterior with consistent labels across draws, named on the anchor
-        (:func:`~regime_model.models.relabelling.label_draws`): ``probabilities`` (N, T, K)
-        are each draw's filtered probabilities as sampled."""
-        labelling = label_draws(
+        """The posterior with consistent labels across draws, then named
+        (:func:`~regime_model.models.relabelling.label_states`): ``probabilities``
+        (N, T', S) are each draw's filtered probabilities as sampled."""
+        labelling = label_states(
             probabilities,
-            self._anchor_values(posterior, observations),
-            descending=self.order_by == "volatility",
-            candidates=self._label_candidates(),
+            lambda matched: self._state_names_order(matched, posterior, observations),
+            self._label_candidates(),
         )
         shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
         return self._permuted(posterior, labelling.permutations.reshape(shape)), labelling
@@ -552,9 +553,9 @@ class BayesianHMM:
         band_set = set(band.tolist())
         relabel = self.identification == "relabelled"
         pointwise = np.empty((n_total, observations.n_dates))
-        n_states = len(self._state_names(observations))
         dates = label_dates(observations.n_dates)
-        signal = np.empty((n_total, len(dates), n_states), np.float32)
+        n_states = len(self._state_names(observations))
+        signal = np.empty((n_total, len(dates), n_states), np.float32) if relabel else None
         band_probabilities = []
         for index in range(n_total):
             with_bands = index in band_set
@@ -606,7 +607,6 @@ class BayesianHMM:
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
-                "relabelled_share": labels.get("switched_share"),
                 **({"labels": labels} if labels else {}),
                 **holdout_info(observations),
             },

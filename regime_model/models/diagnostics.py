@@ -91,7 +91,7 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         "divergences": divergences,
         "chain_disagreement": disagreement,
         "label_switching": disagreement > MAX_CHAIN_DISAGREEMENT,
-        "relabelled_share": result.fit_info.get("relabelled_share"),
+        "relabelled_share": labels.get("switched_share"),
         "mean_outside_band_share": outside,
         "split_date_share": split,
         "discordant_draw_share": labels.get("discordant_share"),

@@ -63,13 +63,13 @@ import xarray as xr
 from regime_model.inference import hmm_smoother
 from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.em_hmm import EMEstimate, em_log_emission
-from regime_model.models.emissions import diagonal_log_density
 from regime_model.models.gaussian_emissions import (
     GAP_ALPHA,
     GAP_BETA,
     LOG_SCALE_SD,
     NU_ALPHA,
     NU_BETA,
+    START_NU,
     log_density,
 )
 from regime_model.models.observations import Observations, regime_names
@@ -380,7 +380,7 @@ class HierarchicalHMM(BayesianHMM):
         points = self._transitions().starts(start, max(self.chains, 1), self.seed)
         if self.emission == "student-t":
             for point in points:
-                point["nu"] = np.full(observations.n_features, 10.0)
+                point["nu"] = np.full(observations.n_features, START_NU)
         rng = np.random.default_rng(self.seed)
         anchor_group = int(structure.member[structure.anchor])
         pooled = structure.pooled_features
@@ -434,11 +434,11 @@ class HierarchicalHMM(BayesianHMM):
         parameterisation than the last fit's."""
         observations = self.observations_
         nu = parameters.get("nu")
-        log_emission = diagonal_log_density(
-            pt.as_tensor(observations.values),
-            pt.as_tensor(observations.observed),
+        log_emission = log_density(
+            observations,
             pt.as_tensor(parameters["mean"]),
             pt.as_tensor(parameters["sigma"]),
+            None,
             None if nu is None else pt.as_tensor(nu),
         ).eval()
         return self._date_quantities(

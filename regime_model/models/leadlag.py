@@ -79,15 +79,13 @@ from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.relabelling import (
-    Labelling,
-    consistent_labels,
-    discordant_share,
     name_check,
     permute_draws,
     permuted_correlations,
     take_regimes,
 )
 from regime_model.models.simplex import dirichlet
+from regime_model.models.transitions import StickyDirichlet
 from regime_model.results import (
     DrawProbabilities,
     RegimeResult,
@@ -234,7 +232,9 @@ class LeadLagHMM(BayesianHMM):
         lead, lag = self._chains(observations)
         lead_log_emission = self._chain_log_emission("lead", lead)
         lag_log_emission = self._chain_log_emission("lag", lag)
-        concentration = self._transition_concentration()
+        concentration = StickyDirichlet(
+            self.n_regimes, self.stickiness, self.initial
+        ).concentration()
         with pm.Model(name="lead"):
             lead_transition = dirichlet(
                 "transition", concentration, dims=("lead_regime", "lead_regime_to")
@@ -303,6 +303,8 @@ class LeadLagHMM(BayesianHMM):
         return points
 
     # ------------------------------------------------------------------ labels
+    # Matched among chain reversals only (_label_candidates), named per chain
+    # (_state_names_order), permuted with the couplings transformed (_permute_arrays).
     def _label_candidates(self) -> np.ndarray:
         """(4, S) product-state permutations: each chain as it is or reversed, identity
         first. The coupling is defined on the regimes' order (upward and downward moves,
@@ -321,37 +323,25 @@ class LeadLagHMM(BayesianHMM):
         k = self.n_regimes
         return permutations[:, np.arange(k) * k] // k, permutations[:, :k] % k
 
-    def _relabelled(
-        self, posterior: xr.Dataset, probabilities: np.ndarray, observations: Observations
-    ) -> tuple[xr.Dataset, Labelling]:
-        """Both chains' labels matched across draws (on the product states' filtered
-        probabilities, among :meth:`_label_candidates`), then each chain named on its own
-        anchor: reversed for every draw when its anchor's mean falls from the first
-        regime to the last (order_by="volatility": when its scale rises, the calmest
-        regime being risk_on)."""
-        candidates = self._label_candidates()
-        matched, pivot, iterations = consistent_labels(probabilities, candidates)
-        chain_perms = self._chain_permutations(matched)
+    def _state_names_order(
+        self, matched: np.ndarray, posterior: xr.Dataset, observations: Observations
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each chain named on its own anchor, after matching (``matched`` (N, S)):
+        reversed for every draw when its anchor's mean falls from the first regime to the
+        last (order_by="volatility": when its scale rises, the calmest regime being
+        risk_on). -> (product-state order (S,), the lead chain's K-1 separations, then
+        the lag chain's)."""
         naming, separation = [], []
         variable, sign = ("mean", 1.0) if self.order_by == "mean" else ("sigma", -1.0)
-        for chain, view, perms in zip(CHAINS, self._chains(observations), chain_perms, strict=True):
+        views, perms_by_chain = self._chains(observations), self._chain_permutations(matched)
+        for chain, view, perms in zip(CHAINS, views, perms_by_chain, strict=True):
             anchor = sign * posterior[f"{chain}::{variable}"].to_numpy()[..., view.anchor]
             values = np.take_along_axis(anchor.reshape(len(matched), -1), perms, axis=1)
             reverse = values.mean(axis=0)[-1] < values.mean(axis=0)[0]
             values = values[:, ::-1] if reverse else values
             naming.append(reverse)
             separation.append((values[:, 1:] > values[:, :-1]).mean(axis=0))
-        name_perm = candidates[2 * naming[0] + naming[1]]
-        labelling = Labelling(
-            permutations=matched[:, name_perm],
-            pivot=pivot[:, name_perm],
-            switched_share=float(np.any(matched != np.arange(matched.shape[1]), axis=1).mean()),
-            separation=np.concatenate(separation),
-            discordant_share=discordant_share(probabilities, matched, pivot),
-            iterations=iterations,
-        )
-        shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
-        return self._permuted(posterior, labelling.permutations.reshape(shape)), labelling
+        return self._label_candidates()[2 * naming[0] + naming[1]], np.concatenate(separation)
 
     def _name_checks(self, separation: np.ndarray, observations: Observations) -> list[dict]:
         """Each chain's pairs, named "<group>:<regime>" (``separation``: the lead chain's

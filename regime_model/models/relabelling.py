@@ -25,6 +25,7 @@ Permutations follow one convention everywhere: ``perm[k]`` is the old label that
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,11 +189,27 @@ def label_draws(
     (N, K): each draw's anchor means or scales (see :func:`name_order`); ``candidates``:
     the permutations the model allows (see :func:`match_to_pivot`).
     """
+
+    def name(matched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        matched_anchor = np.take_along_axis(np.asarray(anchor_values), matched, axis=1)
+        return name_order(matched_anchor, descending)
+
+    return label_states(probabilities, name, candidates)
+
+
+def label_states(
+    probabilities: np.ndarray,
+    name: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    candidates: np.ndarray | None = None,
+) -> Labelling:
+    """:func:`label_draws` with the naming step given: ``name(matched)`` takes the
+    matched permutations (N, S) and returns (``order`` (S,), the old label of each named
+    state, and its ``separation``); a model whose states are not plain regimes (the
+    lead-lag product states) names them its own way."""
     matched, pivot, iterations = consistent_labels(probabilities, candidates)
     switched = float(np.any(matched != np.arange(matched.shape[1]), axis=1).mean())
     discordant = discordant_share(probabilities, matched, pivot)
-    matched_anchor = np.take_along_axis(np.asarray(anchor_values), matched, axis=1)
-    order, separation = name_order(matched_anchor, descending)
+    order, separation = name(matched)
     return Labelling(
         permutations=matched[:, order],
         pivot=pivot[:, order],
