@@ -172,8 +172,9 @@ def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
         args.regimes, identification=args.identification, chains=args.chains, seed=1
     )
     observations = prepare_observations(select_features(features, None), args.regimes)
-    start = model._em_start(observations.fitted_part())
-    initvals = model._initial_values(start, observations)
+    fitted = observations.fitted_part()
+    start = model.initial_estimate(fitted)
+    initvals = model.components(fitted, start).starts(start, fitted, model.chains, model.seed)
     fit = fit_numpyro(
         observations,
         args.regimes,

@@ -20,13 +20,9 @@ from scipy.stats import norm
 from regime_model.data.features import FeatureSet
 from regime_model.data.synthetic import simulate_pooled_features
 from regime_model.models import BayesianHMM
-from regime_model.models.hierarchical import (
-    HierarchicalHMM,
-    _centred_group,
-    feature_groups,
-    zero_sum_basis,
-)
+from regime_model.models.hierarchical import HierarchicalHMM
 from regime_model.models.observations import prepare_observations
+from regime_model.models.pooled_emissions import _centred_group, feature_groups, zero_sum_basis
 from regime_model.results import RegimeResult, hdi_bounds
 
 N_DATES, N_HOLDOUT = 400, 20
@@ -113,11 +109,11 @@ def test_likelihood_equals_a_brute_force_forward_pass(identification):
     features, _ = simulate_pooled_features(80, short_history=0.6, seed=4)
     model = HierarchicalHMM(3, seed=0, identification=identification)
     observations = prepare_observations(features, 3)
-    model._em_start(observations)
-    structure = model.structure_
+    composition = model.components(observations, model.initial_estimate(observations))
+    structure = composition.emissions.structure
     structure.centred["mean"][:] = [False, True, False]  # crypto
     structure.centred["log_scale"][:] = [False, False, True]  # flows
-    pymc_model = model.build_model(observations)
+    pymc_model, _ = model._build(composition, observations)
     rng = np.random.default_rng(0)
     point = {
         name: value + 0.3 * rng.standard_normal(np.shape(value))
@@ -238,10 +234,10 @@ def test_bad_signs_are_rejected_at_fit_time(pooled):
 def test_given_signs_override_the_start(pooled):
     observations = prepare_observations(pooled[0], 2)
     model = HierarchicalHMM(2, signs={"flow_growth": -1})
-    model._em_start(observations)
+    structure = model.group_structure(observations, model.initial_estimate(observations))
     d = observations.columns.index("flow_growth")
-    assert model.structure_.signs[d] == -1 and model.structure_.sign_source[d] == "user"
-    assert model.structure_.sign_source[0] == "start"
+    assert structure.signs[d] == -1 and structure.sign_source[d] == "user"
+    assert structure.sign_source[0] == "start"
 
 
 # ---------------------------------------------------------------------- fitted

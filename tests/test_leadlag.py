@@ -247,13 +247,11 @@ def test_pointwise_terms_sum_to_the_fitted_likelihood(synthetic):
     features, truth = synthetic
     model_spec = LeadLagHMM(2, lag=2)
     observations = prepare_observations(features, 2, truth.lead_columns[0], "2021-06-01")
-    model = model_spec.build_model(observations)
+    composition, model, graphs = model_spec.compose(observations)
     point = _random_point(model, np.random.default_rng(3))
-    kernel_inputs = _evaluate(model, list(model_spec.kernel_terms_), point)
-    log_initial, log_transition, log_emission, lead_part = kernel_inputs
-    values = model_spec._date_quantities(
-        log_initial, log_transition, log_emission, lead_part, with_bands=False
-    )
+    kernel_inputs = _evaluate(model, list(graphs.inputs), point)
+    log_initial, log_transition, log_emission, _ = kernel_inputs
+    values, _ = composition.date_quantities(tuple(kernel_inputs), with_bands=False)
     n_fit = observations.n_fit
     assert 0 < n_fit < observations.n_dates
     assert values.pointwise_loglik.shape == (observations.n_dates,)
@@ -410,7 +408,8 @@ def test_each_chain_is_named_on_its_own_anchor_after_matching(synthetic, order_b
     features, truth = synthetic
     model = LeadLagHMM(2, lag=2, order_by=order_by)
     observations = prepare_observations(features, 2, truth.lead_columns[0])
-    lead, lag = model._chains(observations)
+    composition = model.components(observations)
+    lead, lag = composition.chains(observations)
     wrong, right = np.array([1.0, -1.0]), np.array([-1.0, 1.0])
     if order_by == "volatility":  # calm last is right
         wrong, right = np.array([1.0, 3.0]), np.array([3.0, 1.0])
@@ -432,8 +431,8 @@ def test_each_chain_is_named_on_its_own_anchor_after_matching(synthetic, order_b
     )
     one = np.random.default_rng(0).dirichlet(np.ones(4), size=observations.n_dates)
     probabilities = np.broadcast_to(one, (n_draws, *one.shape)).astype(np.float32)
-    relabelled, labelling = model._relabelled(posterior, probabilities, observations)
-    reversed_lead = model._label_candidates()[2]
+    relabelled, labelling = model._relabelled(composition, posterior, probabilities, observations)
+    reversed_lead = composition.label_candidates()[2]
     assert (labelling.permutations == reversed_lead).all()
     assert labelling.switched_share == 0.0
     assert np.allclose(relabelled[f"lead::{variable}"][0, :, :, 0], right)

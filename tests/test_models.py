@@ -214,3 +214,16 @@ def test_model_from_config_round_trip():
     assert model_from_config(model.get_config()).get_config() == model.get_config()
     with pytest.raises(ValueError, match="unknown model"):
         model_from_config({"model": "lstm"})
+
+
+def test_full_covariance_fits_end_to_end(synthetic):
+    # PyTensor cannot vectorise the Cholesky factors' graph over draws: the per-draw
+    # quantities then fall back to one evaluation per draw (this used to crash after
+    # sampling, so `--covariance full` never produced a result).
+    features, path = synthetic
+    model = BayesianHMM(
+        2, covariance="full", draws=60, tune=60, chains=2, cores=1, seed=2, progressbar=False
+    )
+    result = model.fit(features)
+    assert result.probabilities.smoothed.shape[0] == 120
+    assert _accuracy(result, path) > 0.9

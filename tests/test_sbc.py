@@ -128,8 +128,7 @@ def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
         template, columns = simulation_template(spec, seed)
         simulation = model.simulate(template, columns, seed=seed)
         observations = model.observations(simulation.features, columns)
-        model.model_ = model.build_model(observations)
-        smoothed = model.quantities_at(simulation.parameters).smoothed
+        smoothed = model.quantities_at(simulation.parameters, observations).smoothed
         states = simulation.states
         truth_side.append(smoothed[np.arange(len(states)), states].mean())
         identity_side.append((smoothed**2).sum(axis=1).mean())

@@ -198,9 +198,9 @@ def test_filter_has_no_look_ahead_and_the_lag_is_one_step(synthetic):
         observations = _observations(
             model, FeatureSet(frame, features.groups, "weekly"), holdout_start
         )
-        pymc_model = model.build_model(observations)
+        _, pymc_model, graphs = model.compose(observations)
         point = _random_point(pymc_model, 4, **values)
-        inputs = _evaluator(pymc_model, list(model.kernel_terms_))(point)
+        inputs = _evaluator(pymc_model, list(graphs.inputs))(point)
         filtered = hmm_filter(*inputs).filtered_probs
         return inputs[1], filtered, float(_potential(pymc_model)(point))
 
@@ -315,7 +315,7 @@ def test_durations_are_the_sampled_model_s_transitions(fitted):
     model, result = fitted
     pymc_model = model.model_
     evaluate = pymc_model.compile_fn(
-        model.kernel_terms_[1],
+        model.graphs_.inputs[1],
         inputs=[pymc_model["transition_intercept"], pymc_model["transition_coefficient"]],
         point_fn=False,
     )

@@ -73,6 +73,9 @@ class GaussianEmissions:
         self.covariance = covariance
         self.ordered = ordered
 
+    def coords(self, observations: Observations) -> dict[str, list[str]]:
+        return {}
+
     # ------------------------------------------------------------------ priors
     def build(
         self,
@@ -198,9 +201,9 @@ class GaussianEmissions:
             parameters.get("nu"),
         )
 
-    def reported(self, posterior: xr.Dataset, observations: Observations) -> dict:
-        """Means and scales (chain, draw, K, D) in the features' units, and the
-        per-feature degrees of freedom of a diagonal Student-t."""
+    def reported(self, posterior: xr.Dataset, observations: Observations):
+        """(variables, dims, coords): means and scales (chain, draw, K, D) in the
+        features' units, and the per-feature degrees of freedom of a diagonal Student-t."""
         reported = {
             "emission_mean": posterior["mean"].to_numpy() * observations.scale
             + observations.center,
@@ -208,7 +211,10 @@ class GaussianEmissions:
         }
         if "nu" in posterior and posterior["nu"].ndim == 3:
             reported["emission_nu"] = posterior["nu"].to_numpy()
-        return reported
+        return reported, {}, {}
+
+    def annotate(self, result, posterior: xr.Dataset, observations: Observations) -> None:
+        """Add what this component reports to a fitted result: nothing."""
 
 
 def log_density(observations: Observations, mean, sigma, correlation_cholesky=None, nu=None):

@@ -1,102 +1,55 @@
-"""Lead-lag coupled regime model: two regime chains, the lagging one's switching odds set
-by the leading one's regime L steps earlier; exact, as one HMM on the product state space.
+"""The lead-lag family: two regime chains (say equity and crypto), the lagging one's
+switching odds set by the leading one's regime L steps earlier, exact as one HMM on the
+product state space.
 
-Structure (K regimes per chain, dates t = 0..T-1, lag L >= 0 steps of the data's calendar):
-
-* lead chain e_t (e.g. equity, with any breadth or flows columns assigned to its group):
-  a homogeneous sticky Markov chain with transition matrix P_e;
-* lag chain c_t (e.g. crypto): c_t | c_{t-1}, e_{t-L} has transition matrix P_c(e_{t-L});
-* the lead columns' emissions depend on e_t only, the lag columns' on c_t only.
-
-The pair (e_t, c_t) is not Markov when L > 0, and augmenting it with L lagged lead
-regimes would cost K^(L+2) states. Re-indexing the lead chain instead, e'_s = e_{s-L},
-makes x_s = (e'_s, c_s) Markov with K^2 states for any L:
-
-    P(x_s | x_{s-1}) = P_e[e'_{s-1}, e'_s] * P_c(e'_s)[c_{s-1}, c_s].
-
-Product step s = 0..T-1+L observes the lag columns of date s (when s < T) and the lead
-columns of date s - L (when s >= L); the other side is masked (log emission 0). So the lead
-chain starts L steps before the first date, unobserved there, and the likelihood is the
-shared kernel's on T + L steps. The initial distribution is the product chain's
-stationary one (or Dirichlet), whose lead marginal is P_e's stationary distribution.
-
-Coupling: each lag-chain row is a sticky Dirichlet row tilted by the lead regime's score
-s(e) = e / (K-1) - 1/2 (risk_off -1/2, risk_on +1/2):
-
-    log P_c(e)[j, j'] = log B[j, j'] + s(e) * g[j, j'] - log normaliser,
-    g[j, j'] = coupling_enter (j' > j), -coupling_stay (j' < j), 0 (j' = j).
-
-So, between a lead risk_on and a lead risk_off L steps earlier, the odds of each upward
-move of the lag chain (against staying) are multiplied by exp(coupling_enter), and those
-of each downward move by exp(-coupling_stay). For K = 2 these are exactly the log odds
-ratios of P(c: off -> on | e_{t-L}) and of P(c: on -> on | e_{t-L}) between e_{t-L} = on
-and off. Zero coupling gives two independent HMMs.
-
-Reported per date: the joint regime (e_t, c_t) of both chains on that date, as K^2 states
-named "equity:risk_on|crypto:risk_off" (lead first, index e * K + c);
-:func:`chain_regime_probabilities` gives each chain's marginal. Filtered probabilities use
-the data of dates <= t only, though that spans product steps up to t + L: the product
-filter at step t is carried L steps forward with the lead observations alone
-(:func:`regime_model.inference.fixed_lag.fixed_lag_joint`); the same gives
-log p(y_0..t), hence the per-date one-step predictive densities
-log p(y_t | y_0..t-1) over both markets' observations of date t, comparable across lags
-and with models on the same dates.
-
-Identifiability (default ``identification="relabelled"``): each chain's emission prior
-is exchangeable, and draws are matched on the product states' filtered probabilities
-among the four permutations that reverse either chain or not (:meth:`LeadLagHMM.
-_label_candidates`): the coupling is defined on the regimes' order, and a reversal is
-the only permutation it survives, with the couplings transformed. Each chain is then
-named on its own anchor.
-
-The posterior ``transition`` is the (K^2, K^2) product matrix, the exact transition of
-x_s = (e_{s-L}, c_s). For L = 0 that is the pair of one date and ``forecast()`` is exact;
-for L > 0 it is the pair's transition only approximately, and the exact forecast of each
-chain (which uses the lead regimes already seen) is in ``fit_info["model_summary"]``.
+The model, its coupling, the per-date quantities and the identification are described in
+:mod:`~regime_model.models.coupled_chains`, whose :class:`~regime_model.models.
+coupled_chains.CoupledChains` composition this family returns; its reports (each chain's
+probabilities, the coupling tables, the forecast, the posterior over lags) are in
+:mod:`~regime_model.models.leadlag_report`. The family adds its options and the start:
+an EM fit of each chain on its own columns.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
-import xarray as xr
-from scipy.special import logsumexp
 
-from regime_model.inference import (
-    hmm_filter,
-    hmm_smoother,
-    sample_markov_path,
-    stationary_distribution,
-)
-from regime_model.inference.fixed_lag import fixed_lag_joint
 from regime_model.models.bayesian_hmm import BayesianHMM
+from regime_model.models.coupled_chains import (
+    COUPLING_SD,
+    CoupledChains,
+    chain_anchor,
+    coupled_log_transition,
+    lead_lag_date_quantities,
+    product_log_emission,
+    product_log_transition,
+    state_names,
+)
 from regime_model.models.em_hmm import EMEstimate
-from regime_model.models.emissions import sample_emissions
-from regime_model.models.observations import Observations, regime_names
-from regime_model.models.relabelling import (
-    name_check,
-    permute_draws,
-    permuted_correlations,
-    take_regimes,
+from regime_model.models.leadlag_report import (
+    chain_regime_probabilities,
+    lag_posterior,
+    model_summary,
 )
-from regime_model.models.simplex import dirichlet
-from regime_model.models.transitions import StickyDirichlet
-from regime_model.results import (
-    DrawProbabilities,
-    RegimeResult,
-    hdi_bounds,
-)
+from regime_model.models.observations import Observations
+
+__all__ = [
+    "COUPLING_SD",
+    "LeadLagHMM",
+    "chain_anchor",
+    "chain_regime_probabilities",
+    "coupled_log_transition",
+    "lag_posterior",
+    "lead_lag_date_quantities",
+    "model_summary",
+    "product_log_emission",
+    "product_log_transition",
+    "state_names",
+]
 
 MAX_CHAIN_REGIMES = 3
-COUPLING_SD = 1.5  # Normal prior sd of each coupling, log odds ratio: 95% within x/ 20
-SUMMARY_HDI = 0.9
-FORECAST_STEPS = 4  # the summary's forecast runs L + this many steps past the last date
-CHAINS = ("lead", "lag")
 
 
 class LeadLagHMM(BayesianHMM):
@@ -125,9 +78,9 @@ class LeadLagHMM(BayesianHMM):
         lag: int = 1,
         lag_anchor: str | None = None,
         coupling_sd: float = COUPLING_SD,
-        **base_options: Any,
+        **options: Any,
     ) -> None:
-        super().__init__(n_regimes, **base_options)
+        super().__init__(n_regimes, **options)
         if not 2 <= n_regimes <= MAX_CHAIN_REGIMES:
             raise ValueError(
                 f"the lead-lag model supports 2..{MAX_CHAIN_REGIMES} regimes per chain "
@@ -145,722 +98,24 @@ class LeadLagHMM(BayesianHMM):
         self.lag_anchor = lag_anchor
         self.coupling_sd = coupling_sd
 
-    # ------------------------------------------------------------------ chains
-    def _chains(self, observations: Observations) -> tuple[Observations, Observations]:
-        """(lead, lag) views of the observations, each with its own anchor."""
-        groups = observations.groups
-        other = [
-            c for c in observations.columns if groups[c] not in (self.lead_group, self.lag_group)
-        ]
-        if other:
-            listed = ", ".join(f"{column} ({groups[column]})" for column in other)
-            raise ValueError(
-                f"the lead-lag model uses the '{self.lead_group}' (lead) and "
-                f"'{self.lag_group}' (lag) groups only; {listed} belong to neither: leave "
-                f"them out or assign them to one (e.g. --group {other[0]}={self.lead_group})"
-            )
-        views = []
-        for group, anchor in ((self.lead_group, self.anchor), (self.lag_group, self.lag_anchor)):
-            columns = [c for c in observations.columns if groups[c] == group]
-            if not columns:
-                raise ValueError(f"the lead-lag model needs columns in the '{group}' group")
-            anchor = anchor or chain_anchor(columns)
-            if anchor not in columns:
-                raise ValueError(
-                    f"anchor '{anchor}' is not a '{group}' column ({', '.join(columns)})"
-                )
-            index = [observations.columns.index(c) for c in columns]
-            views.append(
-                replace(
-                    observations,
-                    columns=columns,
-                    groups={c: group for c in columns},
-                    values=observations.values[:, index],
-                    observed=observations.observed[:, index],
-                    center=observations.center[index],
-                    scale=observations.scale[index],
-                    anchor=columns.index(anchor),
-                )
-            )
-        return views[0], views[1]
-
-    def _state_names(self, observations: Observations) -> list[str]:
-        return state_names(self.n_regimes, self.lead_group, self.lag_group)
-
-    def _coords(self, observations: Observations) -> dict[str, list[str]]:
-        lead, lag = self._chains(observations)
-        names = regime_names(self.n_regimes)
-        states = self._state_names(observations)
-        return {
-            "state": states,
-            "state_to": states,
-            "lead_regime": names,
-            "lead_regime_to": names,
-            "lead_regime_lagged": names,
-            "lag_regime": names,
-            "lag_regime_to": names,
-            "lead_feature": lead.columns,
-            "lag_feature": lag.columns,
-        }
-
-    # ------------------------------------------------------------------ model
-    def build_model(self, observations: Observations) -> pm.Model:
-        """As :meth:`BayesianHMM.build_model`, but the fitted dates are the first n_fit of
-        the *dates*, which span product steps 0..n_fit-1+L."""
-        with self._new_model(observations) as model:
-            log_initial, log_transition, log_emission = self._kernel_terms(observations)
-            lead_log_emission, lag_log_emission = self.chain_log_emissions_
-            n_fit = observations.n_fit
-            if n_fit < observations.n_dates:
-                fitted = product_log_emission(
-                    lead_log_emission[:n_fit], lag_log_emission[:n_fit], self.lag
-                )
-            else:
-                fitted = log_emission  # no slice: the graph does not depend on n_fit
-            pm.Potential("hmm_loglik", self._marginal_loglik(log_initial, log_transition, fitted))
-        # The lead-only part of the product emission goes along, for the per-date
-        # quantities (see _date_quantities).
-        lead_part = product_log_emission(
-            lead_log_emission, pt.zeros_like(lag_log_emission), self.lag
-        )
-        self.kernel_terms_ = (log_initial, log_transition, log_emission, lead_part)
-        return model
-
-    def _kernel_terms(self, observations: Observations):
-        """Priors of both chains and the coupling; the product kernel's inputs over all
-        dates: log_initial (S,), log_transition (S, S), log_emission (T+L, S), S = K^2."""
-        lead, lag = self._chains(observations)
-        lead_log_emission = self._chain_log_emission("lead", lead)
-        lag_log_emission = self._chain_log_emission("lag", lag)
-        concentration = StickyDirichlet(
-            self.n_regimes, self.stickiness, self.initial
-        ).concentration()
-        with pm.Model(name="lead"):
-            lead_transition = dirichlet(
-                "transition", concentration, dims=("lead_regime", "lead_regime_to")
-            )
-        with pm.Model(name="lag"):
-            # The lag chain's transitions at a lead score of 0, i.e. halfway between the
-            # lead's risk_off and risk_on: the coupling tilts them both ways.
-            lag_base = dirichlet("transition", concentration, dims=("lag_regime", "lag_regime_to"))
-        coupling_enter = pm.Normal("coupling_enter", 0.0, self.coupling_sd)
-        coupling_stay = pm.Normal("coupling_stay", 0.0, self.coupling_sd)
-        log_lag_transition = coupled_log_transition(
-            pt.log(lag_base), coupling_enter, coupling_stay, self.n_regimes
-        )
-        pm.Deterministic(
-            "lag_transition",
-            pt.exp(log_lag_transition),
-            dims=("lead_regime_lagged", "lag_regime", "lag_regime_to"),
-        )
-        log_transition = product_log_transition(pt.log(lead_transition), log_lag_transition)
-        transition = pm.Deterministic(
-            "transition", pt.exp(log_transition), dims=("state", "state_to")
-        )
-        if self.initial == "stationary":
-            initial = pm.Deterministic("initial", stationary_distribution(transition), dims="state")
-        else:
-            initial = dirichlet("initial", np.ones(self.n_regimes**2), dims="state")
-        self.chain_log_emissions_ = (lead_log_emission, lag_log_emission)
-        log_emission = product_log_emission(lead_log_emission, lag_log_emission, self.lag)
-        return pt.log(initial), log_transition, log_emission
-
-    def _chain_log_emission(self, chain: str, observations: Observations):
-        """One chain's emission priors (named ``<chain>::...``) -> (T, K) log densities."""
-        with pm.Model(name=chain):
-            dims = (f"{chain}_regime", f"{chain}_feature")
-            return self._emissions().build(observations, dims, report_correlation=False)
-
-    # ------------------------------------------------------------------ starting points
-    def _em_start(self, observations: Observations) -> tuple[EMEstimate, EMEstimate]:
-        """A maximum-likelihood fit of each chain on its own columns (no coupling)."""
-        lead, lag = self._chains(observations)
-        return super()._em_start(lead), super()._em_start(lag)
-
-    def _initial_values(
-        self, start: tuple[EMEstimate, EMEstimate], observations: Observations
-    ) -> list[dict[str, np.ndarray]]:
-        """Each chain's EM start (perturbed, as BayesianHMM does), couplings near 0."""
-        lead, lag = self._chains(observations)
-        per_chain = [
-            super(LeadLagHMM, self)._initial_values(estimate, view)
-            for estimate, view in zip(start, (lead, lag), strict=True)
-        ]
-        rng = np.random.default_rng(self.seed + 1)
-        points = []
-        for lead_point, lag_point in zip(*per_chain, strict=True):
-            point = {
-                f"{chain}::{name}": value
-                for chain, chain_point in zip(CHAINS, (lead_point, lag_point), strict=True)
-                for name, value in chain_point.items()
-                if name != "initial"
-            }
-            point["coupling_enter"] = np.asarray(0.1 * rng.standard_normal())
-            point["coupling_stay"] = np.asarray(0.1 * rng.standard_normal())
-            if self.initial == "dirichlet":
-                point["initial"] = np.outer(start[0].initial, start[1].initial).ravel()
-            points.append(point)
-        return points
-
-    # ------------------------------------------------------------------ labels
-    # Matched among chain reversals only (_label_candidates), named per chain
-    # (_state_names_order), permuted with the couplings transformed (_permute_arrays).
-    def _label_candidates(self) -> np.ndarray:
-        """(4, S) product-state permutations: each chain as it is or reversed, identity
-        first. The coupling is defined on the regimes' order (upward and downward moves,
-        the lead score s(e)); reversing a chain maps it onto itself with the couplings
-        transformed (see :meth:`_permute_arrays`), any other permutation does not, so
-        these are the permutations the prior is invariant under (for K = 2: all)."""
-        k = self.n_regimes
-        orders = (np.arange(k), np.arange(k)[::-1])
-        return np.array(
-            [(lead[:, None] * k + lag[None, :]).ravel() for lead in orders for lag in orders]
-        )
-
-    def _chain_permutations(self, permutations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Product-state permutations (N, S) -> each chain's regime permutation (N, K):
-        new state e * K + c holds old state lead[e] * K + lag[c]."""
-        k = self.n_regimes
-        return permutations[:, np.arange(k) * k] // k, permutations[:, :k] % k
-
-    def _state_names_order(
-        self, matched: np.ndarray, posterior: xr.Dataset, observations: Observations
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each chain named on its own anchor, after matching (``matched`` (N, S)):
-        reversed for every draw when its anchor's mean falls from the first regime to the
-        last (order_by="volatility": when its scale rises, the calmest regime being
-        risk_on). -> (product-state order (S,), the lead chain's K-1 separations, then
-        the lag chain's)."""
-        naming, separation = [], []
-        variable, sign = ("mean", 1.0) if self.order_by == "mean" else ("sigma", -1.0)
-        views, perms_by_chain = self._chains(observations), self._chain_permutations(matched)
-        for chain, view, perms in zip(CHAINS, views, perms_by_chain, strict=True):
-            anchor = sign * posterior[f"{chain}::{variable}"].to_numpy()[..., view.anchor]
-            values = np.take_along_axis(anchor.reshape(len(matched), -1), perms, axis=1)
-            reverse = values.mean(axis=0)[-1] < values.mean(axis=0)[0]
-            values = values[:, ::-1] if reverse else values
-            naming.append(reverse)
-            separation.append((values[:, 1:] > values[:, :-1]).mean(axis=0))
-        return self._label_candidates()[2 * naming[0] + naming[1]], np.concatenate(separation)
-
-    def _name_checks(self, separation: np.ndarray, observations: Observations) -> list[dict]:
-        """Each chain's pairs, named "<group>:<regime>" (``separation``: the lead chain's
-        K-1 shares, then the lag chain's)."""
-        names = regime_names(self.n_regimes)
-        pairs = []
-        shares = iter(separation)
-        for group, view in zip(
-            (self.lead_group, self.lag_group), self._chains(observations), strict=True
-        ):
-            anchor = view.columns[view.anchor]
-            for k in range(self.n_regimes - 1):
-                lower, upper = f"{group}:{names[k]}", f"{group}:{names[k + 1]}"
-                pairs.append(name_check(anchor, self.order_by, lower, upper, next(shares)))
-        return pairs
-
-    def _permute_arrays(
-        self, arrays: dict[str, np.ndarray], permutations: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        """As :meth:`BayesianHMM._permute_arrays` for product-state permutations (N, S)
-        from :meth:`_label_candidates`: each chain's own variables by its regime
-        permutation, the product states' by the product one, and the couplings
-        transformed so that the coupled transitions stay the same. Reversing the lead
-        chain flips the lead score s(e), so both couplings change sign; reversing the
-        lag chain swaps upward and downward moves, so (enter, stay) -> (-stay, -enter)."""
-        lead, lag = self._chain_permutations(permutations)
-        permuted = dict(arrays)
-        regime_axes = BayesianHMM.regime_axes
-        for chain, perms in (("lead", lead), ("lag", lag)):
-            for name, axes in regime_axes.items():
-                if f"{chain}::{name}" in arrays:
-                    permuted[f"{chain}::{name}"] = permute_draws(
-                        arrays[f"{chain}::{name}"], perms, axes
-                    )
-            permuted.update(permuted_correlations(arrays, perms, self.n_regimes, f"{chain}::"))
-        if "lead_transition" in arrays:  # reported name of lead::transition
-            permuted["lead_transition"] = permute_draws(
-                arrays["lead_transition"], lead, regime_axes["transition"]
-            )
-        if "lag_transition" in arrays:  # (lead regime lagged, lag regime, lag regime to)
-            values = take_regimes(arrays["lag_transition"], lead, 0)
-            permuted["lag_transition"] = permute_draws(values, lag, (("regime", 1), ("regime", 2)))
-        for name in ("transition", "initial", "emission_mean", "emission_scale"):
-            if name in arrays:
-                permuted[name] = permute_draws(arrays[name], permutations, regime_axes[name])
-        if "coupling_enter" in arrays:
-            enter, stay = arrays["coupling_enter"], arrays["coupling_stay"]
-            lead_reversed = lead[:, 0] != 0
-            lag_reversed = lag[:, 0] != 0
-            enter, stay = (
-                np.where(lead_reversed, -enter, enter),
-                np.where(lead_reversed, -stay, stay),
-            )
-            enter, stay = np.where(lag_reversed, -stay, enter), np.where(lag_reversed, -enter, stay)
-            permuted["coupling_enter"], permuted["coupling_stay"] = enter, stay
-        return permuted
-
-    # ------------------------------------------------------------------ simulating
-    def _simulate_data(self, parameters, log_initial, log_transition, observations, rng):
-        """The product chain over T + L steps; date t's lead regime is step t + L's lead
-        component (the chain is re-indexed, see the module docstring), its lag regime step
-        t's lag component. States (T,) are the per-date joint regimes, e * K + c."""
-        if self.covariance == "full":
-            raise ValueError(
-                "simulate() supports the lead-lag model with covariance='diag' only: its "
-                "chains' correlation factors are not kept as variables to simulate from"
-            )
-        k, n_dates = self.n_regimes, observations.n_dates
-        path = sample_markov_path(rng, log_initial, log_transition, n_dates + self.lag)
-        regimes = {"lead": path[self.lag :] // k, "lag": path[:n_dates] % k}
-        values = np.empty((n_dates, observations.n_features))
-        for chain, view in zip(CHAINS, self._chains(observations), strict=True):
-            index = [observations.columns.index(column) for column in view.columns]
-            values[:, index] = sample_emissions(
-                rng,
-                regimes[chain],
-                parameters[f"{chain}::mean"],
-                parameters[f"{chain}::sigma"],
-                nu=parameters.get(f"{chain}::nu"),
-            )
-        return regimes["lead"] * k + regimes["lag"], values
-
-    def quantities_at(self, parameters: dict[str, np.ndarray]) -> DrawProbabilities:
-        """As :meth:`BayesianHMM.quantities_at`; the fitted result's forecast draws are
-        left as they are."""
-        kept = getattr(self, "forecast_draws_", [])
-        self.forecast_draws_ = []
-        try:
-            return super().quantities_at(parameters)
-        finally:
-            self.forecast_draws_ = kept
-
-    # ------------------------------------------------------------------ summarising
-    def _date_quantities(
-        self, log_initial, log_transition, log_emission, lead_log_emission, with_bands: bool
-    ) -> DrawProbabilities:
-        """Per-date quantities of one draw (the kernel inputs plus the lead-only part of
-        the product emission, see :meth:`build_model`).
-
-        With bands, the same pass also runs FORECAST_STEPS + L dates past the last one with
-        nothing observed: their filtered probabilities are the exact forecast, kept in
-        ``forecast_draws_`` (one (horizon, S) array per band draw, in order) for
-        :meth:`_result`. Unobserved trailing steps change nothing before them.
-        """
-        horizon = self.lag + FORECAST_STEPS if with_bands else 0
-        empty = np.zeros((horizon, log_emission.shape[1]))
-        quantities = lead_lag_date_quantities(
-            log_initial,
-            log_transition,
-            np.vstack([log_emission, empty]),
-            np.vstack([lead_log_emission, empty]),
-            self.lag,
+    def components(self, observations: Observations, start: Any = None) -> CoupledChains:
+        """Each chain's Gaussian emissions, sticky lead transitions and the coupled lag
+        transitions on the product state space."""
+        return CoupledChains(
+            self.emission_component(),
             self.n_regimes,
-            with_bands,
-        )
-        if not with_bands:
-            return quantities
-        n_dates = log_emission.shape[0] - self.lag
-        self.forecast_draws_.append(quantities.filtered[n_dates:])
-        return DrawProbabilities(
-            *(values[:n_dates] for values in quantities)  # type: ignore[index]
-        )
-
-    def _reported(self, posterior: xr.Dataset, observations: Observations):
-        """Product-state transition, initial distribution and emissions (S, D) in the
-        features' units, plus each chain's transitions and the couplings."""
-        lead, lag = self._chains(observations)
-        k = self.n_regimes
-        state_regime = {"lead": np.arange(k * k) // k, "lag": np.arange(k * k) % k}
-        draws_shape = (posterior.sizes["chain"], posterior.sizes["draw"])
-        emission_mean = np.empty((*draws_shape, k * k, observations.n_features))
-        emission_scale = np.empty_like(emission_mean)
-        emission_nu = np.empty((*draws_shape, observations.n_features))
-        for chain, view in zip(CHAINS, (lead, lag), strict=True):
-            columns = [observations.columns.index(c) for c in view.columns]
-            mean = posterior[f"{chain}::mean"].to_numpy() * view.scale + view.center
-            scale = posterior[f"{chain}::sigma"].to_numpy() * view.scale
-            emission_mean[..., columns] = mean[:, :, state_regime[chain], :]
-            emission_scale[..., columns] = scale[:, :, state_regime[chain], :]
-            if f"{chain}::nu" in posterior and posterior[f"{chain}::nu"].ndim == 3:
-                emission_nu[..., columns] = posterior[f"{chain}::nu"].to_numpy()
-        reported = {
-            "transition": posterior["transition"].to_numpy(),
-            "initial": posterior["initial"].to_numpy(),
-            "emission_mean": emission_mean,
-            "emission_scale": emission_scale,
-            "lead_transition": posterior["lead::transition"].to_numpy(),
-            "lag_transition": posterior["lag_transition"].to_numpy(),
-            "coupling_enter": posterior["coupling_enter"].to_numpy(),
-            "coupling_stay": posterior["coupling_stay"].to_numpy(),
-        }
-        if self.emission == "student-t" and self.covariance == "diag":
-            reported["emission_nu"] = emission_nu
-        names = regime_names(k)
-        dims = {
-            "lead_transition": ["lead_from", "lead_to"],
-            "lag_transition": ["lead_lagged", "lag_from", "lag_to"],
-        }
-        coords = {
-            name: names for name in ("lead_from", "lead_to", "lead_lagged", "lag_from", "lag_to")
-        }
-        return reported, dims, coords
-
-    def _result(
-        self, model: pm.Model, observations: Observations, posterior, sample_stats, seconds
-    ) -> tuple[RegimeResult, xr.Dataset]:
-        """The base result plus the chains' layout, the coupling summary and an exact
-        per-chain forecast in ``fit_info``."""
-        self.forecast_draws_: list[np.ndarray] = []
-        result, posterior = super()._result(model, observations, posterior, sample_stats, seconds)
-        lead, lag = self._chains(observations)
-        layout = {
-            "lag": self.lag,
-            "lead_group": self.lead_group,
-            "lag_group": self.lag_group,
-            "lead_columns": lead.columns,
-            "lag_columns": lag.columns,
-            "lead_anchor": lead.columns[lead.anchor],
-            "lag_anchor": lag.columns[lag.anchor],
-        }
-        result.config["anchor"] = layout["lead_anchor"]
-        result.config["lag_anchor"] = layout["lag_anchor"]
-        result.fit_info["lead_lag"] = layout
-        summary = model_summary(result)
-        paths = np.stack(self.forecast_draws_)  # (band draws, horizon, S) as sampled
-        if self.identification == "relabelled":
-            paths = take_regimes(paths, self.labelling_.permutations[result.band_draws], 1)
-        summary["forecast"] = self._chain_forecast(paths)
-        result.fit_info["model_summary"] = summary
-        return result, posterior
-
-    def _chain_forecast(self, paths: np.ndarray, hdi: float = SUMMARY_HDI) -> list[dict[str, Any]]:
-        """Records of P(each chain's regime at T-1+h | y_0..T-1), h = 1..L+FORECAST_STEPS,
-        from the band draws' (draws, horizon, S) forecast paths. Exact for any L: the
-        lag chain's next L steps use the lead regimes already seen."""
-        horizon = paths.shape[1]
-        k = self.n_regimes
-        joint = paths.astype(float).reshape(*paths.shape[:2], k, k)
-        rows = []
-        for chain, group, marginal in (
-            ("lead", self.lead_group, joint.sum(axis=3)),
-            ("lag", self.lag_group, joint.sum(axis=2)),
-        ):
-            lower, upper = _bands(marginal, hdi)
-            for h in range(horizon):
-                for r, regime in enumerate(regime_names(k)):
-                    rows.append(
-                        {
-                            "horizon": h + 1,
-                            "chain": chain,
-                            "group": group,
-                            "regime": regime,
-                            "mean": float(marginal[:, h, r].mean()),
-                            "lower": float(lower[h, r]),
-                            "upper": float(upper[h, r]),
-                        }
-                    )
-        return rows
-
-
-# ---------------------------------------------------------------------- the product chain
-def state_names(n_regimes: int, lead_group: str, lag_group: str) -> list[str]:
-    """Product-state names, lead regime major: index = lead * K + lag."""
-    names = regime_names(n_regimes)
-    return [f"{lead_group}:{a}|{lag_group}:{b}" for a in names for b in names]
-
-
-def chain_anchor(columns: list[str]) -> str:
-    """A chain's default anchor: its first ``*_return`` column, else its first column."""
-    returns = [column for column in columns if column.endswith("_return")]
-    return (returns or columns)[0]
-
-
-def coupled_log_transition(log_base, coupling_enter, coupling_stay, n_regimes: int):
-    """log P_c(e)[j, j'] for every lead regime e (K per chain): the base rows (K, K) tilted
-    by the lead score s(e) in [-1/2, 1/2] times +coupling_enter on upward moves and
-    -coupling_stay on downward ones, renormalised. -> (K, K, K), lead regime first.
-    PyTensor or numpy inputs."""
-    upward = np.triu(np.ones((n_regimes, n_regimes)), 1)
-    downward = np.tril(np.ones((n_regimes, n_regimes)), -1)
-    direction = coupling_enter * upward - coupling_stay * downward  # (K, K)
-    score = np.linspace(-0.5, 0.5, n_regimes)[:, None, None]
-    logits = pt.as_tensor(log_base)[None] + score * direction[None]
-    return logits - pt.logsumexp(logits, axis=2, keepdims=True)
-
-
-def product_log_transition(lead_log_transition, lag_log_transition):
-    """(K_e, K_e) and (K_e, K_c, K_c) -> (S, S), S = K_e K_c, lead major:
-    log P(x_s = (i', j') | x_{s-1} = (i, j)) = log P_e[i, i'] + log P_c(i')[j, j']."""
-    lead = pt.as_tensor(lead_log_transition)
-    lag = pt.as_tensor(lag_log_transition)
-    joint = lead[:, None, :, None] + lag.dimshuffle(1, 0, 2)[None]  # (i, j, i', j')
-    n_states = lead.shape[0] * lag.shape[1]
-    return joint.reshape((n_states, n_states))
-
-
-def product_log_emission(lead_log_emission, lag_log_emission, lag: int):
-    """(T, K_e) and (T, K_c) -> (T + L, S): product step s holds the lag chain's date s
-    (s < T) and the lead chain's date s - L (s >= L); the missing side contributes 0."""
-    lead = pt.as_tensor(lead_log_emission)
-    lagging = pt.as_tensor(lag_log_emission)
-    lead_steps = pt.concatenate([pt.zeros((lag, lead.shape[1])), lead], axis=0)
-    lag_steps = pt.concatenate([lagging, pt.zeros((lag, lagging.shape[1]))], axis=0)
-    joint = lead_steps[:, :, None] + lag_steps[:, None, :]
-    return joint.reshape((lead_steps.shape[0], lead.shape[1] * lagging.shape[1]))
-
-
-def lead_lag_date_quantities(
-    log_initial: np.ndarray,
-    log_transition: np.ndarray,
-    log_emission: np.ndarray,
-    lead_log_emission: np.ndarray,
-    lag: int,
-    n_lag_regimes: int,
-    with_bands: bool,
-) -> DrawProbabilities:
-    """Per-DATE quantities of one draw from the product kernel's inputs.
-
-    Shapes: log_initial (S,), log_transition (S, S), log_emission (T+L, S) the product
-    emission, lead_log_emission (T+L, S) its lead-only part. Returns, over the T dates,
-    P(e_t, c_t | data) as (T, S) states (lead major) for the filtered (data of dates
-    <= t; always) and the predicted (dates < t) and smoothed (all) kinds (when
-    ``with_bands``), and
-    pointwise log p(y_t | y_0..t-1) over both chains' observations of date t.
-
-    Date t's data are the product steps <= t plus the lead observations of steps
-    t+1..t+L, and e_t sits at step t + L: so each quantity is the joint of the lag regime
-    at step t and the state at step t + L (fixed_lag_joint, tagged by the lag regime).
-    """
-    n_steps, n_states = log_emission.shape
-    n_dates = n_steps - lag
-    tags = np.arange(n_states) % n_lag_regimes
-    product = (hmm_smoother if with_bands else hmm_filter)(
-        log_initial, log_transition, log_emission
-    )
-    cumulative_steps = np.cumsum(product.log_predictive)
-    window = np.arange(n_dates)[:, None] + 1 + np.arange(lag)[None, :]  # (T, L) steps
-    lead_window = lead_log_emission[window]  # (T, L, S)
-    with np.errstate(divide="ignore"):
-        log_filtered = np.log(product.filtered_probs[:n_dates])
-        log_predicted = np.log(product.predicted_probs[:n_dates])
-    filtered_joint = fixed_lag_joint(log_filtered, log_transition, lead_window, tags, n_lag_regimes)
-    log_norm = logsumexp(filtered_joint, axis=(1, 2))
-    cumulative = cumulative_steps[:n_dates] + log_norm
-    filtered = _date_states(np.exp(filtered_joint - log_norm[:, None, None]), n_lag_regimes)
-    if not with_bands:  # the filtered states still serve to match labels across draws
-        return DrawProbabilities(
-            filtered.astype(np.float32), None, None, np.diff(cumulative, prepend=0.0)
+            self.lead_group,
+            self.lag_group,
+            self.lag,
+            self.anchor,
+            self.lag_anchor,
+            self.order_by,
+            self.stickiness,
+            self.initial,
+            self.coupling_sd,
         )
 
-    # Before date t: the product prediction of step t, the lead observation of step t
-    # (date t - L, known before t when L >= 1) and those of steps t+1..t+L-1 (not date t's).
-    predicted_start = log_predicted + (lead_log_emission[:n_dates] if lag else 0.0)
-    predicted_window = lead_window.copy()
-    if lag:
-        predicted_window[:, -1] = 0.0
-    predicted_joint = fixed_lag_joint(
-        predicted_start, log_transition, predicted_window, tags, n_lag_regimes
-    )
-    predicted_joint -= logsumexp(predicted_joint, axis=(1, 2))[:, None, None]
-    predicted = _date_states(np.exp(predicted_joint), n_lag_regimes)
-
-    # All data: P(c_t | x_{t+L}, data to step t+L) (later data add nothing given x_{t+L})
-    # times the smoothed P(x_{t+L}).
-    smoothed_joint = fixed_lag_joint(
-        log_filtered, log_transition, log_emission[window], tags, n_lag_regimes
-    )
-    with np.errstate(invalid="ignore"):
-        conditional = np.exp(smoothed_joint - logsumexp(smoothed_joint, axis=1, keepdims=True))
-    weights = np.nan_to_num(conditional * product.smoothed_probs[lag:][:, None, :])
-    smoothed = _date_states(weights, n_lag_regimes)
-    return DrawProbabilities(
-        filtered.astype(np.float32),
-        smoothed.astype(np.float32),
-        predicted.astype(np.float32),
-        np.diff(cumulative, prepend=0.0),
-    )
-
-
-def _date_states(joint: np.ndarray, n_lag_regimes: int) -> np.ndarray:
-    """(T, G, S) weights of (lag regime at step t, state at step t+L) -> (T, S) over
-    (lead regime at t+L = e_t, lag regime c_t), lead major."""
-    n_dates, _, n_states = joint.shape
-    n_lead = n_states // n_lag_regimes
-    by_lead = joint.reshape(n_dates, n_lag_regimes, n_lead, n_lag_regimes).sum(axis=3)
-    return by_lead.transpose(0, 2, 1).reshape(n_dates, n_states)
-
-
-# ---------------------------------------------------------------------- reports
-def chain_regime_probabilities(
-    result: RegimeResult, chain: str = "lag", kind: str = "filtered", hdi: float = SUMMARY_HDI
-) -> pd.DataFrame:
-    """One chain's regime probabilities per date (the product states summed over the
-    other chain): mean and HDI. ``chain``: "lead" or "lag". -> (T, K x [mean, lower, upper])."""
-    if result.model != LeadLagHMM.name:
-        raise ValueError(f"not a lead-lag run: {result.model}")
-    if chain not in CHAINS:
-        raise ValueError(f"chain must be 'lead' or 'lag', not {chain!r}")
-    draws = getattr(result.probabilities, kind)
-    k = round(np.sqrt(draws.shape[-1]))
-    joint = draws.reshape(*draws.shape[:2], k, k).astype(float)
-    marginal = joint.sum(axis=3 if chain == "lead" else 2)
-    lower, upper = _bands(marginal, hdi) if result.has_bands else _bands(marginal[:1], hdi)
-    columns = {}
-    for r, name in enumerate(regime_names(k)):
-        columns[(name, "mean")] = marginal.mean(axis=0)[:, r]
-        columns[(name, "lower")] = lower[:, r]
-        columns[(name, "upper")] = upper[:, r]
-    frame = pd.DataFrame(columns, index=result.dates)
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["regime", "statistic"])
-    group = result.fit_info.get("lead_lag", {}).get(f"{chain}_group", chain)
-    frame.attrs.update(kind=kind, hdi=hdi, chain=chain, group=group)
-    return frame
-
-
-def _bands(draws: np.ndarray, hdi: float) -> tuple[np.ndarray, np.ndarray]:
-    if draws.shape[0] < 2:
-        empty = np.full(draws.shape[1:], np.nan)
-        return empty, empty
-    return hdi_bounds(draws, hdi)
-
-
-def _stacked(posterior: xr.Dataset, name: str) -> np.ndarray:
-    values = posterior[name].to_numpy()
-    return values.reshape(-1, *values.shape[2:])
-
-
-def _record(draws: np.ndarray, hdi: float, **labels: Any) -> dict[str, Any]:
-    lower, upper = _bands(draws[:, None], hdi)
-    return {
-        **labels,
-        "mean": float(draws.mean()),
-        "lower": float(lower[0]),
-        "upper": float(upper[0]),
-    }
-
-
-def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, Any]:
-    """Tables for ``fit_info["model_summary"]``: the couplings (with P(> 0)), each chain's
-    transitions and emissions. Works on a loaded run."""
-    posterior = result.inference_data.posterior
-    layout = result.fit_info["lead_lag"]
-    lag, lead_group, lag_group = layout["lag"], layout["lead_group"], layout["lag_group"]
-    names = regime_names(posterior.sizes["lead_from"])
-    k = len(names)
-    if k == 2:
-        moves = (f"{lag_group} entering risk_on", f"{lag_group} staying risk_on")
-    else:
-        moves = (
-            f"each upward move of {lag_group} (against staying)",
-            f"staying rather than each downward move of {lag_group}",
-        )
-    condition = f"when {lead_group} was risk_on vs risk_off {lag} steps earlier"
-    meanings = {
-        "coupling_enter": f"log odds ratio of {moves[0]} {condition}",
-        "coupling_stay": f"log odds ratio of {moves[1]} {condition}",
-    }
-    coupling = []
-    for name, meaning in meanings.items():
-        draws = _stacked(posterior, name)
-        record = _record(draws, hdi, parameter=name, meaning=meaning)
-        record["p_positive"] = float((draws > 0).mean())
-        record["odds_ratio_median"] = float(np.exp(np.median(draws)))
-        coupling.append(record)
-    lead_transition = _stacked(posterior, "lead_transition")
-    lag_transition = _stacked(posterior, "lag_transition")
-    emission = {name: _stacked(posterior, f"emission_{name}") for name in ("mean", "scale")}
-    columns = list(result.columns)
-    emissions = {}
-    for chain in CHAINS:
-        rows = []
-        for parameter, draws in emission.items():
-            for r, regime in enumerate(names):
-                # The product state with this chain in regime r and the other in regime 0.
-                state = r * k if chain == "lead" else r
-                for column in layout[f"{chain}_columns"]:
-                    rows.append(
-                        _record(
-                            draws[:, state, columns.index(column)],
-                            hdi,
-                            parameter=parameter,
-                            regime=regime,
-                            feature=column,
-                        )
-                    )
-        emissions[chain] = rows
-    return {
-        "note": (
-            f"{lead_group} leads {lag_group} by {lag} steps: {lag_group}'s transition "
-            f"probabilities depend on {lead_group}'s regime {lag} steps earlier. "
-            "Couplings are log odds ratios (0: independent chains). Forecast: exact "
-            "per-chain regime probabilities h steps after the last date."
-        ),
-        "coupling": coupling,
-        "lag_transition": [
-            _record(
-                lag_transition[:, e, i, j],
-                hdi,
-                lead_regime_lagged=names[e],
-                **{"from": names[i], "to": names[j]},
-            )
-            for e in range(k)
-            for i in range(k)
-            for j in range(k)
-        ],
-        "lead_transition": [
-            _record(lead_transition[:, i, j], hdi, **{"from": names[i], "to": names[j]})
-            for i in range(k)
-            for j in range(k)
-        ],
-        "lead_emissions": emissions["lead"],
-        "lag_emissions": emissions["lag"],
-    }
-
-
-def lag_posterior(results: list[RegimeResult]) -> pd.DataFrame:
-    """Posterior probability of each lag, from lead-lag runs that differ in ``lag`` and
-    were fitted with the same held-out stretch, under a uniform prior on the lags compared.
-
-    P(L | data) is proportional to p(y_holdout | y_fitted, L): the fitted dates set each
-    lag's parameters, the held-out dates weigh the lags (a partial Bayes factor). That
-    density is the posterior mean over draws of prod_t p(y_t | y_<t, theta), in logs
-    ``log_predictive_likelihood``; ``effective_draws`` counts the draws carrying the mean
-    (a handful: the estimate is unreliable). ``holdout_score`` is ``regime compare``'s
-    sum of per-date log predictive densities. -> one row per lag, sorted.
-    """
-    if not results:
-        raise ValueError("no runs to compare")
-    rows, reference = [], None
-    for result in results:
-        if result.model != LeadLagHMM.name:
-            raise ValueError(f"not a lead-lag run: {result.model}")
-        loglik = result.inference_data.log_likelihood
-        if "y_holdout" not in loglik:
-            raise ValueError("every run needs a held-out stretch (fit with holdout_start)")
-        layout = result.fit_info["lead_lag"]
-        key = (
-            list(result.columns),
-            layout["lead_columns"],
-            loglik["y_holdout"]["holdout_date"].to_numpy().tolist(),
-            result.dates.tolist(),
-        )
-        if reference is None:
-            reference = key
-        elif key != reference:
-            raise ValueError("runs differ in columns, chains, dates or held-out stretch")
-        totals = loglik["y_holdout"].sum("holdout_date").to_numpy().ravel()
-        weights = np.exp(totals - totals.max())
-        rows.append(
-            {
-                "lag": int(layout["lag"]),
-                "holdout_score": float(result.holdout_log_predictive().sum()),
-                "log_predictive_likelihood": float(logsumexp(totals) - np.log(len(totals))),
-                "effective_draws": float(weights.sum() ** 2 / (weights**2).sum()),
-            }
-        )
-    frame = pd.DataFrame(rows).set_index("lag").sort_index()
-    if frame.index.has_duplicates:
-        raise ValueError(f"lags compared twice: {sorted(frame.index[frame.index.duplicated()])}")
-    evidence = frame["log_predictive_likelihood"].to_numpy()
-    frame["probability"] = np.exp(evidence - logsumexp(evidence))
-    return frame
+    def initial_estimate(self, observations: Observations) -> tuple[EMEstimate, EMEstimate]:
+        """A maximum-likelihood fit of each chain on its own columns (no coupling)."""
+        lead, lag = self.components(observations).chains(observations)
+        return super().initial_estimate(lead), super().initial_estimate(lag)

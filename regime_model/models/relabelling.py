@@ -272,3 +272,24 @@ def permuted_correlations(
         return {}
     stacked = take_regimes(np.stack([arrays[name] for name in names], axis=1), permutations, 0)
     return {name: stacked[:, k] for k, name in enumerate(names)}
+
+
+def permute_posterior(posterior, permutations: np.ndarray, permute: Callable):
+    """An xarray posterior with its draws permuted by ``permutations`` (chain, draw, S)
+    through ``permute`` (a composition's: name -> (N, ...) arrays, (N, S) -> arrays)."""
+    n_chains, n_draws = permutations.shape[:2]
+    shapes = {name: posterior[name].shape for name in posterior.data_vars}
+    arrays = {
+        name: posterior[name].to_numpy().reshape(n_chains * n_draws, *shape[2:])
+        for name, shape in shapes.items()
+    }
+    permuted = posterior.copy()
+    for name, values in permute(arrays, permutations.reshape(n_chains * n_draws, -1)).items():
+        permuted[name] = (posterior[name].dims, values.reshape(shapes[name]))
+    return permuted
+
+
+def permute_point(point: dict[str, np.ndarray], perm: np.ndarray, permute: Callable) -> dict:
+    """One parameter point (name -> array, no draw axes) permuted by ``perm`` (1, S)."""
+    arrays = {name: np.asarray(value)[None] for name, value in point.items()}
+    return {name: values[0] for name, values in permute(arrays, perm).items()}

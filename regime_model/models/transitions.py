@@ -110,7 +110,9 @@ class StickyDirichlet:
             point["initial"] = estimate.initial
         return [dict(point) for _ in range(n_chains)]
 
-    def reported(self, posterior: xr.Dataset) -> tuple[dict, dict, dict]:
+    def reported(
+        self, posterior: xr.Dataset, observations: Observations
+    ) -> tuple[dict, dict, dict]:
         """(variables, dims, coords) beyond ``transition`` and ``initial``: none."""
         return {}, {}, {}
 
@@ -202,7 +204,9 @@ class CovariateLogit:
             points.append(point)
         return points
 
-    def reported(self, posterior: xr.Dataset) -> tuple[dict, dict, dict]:
+    def reported(
+        self, posterior: xr.Dataset, observations: Observations
+    ) -> tuple[dict, dict, dict]:
         """The intercepts (move) and coefficients (move, covariate)."""
         reported = {
             name: posterior[name].to_numpy()

@@ -24,6 +24,7 @@ from regime_model.models.relabelling import (
     move_permutations,
     name_order,
     permute_draws,
+    permute_posterior,
 )
 
 
@@ -129,7 +130,8 @@ def test_relabelling_a_posterior_permutes_every_regime_variable_alike():
         }
     )
     permutations = all_permutations(3)[rng.integers(6, size=(2, 5))]
-    permuted = model._permuted(posterior, permutations)
+    composition = model.components(None, None)  # the Gaussian family needs no data here
+    permuted = permute_posterior(posterior, permutations, composition.permute)
     for chain, draw in np.ndindex(2, 5):
         order = permutations[chain, draw]
         for name in ("regime_mean", "mean"):

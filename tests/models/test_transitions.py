@@ -94,14 +94,14 @@ def test_a_components_log_transition_at_a_point_equals_its_graph():
     features, _ = simulate_tvtp_features(120, seed=4)
     for family in (HierarchicalHMM(2, covariates=COVARIATES), HierarchicalHMM(2)):
         observations = family.observations(features, COLUMNS)
-        model = family.build_model(observations)
+        composition, model, graphs = family.compose(observations)
         free = list(model.free_RVs)
         point = dict(zip([rv.name for rv in free], pm.draw(free, random_seed=2), strict=True))
         graph = model.compile_fn(
-            family.kernel_terms_[1], inputs=free, point_fn=False, on_unused_input="ignore"
+            graphs.inputs[1], inputs=free, point_fn=False, on_unused_input="ignore"
         )
         expected = graph(*(point[rv.name] for rv in free))
-        component = family._transitions()
+        component = composition.transitions
         if family.covariates:
             assert expected.shape == (len(observations.dates) - 1, 2, 2)
         else:  # the homogeneous component reads the matrix by name

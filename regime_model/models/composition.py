@@ -1,0 +1,209 @@
+"""The state space a model family composes: how its components' graphs become the
+kernel's inputs, how its states are named, permuted and simulated.
+
+A *composition* is what :class:`~regime_model.models.model.RegimeHMM` talks to; a family
+returns one from ``components(observations, start)``. :class:`Regimes` is the plain one:
+K regimes, one emission component (:mod:`~regime_model.models.gaussian_emissions`,
+:mod:`~regime_model.models.pooled_emissions`) and one transition component
+(:mod:`~regime_model.models.transitions`). The lead-lag family's product of two coupled
+chains (:class:`~regime_model.models.coupled_chains.CoupledChains`) is the other. Every
+method takes what it needs and returns what it makes: nothing is stored between calls.
+
+The contract (both classes implement it):
+
+* ``coords(observations)``: PyMC coordinates;
+* ``build(observations)`` -> :class:`KernelGraphs`, inside a PyMC model;
+* ``starts(start, observations, n_chains, seed)``: one start point per chain;
+* ``state_names(observations)``, ``label_candidates()`` (None: every permutation),
+  ``naming(matched, posterior, observations)``, ``name_checks(separation, observations)``
+  and ``permute(arrays, permutations)``: relabelling (:mod:`~regime_model.models.
+  relabelling`);
+* ``simulate(parameters, log_initial, log_transition, observations, rng)``;
+* ``date_quantities(inputs, with_bands)`` -> (DrawProbabilities, extra per draw);
+* ``inputs_at(parameters, observations)``: the kernel's numpy inputs at one point, or
+  None to evaluate the sampled graph there;
+* ``reported(posterior, observations)`` -> (variables, dims, coords) and
+  ``annotate(result, posterior, observations, extras, permutations)``: the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+import xarray as xr
+
+from regime_model.inference import hmm_filter, sample_markov_path
+from regime_model.models.em_hmm import EMEstimate
+from regime_model.models.observations import Observations, regime_names
+from regime_model.models.relabelling import (
+    name_check,
+    name_order,
+    permute_draws,
+    permuted_correlations,
+)
+from regime_model.results import DrawProbabilities, RegimeResult, draw_probabilities
+
+
+@dataclass(frozen=True)
+class KernelGraphs:
+    """What a composition builds: ``inputs``, the graphs per-draw quantities are computed
+    from over all dates (log_initial (S,), log_transition (S, S) or (T-1, S, S),
+    log_emission (T, S), then any extra the composition's ``date_quantities`` takes), and
+    ``likelihood``, the kernel triple over the fitted dates only."""
+
+    inputs: tuple[pt.TensorVariable, ...]
+    likelihood: tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable]
+
+
+def fitted_part(log_initial, log_transition, log_emission, n_fit: int, n_dates: int):
+    """The kernel triple restricted to the first ``n_fit`` dates (no slice when all are
+    fitted: the graph then does not depend on n_fit)."""
+    if n_fit < n_dates:
+        log_emission = log_emission[:n_fit]
+        if log_transition.ndim == 3:
+            log_transition = log_transition[: n_fit - 1]
+    return log_initial, log_transition, log_emission
+
+
+def regime_date_quantities(log_initial, log_transition, log_emission, with_bands: bool):
+    """Per-date quantities of one draw: a :class:`DrawProbabilities` (probabilities only
+    when ``with_bands``; the filter alone is cheaper)."""
+    if with_bands:
+        return draw_probabilities(log_initial, log_transition, log_emission)
+    filtered = hmm_filter(log_initial, log_transition, log_emission)
+    return DrawProbabilities(
+        filtered.filtered_probs.astype(np.float32), None, None, filtered.log_predictive
+    )
+
+
+class Regimes:
+    """K regimes with one emission and one transition component; regimes named risk_off
+    ... risk_on on the anchor's posterior mean of its regime means (``order_by="mean"``)
+    or scales (``"volatility"``)."""
+
+    def __init__(self, emissions: Any, transitions: Any, order_by: str) -> None:
+        self.emissions = emissions
+        self.transitions = transitions
+        self.order_by = order_by
+        self.n_regimes = transitions.n_regimes
+        self.regime_axes = emissions.regime_axes | transitions.regime_axes
+
+    # ------------------------------------------------------------------ model
+    def coords(self, observations: Observations) -> dict[str, list[str]]:
+        names = regime_names(self.n_regimes)
+        return {
+            "regime": names,
+            "regime_to": names,
+            "feature": observations.columns,
+            **self.transitions.coords(),
+            **self.emissions.coords(observations),
+        }
+
+    def build(self, observations: Observations) -> KernelGraphs:
+        """Emission then transition priors -> the kernel's inputs."""
+        log_emission = self.emissions.build(observations)
+        log_initial, log_transition = self.transitions.build(observations)
+        inputs = (log_initial, log_transition, log_emission)
+        return KernelGraphs(inputs, fitted_part(*inputs, observations.n_fit, observations.n_dates))
+
+    def starts(
+        self, start: EMEstimate, observations: Observations, n_chains: int, seed: int
+    ) -> list[dict[str, np.ndarray]]:
+        """One point per chain: the EM fit, perturbed a little, in each component's
+        parameterisation."""
+        emissions = self.emissions.starts(start, observations, n_chains, seed)
+        transitions = self.transitions.starts(start, n_chains, seed)
+        return [{**t, **e} for t, e in zip(transitions, emissions, strict=True)]
+
+    # ------------------------------------------------------------------ labels
+    def state_names(self, observations: Observations) -> list[str]:
+        return regime_names(self.n_regimes)
+
+    def label_candidates(self) -> np.ndarray | None:
+        """(P, K) the permutations the prior is invariant under: None, all of them."""
+        return None
+
+    def naming(
+        self, matched: np.ndarray, posterior: xr.Dataset, observations: Observations
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(order (K,), separation (K-1,)) naming the matched regimes (``matched`` (N, K))
+        (:func:`~regime_model.models.relabelling.name_order`)."""
+        name = "mean" if self.order_by == "mean" else "sigma"
+        values = posterior[name].to_numpy()[..., observations.anchor]
+        values = np.take_along_axis(values.reshape(len(matched), -1), matched, axis=1)
+        return name_order(values, descending=self.order_by == "volatility")
+
+    def name_checks(self, separation: np.ndarray, observations: Observations) -> list[dict]:
+        """One :func:`~regime_model.models.relabelling.name_check` per adjacent pair."""
+        names = regime_names(self.n_regimes)
+        anchor = observations.columns[observations.anchor]
+        return [
+            name_check(anchor, self.order_by, names[k], names[k + 1], share)
+            for k, share in enumerate(separation)
+        ]
+
+    def permute(self, arrays: dict[str, np.ndarray], permutations: np.ndarray) -> dict:
+        """Variables (name -> (N, ...)) with every regime-carrying one (the components'
+        ``regime_axes``, and full covariance's per-regime LKJ variables) permuted by its
+        draw's permutation (N, K); the rest as they are. The likelihood and an
+        exchangeable prior are invariant under it."""
+        permuted = dict(arrays)
+        for name, axes in self.regime_axes.items():
+            if name in arrays:
+                permuted[name] = permute_draws(arrays[name], permutations, axes)
+        permuted.update(permuted_correlations(arrays, permutations, self.n_regimes))
+        return permuted
+
+    # ------------------------------------------------------------------ per draw
+    def simulate(self, parameters, log_initial, log_transition, observations, rng):
+        """(states (T,), observations (T, D) in model units) at one parameter draw."""
+        states = sample_markov_path(rng, log_initial, log_transition, observations.n_dates)
+        return states, self.emissions.simulate(parameters, states, rng)
+
+    def date_quantities(self, inputs: tuple, with_bands: bool) -> tuple[DrawProbabilities, None]:
+        return regime_date_quantities(*inputs, with_bands=with_bands), None
+
+    def inputs_at(self, parameters: dict, observations: Observations) -> tuple | None:
+        """The kernel's inputs at one point when the emission component computes its
+        density from the regime-space parameters (``mean``, ``sigma``, ...) rather than
+        from the sampled ones (None: evaluate the sampled graph)."""
+        log_emission_at = getattr(self.emissions, "log_emission_at", None)
+        if log_emission_at is None:
+            return None
+        return (
+            np.log(parameters["initial"]),
+            self.transitions.log_transition_at(parameters, observations),
+            log_emission_at(parameters, observations),
+        )
+
+    # ------------------------------------------------------------------ result
+    def reported(self, posterior: xr.Dataset, observations: Observations):
+        """(variables, dims, extra coords) of the InferenceData posterior, in the
+        features' units."""
+        reported = {
+            "transition": posterior["transition"].to_numpy(),
+            "initial": posterior["initial"].to_numpy(),
+        }
+        dims: dict[str, list[str]] = {}
+        coords: dict[str, list[str]] = {}
+        for component in (self.emissions, self.transitions):
+            extra, extra_dims, extra_coords = component.reported(posterior, observations)
+            reported.update(extra)
+            dims.update(extra_dims)
+            coords.update(extra_coords)
+        return reported, dims, coords
+
+    def annotate(
+        self,
+        result: RegimeResult,
+        posterior: xr.Dataset,
+        observations: Observations,
+        extras: list,
+        permutations: np.ndarray | None,
+    ) -> None:
+        """The components' own tables in ``result.fit_info`` (transitions first)."""
+        self.transitions.annotate(result, observations)
+        self.emissions.annotate(result, posterior, observations)

@@ -1,0 +1,461 @@
+"""The one Bayesian model class: it composes a family's components, talks to the kernel
+and turns the posterior into a :class:`~regime_model.results.RegimeResult`.
+
+A family (:mod:`~regime_model.models.bayesian_hmm`, ``tvtp``, ``hierarchical``,
+``leadlag``) is a subclass that names its options and defines two methods, each returning
+what it makes: ``initial_estimate(observations)``, the maximum-likelihood fit the chains
+start from, and ``components(observations, start)``, the composition
+(:mod:`~regime_model.models.composition`) of its emission and transition components.
+Everything else is here, once: building the PyMC model on the compiled forward-backward
+likelihood (one PyTensor Op with an analytic gradient, so NUTS samples only the
+parameters), sampling through the registry (:mod:`~regime_model.models.samplers`),
+per-draw regime probabilities (:mod:`~regime_model.models.posterior_pass`), consistent
+labels across draws (:mod:`~regime_model.models.relabelling`), simulation for
+calibration and the diagnostics (:mod:`~regime_model.models.diagnostics`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from regime_model.choices import IDENTIFICATIONS, INITIALS
+from regime_model.data.features import FeatureSet
+from regime_model.inference import hmm_log_likelihood
+from regime_model.models.composition import KernelGraphs
+from regime_model.models.covariates import split_covariates
+from regime_model.models.diagnostics import mcmc_diagnostics
+from regime_model.models.observations import (
+    Observations,
+    holdout_info,
+    prepare_observations,
+    select_features,
+)
+from regime_model.models.posterior_pass import draw_kernel_inputs, evaluate_draws
+from regime_model.models.relabelling import (
+    Labelling,
+    label_dates,
+    label_states,
+    match_to_pivot,
+    permute_point,
+    permute_posterior,
+    take_regimes,
+)
+from regime_model.models.samplers import SAMPLERS, SamplerSettings, point_as_posterior
+from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
+from regime_model.models.transitions import DEFAULT_COEFFICIENT_SCALE
+from regime_model.results import (
+    KINDS,
+    DrawProbabilities,
+    ProbabilityDraws,
+    RegimeResult,
+    build_inference_data,
+)
+
+
+class RegimeHMM:
+    """A Bayesian regime model composed of components (see the module docstring).
+
+    Options every family shares
+    ---------------------------
+    n_regimes: K.
+    identification: "relabelled" (the default): exchangeable priors (every regime's
+        parameters drawn alike), every draw's labels matched to a common pivot of regime
+        probabilities (Stephens 2000) and the regimes named on the anchor afterwards, so
+        two regimes whose anchor means are close neither split the posterior into modes
+        the sampler cannot cross nor swap names between draws; simulation-based
+        calibration passes with it and fails with "ordered" (docs/evaluation.md).
+        "ordered": the order is built into the parameterisation.
+    stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
+    initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
+    covariates: feature columns driving the transitions (covariate-logit transitions),
+        for the families that take them; coefficient_scale: their prior sd.
+    standardise: put the priors in units of each feature's fitted mean and standard
+        deviation (the default). False: in the features' own units, for data already on a
+        unit scale; then the prior does not depend on the data, as simulation-based
+        calibration (:meth:`simulate`) needs.
+    sampler: "nutpie" (if installed), "nuts" (PyMC), "map" or "advi" (quick exploration).
+    band_draws: how many posterior draws get a forward-backward pass for the bands.
+    """
+
+    name = "regime-hmm"  # the --model name; a family sets its own
+    identifications: tuple[str, ...] = IDENTIFICATIONS
+    covariates_allowed = False  # whether the family takes covariate-driven transitions
+    covariates_required = False
+
+    def __init__(
+        self,
+        n_regimes: int = 2,
+        anchor: str | None = None,
+        order_by: str = "mean",
+        identification: str | None = None,
+        stickiness: float = 10.0,
+        initial: str = "stationary",
+        covariates: list[str] | None = None,
+        coefficient_scale: float = DEFAULT_COEFFICIENT_SCALE,
+        standardise: bool = True,
+        sampler: str = "nuts",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        cores: int | None = None,
+        target_accept: float = 0.9,
+        seed: int = 0,
+        band_draws: int = 400,
+        progressbar: bool = True,
+    ) -> None:
+        for value, choices, name in (
+            (sampler, SAMPLERS, "sampler"),
+            (initial, INITIALS, "initial"),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        if stickiness <= 0:
+            raise ValueError("stickiness must be positive")
+        self._check_covariates(covariates, coefficient_scale)
+        identification = identification or self.identifications[0]
+        if identification not in self.identifications:
+            raise ValueError(
+                f"{self.name} supports identification {' or '.join(self.identifications)}, "
+                f"not {identification!r}"
+            )
+        self.n_regimes = n_regimes
+        self.anchor = anchor
+        self.order_by = order_by
+        self.identification = identification
+        self.stickiness = stickiness
+        self.initial = initial
+        self.covariates = list(covariates) if covariates else None
+        self.coefficient_scale = float(coefficient_scale)
+        self.standardise = bool(standardise)
+        self.sampler = sampler
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.cores = cores
+        self.target_accept = target_accept
+        self.seed = seed
+        self.band_draws = band_draws
+        self.progressbar = progressbar
+
+    def _check_covariates(self, covariates, coefficient_scale: float) -> None:
+        if covariates is not None and isinstance(covariates, str):
+            raise ValueError("covariates must be a list of column names, not one string")
+        if self.covariates_required and not covariates:
+            raise ValueError(f"the {self.name} model needs at least one covariate column")
+        if covariates and not self.covariates_allowed:
+            raise ValueError(
+                f"{self.name} takes no covariates: use tvtp, hierarchical or leadlag for "
+                "covariate-driven transitions"
+            )
+        duplicated = sorted({name for name in covariates or [] if covariates.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"covariate listed twice: {', '.join(duplicated)}")
+        if not coefficient_scale > 0:
+            raise ValueError("coefficient_scale must be positive")
+
+    def get_config(self) -> dict[str, Any]:
+        """Hyperparameters as passed to ``__init__`` (except display ones), plus the name."""
+        # A family names its own options and passes the rest on as **options, so the
+        # options are the union of the signatures along the class hierarchy.
+        names: list[str] = []
+        for cls in type(self).__mro__:
+            if "__init__" not in cls.__dict__ or cls is object:
+                continue
+            for parameter in inspect.signature(cls.__init__).parameters.values():
+                if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                    continue
+                if parameter.name not in (*names, "self", "cores", "progressbar"):
+                    names.append(parameter.name)
+        return {"model": self.name, **{name: getattr(self, name) for name in names}}
+
+    # ------------------------------------------------------------------ a family's part
+    def initial_estimate(self, observations: Observations) -> Any:
+        """The maximum-likelihood fit (model units) the chains start from."""
+        raise NotImplementedError
+
+    def components(self, observations: Observations, start: Any):
+        """The family's composition (:mod:`~regime_model.models.composition`)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, observations: Observations) -> pm.Model:
+        """The PyMC model of ``observations`` (free parameters in standardised units)."""
+        return self.compose(observations)[1]
+
+    def compose(self, observations: Observations) -> tuple[Any, pm.Model, KernelGraphs]:
+        """(composition, PyMC model, kernel graphs) of ``observations``, the composition
+        fixed from the start on its fitted dates, as :meth:`fit` does."""
+        fitted = observations.fitted_part()
+        composition = self.components(fitted, self.initial_estimate(fitted))
+        return (composition, *self._build(composition, observations))
+
+    def _build(self, composition, observations: Observations) -> tuple[pm.Model, KernelGraphs]:
+        """(model, graphs): only the first ``observations.n_fit`` dates enter the
+        likelihood; the graphs over all dates score held-out dates."""
+        # Every prior parameter is a constant validated in __init__ and every sampled one
+        # is valid by its transform, so PyMC's run-time parameter checks could never fire;
+        # left in, they are some ten more nodes of the compiled log density.
+        with pm.Model(coords=composition.coords(observations), check_bounds=False) as model:
+            graphs = composition.build(observations)
+            pm.Potential("hmm_loglik", hmm_log_likelihood(*graphs.likelihood))
+        return model, graphs
+
+    def observations(
+        self,
+        features: FeatureSet,
+        columns: list[str] | None = None,
+        holdout_start: str | None = None,
+    ) -> Observations:
+        """The model's inputs: ``columns`` of ``features``, validated and (by default)
+        standardised. With ``covariates``, ``columns`` are the emission columns (default:
+        every column that is not a covariate), on the dates the covariates allow
+        (:func:`~regime_model.models.covariates.split_covariates`)."""
+        options = {"standardise": self.standardise}
+        if self.covariates:
+            split = split_covariates(features, self.covariates, columns)
+            features, columns = split.emission, None
+            options.update(covariates=split.frame, covariate_trimming=split.trimming)
+        return prepare_observations(
+            select_features(features, columns),
+            self.n_regimes,
+            self.anchor,
+            holdout_start,
+            **options,
+        )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        features: FeatureSet,
+        columns: list[str] | None = None,
+        holdout_start: str | None = None,
+    ) -> RegimeResult:
+        """Sample the posterior and summarise it as a :class:`RegimeResult`.
+
+        ``holdout_start``: fit on the dates before it only, then score the later dates one
+        step ahead with the filter (no refitting): the result's ``holdout_log_predictive``.
+        Fitted attributes: ``model_`` (the PyMC model) and ``graphs_`` (its
+        :class:`~regime_model.models.composition.KernelGraphs`), ``observations_``,
+        ``components_`` (the composition) and, when relabelled, ``labelling_``.
+        """
+        observations = self.observations(features, columns, holdout_start)
+        fitted = observations.fitted_part()
+        start = self.initial_estimate(fitted)
+        composition = self.components(fitted, start)
+        # The sampled model holds the fitted dates only, so its graph depends on nothing
+        # else and a compiled logp is reused by the next refit (see nutpie_sampler); the
+        # held-out dates join afterwards, for the per-draw quantities.
+        model, graphs = self._build(composition, fitted)
+        started = time.perf_counter()
+        initvals = composition.starts(start, fitted, max(self.chains, 1), self.seed)
+        posterior, sample_stats = self._sample(model, initvals)
+        sampling_seconds = time.perf_counter() - started
+        if observations.n_holdout:
+            model, graphs = self._build(composition, observations)
+        self.model_, self.graphs_ = model, graphs
+        self.observations_, self.components_ = observations, composition
+        return self._result(
+            composition, model, graphs, observations, posterior, sample_stats, sampling_seconds
+        )
+
+    def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
+        """(posterior, sample_stats or None) from the sampler named ``sampler``
+        (:data:`~regime_model.models.samplers.SAMPLERS`)."""
+        settings = SamplerSettings(
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            cores=self.cores or min(self.chains, os.cpu_count() or 1),
+            seed=self.seed,
+            target_accept=self.target_accept,
+            progressbar=self.progressbar,
+        )
+        return SAMPLERS[self.sampler](model, initvals, settings)
+
+    # ------------------------------------------------------------------ labels
+    def _relabelled(
+        self, composition, posterior: xr.Dataset, signal: np.ndarray, observations: Observations
+    ) -> tuple[xr.Dataset, Labelling]:
+        """The posterior with consistent labels across draws, then named
+        (:func:`~regime_model.models.relabelling.label_states`): ``signal`` (N, T', S)
+        are each draw's filtered probabilities as sampled."""
+        labelling = label_states(
+            signal,
+            lambda matched: composition.naming(matched, posterior, observations),
+            composition.label_candidates(),
+        )
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], -1)
+        permutations = labelling.permutations.reshape(shape)
+        return permute_posterior(posterior, permutations, composition.permute), labelling
+
+    def match_labels(self, simulation: PriorSimulation) -> PriorSimulation:
+        """A simulation's truth in the last fit's labels (relabelled fits): its filtered
+        probabilities matched to the fit's pivot, as every posterior draw was, so ranks and
+        coverage compare like with like (simulation-based calibration)."""
+        if self.identification != "relabelled":
+            return simulation
+        composition = self.components_
+        at_truth = self.quantities_at(simulation.parameters)
+        perm = match_to_pivot(
+            at_truth.filtered[None, label_dates(len(at_truth.filtered))],
+            self.labelling_.pivot,
+            composition.label_candidates(),
+        )
+        return PriorSimulation(
+            features=simulation.features,
+            states=np.argsort(perm[0])[simulation.states],
+            parameters=permute_point(simulation.parameters, perm, composition.permute),
+            reported=permute_point(simulation.reported, perm, composition.permute),
+        )
+
+    # ------------------------------------------------------------------ simulating
+    def simulate(
+        self, template: FeatureSet, columns: list[str] | None = None, seed: int = 0
+    ) -> PriorSimulation:
+        """Draw parameters from the prior and data from the model (simulation-based
+        calibration). ``template`` sets the dates, columns, groups, missing values and any
+        covariates; its emission values are replaced. Needs ``standardise=False`` (with
+        standardised data the prior would depend on the data it generates). The truth
+        is named on the anchor; :meth:`match_labels` puts it in a fit's labels."""
+        if self.standardise:
+            raise ValueError("simulate() needs standardise=False (a prior free of the data)")
+        observations = self.observations(template, columns)
+        composition, model, graphs = self.compose(observations)
+        parameters, (log_initial, log_transition) = draw_prior(model, list(graphs.inputs[:2]), seed)
+        rng = np.random.default_rng([seed, 1])
+        states, values = composition.simulate(
+            parameters, log_initial, log_transition, observations, rng
+        )
+        features = replace_columns(
+            template,
+            observations.columns,
+            values * observations.scale + observations.center,
+            observations.dates,
+        )
+        point = point_as_posterior(model, parameters)
+        if self.identification == "relabelled":
+            # Exchangeable prior: the data do not depend on the labels. Name them as a fit
+            # would, on the anchor (a single draw: the matching step leaves it as it is,
+            # so its probabilities do not matter), and carry the path along.
+            n_states = len(composition.state_names(observations))
+            flat = np.full((1, observations.n_dates, n_states), 1.0 / n_states)
+            point, labelling = self._relabelled(composition, point, flat, observations)
+            parameters = {name: point[name].to_numpy()[0, 0] for name in point.data_vars}
+            states = np.argsort(labelling.permutations[0])[states]
+        reported, _, _ = composition.reported(point, observations)
+        return PriorSimulation(
+            features=features,
+            states=states,
+            parameters=parameters,
+            reported={name: np.asarray(value)[0, 0] for name, value in reported.items()},
+        )
+
+    def quantities_at(
+        self, parameters: dict[str, np.ndarray], observations: Observations | None = None
+    ) -> DrawProbabilities:
+        """Per-date regime probabilities and predictive densities at one parameter point
+        (every free variable by name, e.g. the truth of a simulation), of ``observations``
+        (default: the last fitted data, in its fitted model)."""
+        if observations is None:
+            composition, model, graphs = self.components_, self.model_, self.graphs_
+            observations = self.observations_
+        else:
+            composition, model, graphs = self.compose(observations)
+        inputs = composition.inputs_at(parameters, observations)
+        if inputs is None:
+            point = point_as_posterior(model, parameters, names=list(model.free_RVs))
+            inputs = draw_kernel_inputs(model, graphs.inputs, point)(0)
+        return composition.date_quantities(inputs, with_bands=True)[0]
+
+    # ------------------------------------------------------------------ summarising
+    def _result(
+        self, composition, model, graphs, observations, posterior, sample_stats, seconds
+    ) -> RegimeResult:
+        """The posterior pass (:func:`~regime_model.models.posterior_pass.evaluate_draws`),
+        consistent labels (relabelled fits), the InferenceData, diagnostics and the
+        composition's own tables."""
+        n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+        relabel = self.identification == "relabelled"
+        draws = evaluate_draws(
+            model,
+            composition,
+            graphs.inputs,
+            posterior,
+            self.band_draws,
+            observations.n_dates,
+            with_signal=relabel,
+        )
+        probabilities = draws.probabilities
+        labels: dict[str, Any] = {}
+        permutations = None
+        if relabel:
+            posterior, self.labelling_ = self._relabelled(
+                composition, posterior, draws.signal, observations
+            )
+            permutations = self.labelling_.permutations[draws.band]
+            probabilities = ProbabilityDraws(
+                *(take_regimes(getattr(probabilities, kind), permutations, 1) for kind in KINDS),
+                probabilities.pointwise_loglik,
+            )
+            labels = self._label_info(composition, self.labelling_, observations)
+        reported, dims, coords = composition.reported(posterior, observations)
+        state_names = composition.state_names(observations)
+        n_fit = observations.n_fit
+        pointwise = draws.pointwise
+        data = build_inference_data(
+            reported,
+            pointwise[:, :n_fit].reshape(n_chains, n_draws, -1),
+            observations.dates[:n_fit],
+            observations.columns,
+            state_names,
+            sample_stats=sample_stats,
+            dims=dims,
+            coords=coords,
+            holdout_loglik=pointwise[:, n_fit:].reshape(n_chains, n_draws, -1),
+            holdout_dates=observations.dates[n_fit:],
+        )
+        result = RegimeResult(
+            model=self.name,
+            dates=observations.dates,
+            columns=observations.columns,
+            regime_names=state_names,
+            inference_data=data,
+            probabilities=probabilities,
+            band_draws=draws.band,
+            config={**self.get_config(), "anchor": observations.columns[observations.anchor]},
+            has_bands=n_chains * n_draws > 1,
+            fit_info={
+                "sampler": self.sampler,
+                # pm.sample's wall time includes compiling; PyMC times the draws alone.
+                "sample_call_seconds": round(seconds, 2),
+                "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
+                **({"labels": labels} if labels else {}),
+                **holdout_info(observations),
+            },
+        )
+        result.fit_info["diagnostics"] = mcmc_diagnostics(result, n_draws)
+        composition.annotate(result, posterior, observations, draws.extras, permutations)
+        return result
+
+    def _label_info(self, composition, labelling: Labelling, observations) -> dict[str, Any]:
+        """What ``fit_info["labels"]`` records of the relabelling (plain data); ``names``:
+        per adjacent pair of named regimes, the share of draws in which the anchor orders
+        them as their names say."""
+        return {
+            "method": "stephens-kl",
+            "switched_share": labelling.switched_share,
+            "discordant_share": labelling.discordant_share,
+            "iterations": labelling.iterations,
+            "names": composition.name_checks(labelling.separation, observations),
+        }
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else round(float(value), 2)
