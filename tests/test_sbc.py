@@ -298,13 +298,14 @@ def test_a_prior_with_potential_terms_is_drawn_by_mcmc_not_forward():
 
 def test_cli_config_records_the_identification_each_model_family_defaults_to():
     """config.json must say which identification a run used, also when it was defaulted."""
-    from regime_model.cli import _model_config, build_parser
+    from regime_model.cli import build_parser
+    from regime_model.commands.inputs import model_config
 
     def config(*options: str) -> dict:
         arguments = build_parser().parse_args(
             ["fit", "--features", "f.csv", "--out", "o", *options]
         )
-        return _model_config(arguments)
+        return model_config(arguments)
 
     assert config("--model", "bayes-hmm")["identification"] == "relabelled"
     assert config("--model", "bayes-hmm", "--identification", "ordered")["identification"] == (

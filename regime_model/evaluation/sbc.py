@@ -143,15 +143,11 @@ def _ar1(rng: np.random.Generator, n: int, persistence: float) -> np.ndarray:
 
 def run_replicate(task: ReplicateTask) -> dict[str, Any]:
     """Simulate, fit and rank one replicate. Pure; the fit runs single-threaded."""
-    config = {**task.spec.model_config, "standardise": False, "seed": task.seed}
-    model = model_from_config(config)
-    model.cores, model.progressbar = 1, False
     template, columns = simulation_template(task.spec, task.seed)
-    if getattr(model, "signs", False) is None:
-        # SBC needs a prior free of the data, and the hierarchical model reads its
-        # response signs off the data unless they are given: fix them (+1, the prior's
-        # own orientation; the responses themselves still take either sign).
-        model.signs = dict.fromkeys(columns, 1)
+    # SBC needs a prior free of the data: each family says what that takes.
+    model = model_from_config({**task.spec.model_config, "seed": task.seed})
+    model = model_from_config({**model.get_config(), **model.calibration_options(columns)})
+    model.cores, model.progressbar = 1, False
     simulation = model.simulate(template, columns, seed=task.seed)
     started = time.perf_counter()
     result = model.fit(simulation.features, columns)

@@ -89,6 +89,15 @@ class HierarchicalHMM(BayesianHMM):
             raise ValueError(f"signs must be +1 or -1, got {bad}")
         self.signs = dict(signs) if signs else None
 
+    def calibration_options(self, columns: list[str]) -> dict[str, Any]:
+        """Besides the features' own units, fixed response signs: the model reads them
+        off the data unless they are given (+1, the prior's own orientation; the
+        responses themselves still take either sign)."""
+        return {
+            **super().calibration_options(columns),
+            "signs": self.signs or dict.fromkeys(columns, 1),
+        }
+
     def initial_estimate(self, observations: Observations) -> EMEstimate:
         """The start of the chains, which also fixes each feature's response sign.
 

@@ -17,16 +17,7 @@ from typing import Any
 import numpy as np
 
 from regime_model.models.bayesian_hmm import BayesianHMM
-from regime_model.models.coupled_chains import (
-    COUPLING_SD,
-    CoupledChains,
-    chain_anchor,
-    coupled_log_transition,
-    lead_lag_date_quantities,
-    product_log_emission,
-    product_log_transition,
-    state_names,
-)
+from regime_model.models.coupled_chains import COUPLING_SD, CoupledChains
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.leadlag_report import (
     chain_regime_probabilities,
@@ -34,6 +25,14 @@ from regime_model.models.leadlag_report import (
     model_summary,
 )
 from regime_model.models.observations import Observations
+from regime_model.models.product_chain import (
+    chain_anchor,
+    coupled_log_transition,
+    lead_lag_date_quantities,
+    product_log_emission,
+    product_log_transition,
+    state_names,
+)
 
 __all__ = [
     "COUPLING_SD",

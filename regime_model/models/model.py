@@ -184,6 +184,11 @@ class RegimeHMM:
         """The family's composition (:mod:`~regime_model.models.composition`)."""
         raise NotImplementedError
 
+    def calibration_options(self, columns: list[str]) -> dict[str, Any]:
+        """Options that make the prior free of the data (simulation-based calibration):
+        priors in the features' own units."""
+        return {"standardise": False}
+
     # ------------------------------------------------------------------ model
     def build_model(self, observations: Observations) -> pm.Model:
         """The PyMC model of ``observations`` (free parameters in standardised units)."""

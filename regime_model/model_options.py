@@ -1,0 +1,218 @@
+"""The model families' options as specifications: which family takes each, its type,
+choices, default and help. The CLI builds its model flags from these (without importing
+the models: PyMC takes seconds to import) and turns the flags a user gave into a config
+for :func:`~regime_model.models.model_from_config`; a test checks every specification
+against the families' constructors (the same names, families and defaults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from regime_model.choices import (
+    COVARIANCES,
+    EMISSIONS,
+    IDENTIFICATIONS,
+    MODEL_NAMES,
+    ORDER_BY,
+    SAMPLER_NAMES,
+    SWITCHING,
+)
+
+BAYESIAN = tuple(name for name in MODEL_NAMES if name != "em-hmm")
+GAUSSIAN = ("bayes-hmm", "tvtp", "leadlag")  # the families with free switching and covariance
+COVARIATE_FAMILIES = ("tvtp", "hierarchical")  # the families taking covariate-driven transitions
+
+
+def comma_list(value: str) -> list[str]:
+    """ "a, b,c" -> ["a", "b", "c"] (empty items dropped)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """One option: ``name`` the constructors' keyword, ``flag`` the CLI's, ``families``
+    the --model names taking it; ``default`` is the constructors' (shown in the help);
+    ``section`` groups the flags in the help."""
+
+    name: str
+    flag: str
+    help: str
+    families: tuple[str, ...] = MODEL_NAMES
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    default: Any = None
+    section: str = "model"
+    metavar: str | None = None
+
+
+MODEL_OPTIONS: tuple[ModelOption, ...] = (
+    ModelOption("n_regimes", "--regimes", "number of regimes K (2-5)", type=int, default=2),
+    ModelOption(
+        "emission",
+        "--emission",
+        "regime densities",
+        BAYESIAN,
+        choices=EMISSIONS,
+        default="gaussian",
+    ),
+    ModelOption(
+        "switching",
+        "--switching",
+        "what differs between regimes: means and covariances (both), means with one shared "
+        "covariance (mean), or covariances around one common mean (variance)",
+        GAUSSIAN,
+        choices=SWITCHING,
+        default="both",
+    ),
+    ModelOption(
+        "covariance",
+        "--covariance",
+        "diagonal or full covariance per regime",
+        (*GAUSSIAN, "em-hmm"),
+        choices=COVARIANCES,
+        default="diag",
+    ),
+    ModelOption(
+        "anchor", "--anchor", "column the regimes are named on (default: first equity return)"
+    ),
+    ModelOption(
+        "order_by",
+        "--order-by",
+        "name regimes by the anchor's mean (default) or volatility",
+        (*GAUSSIAN, "em-hmm"),
+        choices=ORDER_BY,
+    ),
+    ModelOption(
+        "identification",
+        "--identification",
+        "exchangeable priors, every draw's labels matched to the others' regime probabilities "
+        "and named on the anchor afterwards (relabelled: every Bayesian family's default) or "
+        "the order built into the priors (ordered)",
+        BAYESIAN,
+        choices=IDENTIFICATIONS,
+    ),
+    ModelOption(
+        "stickiness", "--stickiness", "Dirichlet weight on staying", BAYESIAN, float, default=10.0
+    ),
+    ModelOption(
+        "sampler",
+        "--sampler",
+        "PyMC NUTS, nutpie if installed, or quick MAP / ADVI",
+        BAYESIAN,
+        choices=SAMPLER_NAMES,
+        default="nuts",
+    ),
+    ModelOption("draws", "--draws", "posterior draws per chain", BAYESIAN, int, default=1000),
+    ModelOption("tune", "--tune", "tuning steps per chain", BAYESIAN, int, default=1000),
+    ModelOption("chains", "--chains", "MCMC chains", BAYESIAN, int, default=4),
+    ModelOption("seed", "--seed", "random seed", type=int, default=0),
+    ModelOption(
+        "n_restarts", "--restarts", "EM random restarts", ("em-hmm",), int, default=10, metavar="N"
+    ),
+    ModelOption(
+        "covariates",
+        "--covariates",
+        "columns that drive the transitions (lagged one step), not used as emissions",
+        (*COVARIATE_FAMILIES,),
+        comma_list,
+        section="covariate-driven transitions",
+        metavar="COL,COL",
+    ),
+    ModelOption(
+        "coefficient_scale",
+        "--coefficient-scale",
+        "prior sd of each transition coefficient per covariate sd",
+        COVARIATE_FAMILIES,
+        float,
+        default=1.0,
+        section="covariate-driven transitions",
+    ),
+    ModelOption(
+        "lead_group",
+        "--lead-group",
+        "group of the leading chain",
+        ("leadlag",),
+        default="equity",
+        section="leadlag model",
+    ),
+    ModelOption(
+        "lag_group",
+        "--lag-group",
+        "group of the lagging chain",
+        ("leadlag",),
+        default="crypto",
+        section="leadlag model",
+    ),
+    ModelOption(
+        "lag",
+        "--lag",
+        "the lagging chain's transitions depend on the leading regime LAG steps earlier",
+        ("leadlag",),
+        int,
+        default=1,
+        section="leadlag model",
+    ),
+    ModelOption(
+        "lag_anchor",
+        "--lag-anchor",
+        "column the lagging chain is named on (default: its first return)",
+        ("leadlag",),
+        section="leadlag model",
+    ),
+    ModelOption(
+        "coupling_sd",
+        "--coupling-sd",
+        "prior sd of the coupling log odds ratios",
+        ("leadlag",),
+        float,
+        default=1.5,
+        section="leadlag model",
+    ),
+)
+
+MODEL_HELP = (
+    "bayes-hmm (default), em-hmm (maximum likelihood), hierarchical (one regime, asset "
+    "parameters pooled by group), tvtp (covariate-driven transitions), leadlag (a leading "
+    "and a lagging regime chain)"
+)
+REQUIRED = {"tvtp": "covariates"}  # options a family cannot go without
+
+
+def help_text(option: ModelOption) -> str:
+    """The option's help with its default and, when not every family takes it, which do."""
+    text = option.help
+    if option.default is not None:
+        shown = f"{option.default:g}" if isinstance(option.default, float) else option.default
+        text += f" (default {shown})"
+    if option.families == BAYESIAN:
+        text += "; Bayesian models only"
+    elif set(option.families) != set(MODEL_NAMES):
+        text += f"; for {', '.join(option.families)}"
+    return text
+
+
+def option_config(
+    model: str, given: dict[str, Any], tolerated: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A config for ``model_from_config``: ``model`` and the options a user gave
+    (constructor name -> value). An option ``model`` does not take is dropped when one of
+    the ``tolerated`` families takes it (a command fitting two models from one set of
+    flags) and otherwise an error (ValueError naming its flag and the families taking it)."""
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    config: dict[str, Any] = {"model": model}
+    for option in MODEL_OPTIONS:
+        if option.name not in given or given[option.name] is None:
+            continue
+        if model in option.families:
+            config[option.name] = given[option.name]
+        elif not set(tolerated) & set(option.families):
+            raise ValueError(f"{option.flag} is for --model {' or '.join(option.families)}")
+    for name in (required for family, required in REQUIRED.items() if family == model):
+        if not config.get(name):
+            flag = next(option.flag for option in MODEL_OPTIONS if option.name == name)
+            raise ValueError(f"--model {model} needs {flag} COL,COL")
+    return config

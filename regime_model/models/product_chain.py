@@ -1,0 +1,142 @@
+"""The product chain of two coupled regime chains (:mod:`~regime_model.models.
+coupled_chains`): its state names, coupled and product transition and emission graphs
+(PyTensor or numpy inputs), and the per-date quantities from the product kernel's
+inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+from scipy.special import logsumexp
+
+from regime_model.inference import hmm_filter, hmm_smoother
+from regime_model.inference.fixed_lag import fixed_lag_joint
+from regime_model.models.observations import regime_names
+from regime_model.results import DrawProbabilities
+
+
+def state_names(n_regimes: int, lead_group: str, lag_group: str) -> list[str]:
+    """Product-state names, lead regime major: index = lead * K + lag."""
+    names = regime_names(n_regimes)
+    return [f"{lead_group}:{a}|{lag_group}:{b}" for a in names for b in names]
+
+
+def chain_anchor(columns: list[str]) -> str:
+    """A chain's default anchor: its first ``*_return`` column, else its first column."""
+    returns = [column for column in columns if column.endswith("_return")]
+    return (returns or columns)[0]
+
+
+def coupled_log_transition(log_base, coupling_enter, coupling_stay, n_regimes: int):
+    """log P_c(e)[j, j'] for every lead regime e (K per chain): the base rows (K, K) tilted
+    by the lead score s(e) in [-1/2, 1/2] times +coupling_enter on upward moves and
+    -coupling_stay on downward ones, renormalised. -> (K, K, K), lead regime first.
+    PyTensor or numpy inputs."""
+    upward = np.triu(np.ones((n_regimes, n_regimes)), 1)
+    downward = np.tril(np.ones((n_regimes, n_regimes)), -1)
+    direction = coupling_enter * upward - coupling_stay * downward  # (K, K)
+    score = np.linspace(-0.5, 0.5, n_regimes)[:, None, None]
+    logits = pt.as_tensor(log_base)[None] + score * direction[None]
+    return logits - pt.logsumexp(logits, axis=2, keepdims=True)
+
+
+def product_log_transition(lead_log_transition, lag_log_transition):
+    """(K_e, K_e) and (K_e, K_c, K_c) -> (S, S), S = K_e K_c, lead major:
+    log P(x_s = (i', j') | x_{s-1} = (i, j)) = log P_e[i, i'] + log P_c(i')[j, j']."""
+    lead = pt.as_tensor(lead_log_transition)
+    lag = pt.as_tensor(lag_log_transition)
+    joint = lead[:, None, :, None] + lag.dimshuffle(1, 0, 2)[None]  # (i, j, i', j')
+    n_states = lead.shape[0] * lag.shape[1]
+    return joint.reshape((n_states, n_states))
+
+
+def product_log_emission(lead_log_emission, lag_log_emission, lag: int):
+    """(T, K_e) and (T, K_c) -> (T + L, S): product step s holds the lag chain's date s
+    (s < T) and the lead chain's date s - L (s >= L); the missing side contributes 0."""
+    lead = pt.as_tensor(lead_log_emission)
+    lagging = pt.as_tensor(lag_log_emission)
+    lead_steps = pt.concatenate([pt.zeros((lag, lead.shape[1])), lead], axis=0)
+    lag_steps = pt.concatenate([lagging, pt.zeros((lag, lagging.shape[1]))], axis=0)
+    joint = lead_steps[:, :, None] + lag_steps[:, None, :]
+    return joint.reshape((lead_steps.shape[0], lead.shape[1] * lagging.shape[1]))
+
+
+def lead_lag_date_quantities(
+    log_initial: np.ndarray,
+    log_transition: np.ndarray,
+    log_emission: np.ndarray,
+    lead_log_emission: np.ndarray,
+    lag: int,
+    n_lag_regimes: int,
+    with_bands: bool,
+) -> DrawProbabilities:
+    """Per-DATE quantities of one draw from the product kernel's inputs.
+
+    Shapes: log_initial (S,), log_transition (S, S), log_emission (T+L, S) the product
+    emission, lead_log_emission (T+L, S) its lead-only part. Returns, over the T dates,
+    P(e_t, c_t | data) as (T, S) states (lead major) for the filtered (data of dates
+    <= t; always) and the predicted (dates < t) and smoothed (all) kinds (when
+    ``with_bands``), and
+    pointwise log p(y_t | y_0..t-1) over both chains' observations of date t.
+
+    Date t's data are the product steps <= t plus the lead observations of steps
+    t+1..t+L, and e_t sits at step t + L: so each quantity is the joint of the lag regime
+    at step t and the state at step t + L (fixed_lag_joint, tagged by the lag regime).
+    """
+    n_steps, n_states = log_emission.shape
+    n_dates = n_steps - lag
+    tags = np.arange(n_states) % n_lag_regimes
+    product = (hmm_smoother if with_bands else hmm_filter)(
+        log_initial, log_transition, log_emission
+    )
+    cumulative_steps = np.cumsum(product.log_predictive)
+    window = np.arange(n_dates)[:, None] + 1 + np.arange(lag)[None, :]  # (T, L) steps
+    lead_window = lead_log_emission[window]  # (T, L, S)
+    with np.errstate(divide="ignore"):
+        log_filtered = np.log(product.filtered_probs[:n_dates])
+        log_predicted = np.log(product.predicted_probs[:n_dates])
+    filtered_joint = fixed_lag_joint(log_filtered, log_transition, lead_window, tags, n_lag_regimes)
+    log_norm = logsumexp(filtered_joint, axis=(1, 2))
+    cumulative = cumulative_steps[:n_dates] + log_norm
+    filtered = _date_states(np.exp(filtered_joint - log_norm[:, None, None]), n_lag_regimes)
+    if not with_bands:  # the filtered states still serve to match labels across draws
+        return DrawProbabilities(
+            filtered.astype(np.float32), None, None, np.diff(cumulative, prepend=0.0)
+        )
+
+    # Before date t: the product prediction of step t, the lead observation of step t
+    # (date t - L, known before t when L >= 1) and those of steps t+1..t+L-1 (not date t's).
+    predicted_start = log_predicted + (lead_log_emission[:n_dates] if lag else 0.0)
+    predicted_window = lead_window.copy()
+    if lag:
+        predicted_window[:, -1] = 0.0
+    predicted_joint = fixed_lag_joint(
+        predicted_start, log_transition, predicted_window, tags, n_lag_regimes
+    )
+    predicted_joint -= logsumexp(predicted_joint, axis=(1, 2))[:, None, None]
+    predicted = _date_states(np.exp(predicted_joint), n_lag_regimes)
+
+    # All data: P(c_t | x_{t+L}, data to step t+L) (later data add nothing given x_{t+L})
+    # times the smoothed P(x_{t+L}).
+    smoothed_joint = fixed_lag_joint(
+        log_filtered, log_transition, log_emission[window], tags, n_lag_regimes
+    )
+    with np.errstate(invalid="ignore"):
+        conditional = np.exp(smoothed_joint - logsumexp(smoothed_joint, axis=1, keepdims=True))
+    weights = np.nan_to_num(conditional * product.smoothed_probs[lag:][:, None, :])
+    smoothed = _date_states(weights, n_lag_regimes)
+    return DrawProbabilities(
+        filtered.astype(np.float32),
+        smoothed.astype(np.float32),
+        predicted.astype(np.float32),
+        np.diff(cumulative, prepend=0.0),
+    )
+
+
+def _date_states(joint: np.ndarray, n_lag_regimes: int) -> np.ndarray:
+    """(T, G, S) weights of (lag regime at step t, state at step t+L) -> (T, S) over
+    (lead regime at t+L = e_t, lag regime c_t), lead major."""
+    n_dates, _, n_states = joint.shape
+    n_lead = n_states // n_lag_regimes
+    by_lead = joint.reshape(n_dates, n_lag_regimes, n_lead, n_lag_regimes).sum(axis=3)
+    return by_lead.transpose(0, 2, 1).reshape(n_dates, n_states)
