@@ -23,7 +23,7 @@ from regime_model.choices import (
 
 BAYESIAN = tuple(name for name in MODEL_NAMES if name != "em-hmm")
 GAUSSIAN = ("bayes-hmm", "tvtp", "leadlag")  # the families with free switching and covariance
-COVARIATE_FAMILIES = ("tvtp", "hierarchical")  # the families taking covariate-driven transitions
+COVARIATE_FAMILIES = ("tvtp", "hierarchical", "leadlag")  # covariate-driven transitions
 
 
 def comma_list(value: str) -> list[str]:

@@ -18,7 +18,7 @@ import xarray as xr
 from regime_model.data.features import FeatureSet
 from regime_model.data.synthetic import simulate_lead_lag_features
 from regime_model.inference.fixed_lag import fixed_lag_joint
-from regime_model.models import BayesianHMM
+from regime_model.models import TVTPHMM, BayesianHMM
 from regime_model.models.leadlag import (
     LeadLagHMM,
     chain_regime_probabilities,
@@ -37,12 +37,19 @@ FLOAT32_TOLERANCE = 1e-6
 
 
 # ---------------------------------------------------------------------- brute force
-def _random_chains(rng: np.random.Generator, n_regimes: int, n_dates: int):
+def _random_chains(
+    rng: np.random.Generator, n_regimes: int, n_dates: int, time_varying_lag: int | None = None
+):
     """Random parameters of a coupled model in the original time indexing: lead
-    transition (K, K), lag transitions per lead regime (K, K, K), a joint initial
-    distribution of (lead regime L steps before the first date, lag regime on the first
-    date) (K, K), and log emission densities (T, K) of each chain."""
-    lead_transition = rng.dirichlet(np.full(n_regimes, 2.0), size=n_regimes)
+    transition (K, K), or with ``time_varying_lag`` = L one per move into lead dates
+    1-L..T-1 ((T+L-1, K, K), as covariate-driven lead transitions give), lag transitions
+    per lead regime (K, K, K), a joint initial distribution of (lead regime L steps
+    before the first date, lag regime on the first date) (K, K), and log emission
+    densities (T, K) of each chain."""
+    shape = (
+        (n_regimes,) if time_varying_lag is None else (n_dates + time_varying_lag - 1, n_regimes)
+    )
+    lead_transition = rng.dirichlet(np.full(n_regimes, 2.0), size=shape)
     log_lag_transition = coupled_log_transition(
         np.log(rng.dirichlet(np.full(n_regimes, 2.0), size=n_regimes)), 1.3, -0.7, n_regimes
     ).eval()
@@ -59,11 +66,15 @@ def _enumerate(chains, lag: int, lead_dates: int, lag_dates: int):
     (e_t, c_t) per date)."""
     log_lead, log_lag, log_initial, lead_emission, lag_emission = chains
     n_dates, k = lead_emission.shape
+
+    def into(t: int) -> np.ndarray:  # the lead transition into date t
+        return log_lead if log_lead.ndim == 2 else log_lead[t + lag - 1]
+
     total = -np.inf
     joint = np.full((n_dates, k, k), -np.inf)
     for lead_path in itertools.product(range(k), repeat=n_dates + lag):
         lead_at = dict(zip(range(-lag, n_dates), lead_path, strict=True))  # date -> regime
-        lead_weight = sum(log_lead[lead_at[t - 1], lead_at[t]] for t in range(1 - lag, n_dates))
+        lead_weight = sum(into(t)[lead_at[t - 1], lead_at[t]] for t in range(1 - lag, n_dates))
         lead_weight += sum(lead_emission[t, lead_at[t]] for t in range(lead_dates))
         for lag_path in itertools.product(range(k), repeat=n_dates):
             weight = lead_weight + log_initial[lead_at[-lag], lag_path[0]]
@@ -90,12 +101,16 @@ def _product_inputs(chains, lag: int):
 
 
 @pytest.mark.parametrize(
-    ("n_regimes", "n_dates", "lag"), [(2, 4, 0), (2, 4, 1), (2, 4, 2), (3, 3, 1)]
+    ("n_regimes", "n_dates", "lag", "time_varying"),
+    [(2, 4, 0, False), (2, 4, 1, False), (2, 4, 2, False), (3, 3, 1, False)]
+    + [(2, 4, 0, True), (2, 4, 2, True), (3, 3, 1, True)],
 )
-def test_product_space_matches_path_enumeration(n_regimes, n_dates, lag):
+def test_product_space_matches_path_enumeration(n_regimes, n_dates, lag, time_varying):
     """Likelihood, per-date pointwise terms and filtered / predicted / smoothed joint
-    regimes of both chains, against summing over every path in the original indexing."""
-    chains = _random_chains(np.random.default_rng(10 * lag + n_regimes), n_regimes, n_dates)
+    regimes of both chains, against summing over every path in the original indexing;
+    homogeneous or time-varying (covariate-driven) lead transitions."""
+    rng = np.random.default_rng(10 * lag + n_regimes)
+    chains = _random_chains(rng, n_regimes, n_dates, lag if time_varying else None)
     inputs = _product_inputs(chains, lag)
     both = lead_lag_date_quantities(*inputs, lag, n_regimes, with_bands=True)
     cheap = lead_lag_date_quantities(*inputs, lag, n_regimes, with_bands=False)
@@ -138,13 +153,18 @@ def test_fixed_lag_joint_matches_matrix_products():
         fixed_lag_joint(np.log(start), np.log(transition), emission, np.array([0, 1, 2, 3]), 2)
 
 
-def test_filtered_quantities_use_no_later_data():
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_filtered_quantities_use_no_later_data(time_varying):
     """Filtered and predicted probabilities and the pointwise terms of dates <= t do not
-    change when the data after t are dropped (or changed)."""
+    change when the data after t are dropped (or changed), the covariate-driven lead
+    transitions after t included."""
     n_regimes, n_dates, lag, cut = 2, 30, 3, 17
-    chains = _random_chains(np.random.default_rng(5), n_regimes, n_dates)
+    chains = _random_chains(
+        np.random.default_rng(5), n_regimes, n_dates, lag if time_varying else None
+    )
     full = lead_lag_date_quantities(*_product_inputs(chains, lag), lag, n_regimes, True)
-    truncated_chains = (*chains[:3], chains[3][: cut + 1], chains[4][: cut + 1])
+    lead = chains[0] if not time_varying else chains[0][: cut + lag]
+    truncated_chains = (lead, *chains[1:3], chains[3][: cut + 1], chains[4][: cut + 1])
     truncated = lead_lag_date_quantities(
         *_product_inputs(truncated_chains, lag), lag, n_regimes, True
     )
@@ -156,7 +176,7 @@ def test_filtered_quantities_use_no_later_data():
         truncated.pointwise_loglik, full.pointwise_loglik[: cut + 1], rtol=0, atol=1e-10
     )
     # The smoothed probabilities do use later data.
-    assert np.abs(truncated.smoothed[cut - 3] - full.smoothed[cut - 3]).max() > 1e-3
+    assert np.abs(truncated.smoothed[cut - 3 :] - full.smoothed[cut - 3 : cut + 1]).max() > 1e-3
 
 
 def test_coupling_is_the_log_odds_ratio():
@@ -209,24 +229,32 @@ def _random_point(model, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize("lag", [0, 3])
-def test_zero_coupling_likelihood_is_two_independent_hmms(synthetic, lag):
+@pytest.mark.parametrize(("lag", "covariates"), [(0, False), (3, False), (0, True), (3, True)])
+def test_zero_coupling_likelihood_is_two_independent_hmms(synthetic, lag, covariates):
     """The product-space likelihood with both couplings at 0 equals an HMM on the equity
-    columns plus an HMM on the crypto columns, at the same parameters."""
+    columns plus an HMM on the crypto columns, at the same parameters; with covariates,
+    the equity HMM is the tvtp model on the same covariate (the lead chain's moves into
+    date t driven by x_{t-1}, as there)."""
     features, truth = synthetic
     rng = np.random.default_rng(lag)
-    coupled = LeadLagHMM(2, lag=lag)
+    driver = np.random.default_rng(7).standard_normal(len(features.frame))
+    frame = features.frame.assign(driver=driver)
+    with_driver = FeatureSet(frame, {**features.groups, "driver": "macro"}, features.freq)
+    drivers = ["driver"] if covariates else None
+    coupled = LeadLagHMM(2, lag=lag, covariates=drivers)
     separate = {}
     for chain, columns in (("lead", truth.lead_columns), ("lag", truth.lag_columns)):
-        frame = features.frame[columns]
-        single = FeatureSet(frame, {c: features.groups[c] for c in columns}, features.freq)
+        family = BayesianHMM(2, anchor=columns[0], identification=coupled.identification)
+        if chain == "lead" and covariates:
+            columns = [*columns, "driver"]
+            family = TVTPHMM(2, anchor=columns[0], covariates=drivers)
+        groups = {c: with_driver.groups[c] for c in columns}
+        single = FeatureSet(frame[columns], groups, features.freq)
         # The lead-lag chains' own parameterisation, so one point serves both.
-        model = BayesianHMM(2, identification=coupled.identification).build_model(
-            prepare_observations(single, 2, columns[0])
-        )
+        model = family.build_model(family.observations(single))
         point = _random_point(model, rng)
         separate[chain] = (_potential(model, point), point)
-    model = coupled.build_model(prepare_observations(features, 2, truth.lead_columns[0]))
+    model = coupled.build_model(coupled.observations(with_driver if covariates else features))
     point = {
         f"{chain}::{name}": value
         for chain, (_, chain_point) in separate.items()

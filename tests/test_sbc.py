@@ -109,8 +109,15 @@ def test_simulation_is_reproducible_and_reports_what_generated_it():
         {"model": "bayes-hmm", "stickiness": 1.5},  # relabelled, the default
         {"model": "leadlag", "stickiness": 1.5, "lag": 2},
         {"model": "tvtp", "stickiness": 1.5, "covariates": ["driver"], "coefficient_scale": 3},
+        {
+            "model": "leadlag",
+            "stickiness": 1.5,
+            "lag": 2,
+            "covariates": ["driver"],
+            "coefficient_scale": 3,
+        },
     ],
-    ids=["bayes-hmm-ordered", "bayes-hmm", "leadlag-lag2", "tvtp"],
+    ids=["bayes-hmm-ordered", "bayes-hmm", "leadlag-lag2", "tvtp", "leadlag-covariates"],
 )
 def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
     """At the true parameters, E[P(z_t = true state | y)] = E[sum_k P(z_t = k | y)^2].

@@ -22,7 +22,8 @@ def fixed_lag_joint(
     """log sum_{u: tags[u] = g} start_n(u) p(y_{n,1..L}, z_L = v | z_0 = u), per n, g, v.
 
     Shapes: ``log_start`` (N, S) log weights of the starting state (need not be
-    normalised; -inf allowed); ``log_transition`` (S, S) homogeneous, row = from;
+    normalised; -inf allowed); ``log_transition`` (S, S) homogeneous, or (N, L, S, S)
+    the transition into each of start n's L following steps, row = from;
     ``log_emission_window`` (N, L, S) log emission densities of the L following steps (a
     row of zeros: nothing observed); ``tags`` (S,) ints in 0..n_tags-1. -> (N, n_tags, S).
 
@@ -37,10 +38,14 @@ def fixed_lag_joint(
     log_emission_window = np.asarray(log_emission_window, dtype=np.float64)
     tags = np.asarray(tags)
     n_starts, n_states = log_start.shape
-    if log_transition.shape != (n_states, n_states):
-        raise ValueError(f"log_transition must be ({n_states}, {n_states})")
     if log_emission_window.ndim != 3 or log_emission_window.shape[0] != n_starts:
         raise ValueError(f"log_emission_window must be ({n_starts}, L, {n_states})")
+    window = log_emission_window.shape[1]
+    if log_transition.shape not in ((n_states, n_states), (n_starts, window, n_states, n_states)):
+        raise ValueError(
+            f"log_transition must be ({n_states}, {n_states}) or "
+            f"({n_starts}, {window}, {n_states}, {n_states})"
+        )
     if log_emission_window.shape[2] != n_states:
         raise ValueError(f"log_emission_window must be ({n_starts}, L, {n_states})")
     if tags.shape != (n_states,) or tags.min() < 0 or tags.max() >= n_tags:
@@ -52,8 +57,9 @@ def fixed_lag_joint(
         for step in range(log_emission_window.shape[1]):
             shift = message.max(axis=2, keepdims=True)
             shift = np.where(np.isfinite(shift), shift, 0.0)
+            matrix = transition if transition.ndim == 2 else transition[:, step]
             message = (
-                np.log(np.exp(message - shift) @ transition)
+                np.log(np.exp(message - shift) @ matrix)
                 + shift
                 + log_emission_window[:, None, step, :]
             )

@@ -69,6 +69,8 @@ from regime_model.inference import (
     stationary_distribution,
 )
 from regime_model.models.composition import KernelGraphs, Regimes
+from regime_model.models.covariate_link import coefficient_table, move_labels
+from regime_model.models.covariates import standardise_covariates
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.gaussian_emissions import GaussianEmissions
@@ -89,14 +91,15 @@ from regime_model.models.relabelling import (
     take_regimes,
 )
 from regime_model.models.simplex import dirichlet
-from regime_model.models.transitions import StickyDirichlet
+from regime_model.models.transitions import CovariateLogit, StickyDirichlet
 from regime_model.results import DrawProbabilities, RegimeResult
 
 COUPLING_SD = 1.5  # Normal prior sd of each coupling, log odds ratio: 95% within x/ 20
 FORECAST_STEPS = 4  # the summary's forecast runs L + this many steps past the last date
 CHAINS = ("lead", "lag")
 # How each chain's variables carry its regimes (permuted per chain, see permute).
-REGIME_AXES = GaussianEmissions.regime_axes | StickyDirichlet.regime_axes
+REGIME_AXES = GaussianEmissions.regime_axes | CovariateLogit.regime_axes
+LEAD_DIMS = ("lead_regime", "lead_regime_to", "lead_move")  # the lead chain's logit's dims
 
 
 class CoupledChains:
@@ -118,6 +121,7 @@ class CoupledChains:
         stickiness: float,
         initial: str,
         coupling_sd: float = COUPLING_SD,
+        lead_covariates: CovariateLogit | None = None,
     ) -> None:
         self.emissions = emissions
         self.n_regimes = n_regimes
@@ -130,6 +134,7 @@ class CoupledChains:
         self.stickiness = stickiness
         self.initial = initial
         self.coupling_sd = coupling_sd
+        self.lead_covariates = lead_covariates
 
     def _sticky(self) -> StickyDirichlet:
         """Each chain's homogeneous transition prior (and start values)."""
@@ -191,6 +196,15 @@ class CoupledChains:
             "lag_regime_to": names,
             "lead_feature": lead.columns,
             "lag_feature": lag.columns,
+            **self._covariate_coords(),
+        }
+
+    def _covariate_coords(self) -> dict[str, list[str]]:
+        if self.lead_covariates is None:
+            return {}
+        return {
+            "lead_move": move_labels(self.n_regimes),
+            "covariate": self.lead_covariates.covariates,
         }
 
     def build(self, observations: Observations) -> KernelGraphs:
@@ -203,10 +217,26 @@ class CoupledChains:
         lead_log_emission = self._chain_log_emission("lead", lead)
         lag_log_emission = self._chain_log_emission("lag", lag)
         concentration = self._sticky().concentration()
+        forecast = None
         with pm.Model(name="lead"):
-            lead_transition = dirichlet(
-                "transition", concentration, dims=("lead_regime", "lead_regime_to")
-            )
+            if self.lead_covariates is None:
+                lead_transition = dirichlet(
+                    "transition", concentration, dims=("lead_regime", "lead_regime_to")
+                )
+                lead_log_transition = pt.log(lead_transition)
+            else:
+                # Covariate-driven lead transitions: (T+L-1, K, K), and those of the
+                # forecast steps; ``transition`` is the matrix at average covariates.
+                intercept, coefficient, lead_transition = self.lead_covariates.priors(LEAD_DIMS)
+                drivers, forecast_drivers = lead_drivers(
+                    standardise_covariates(observations).values, self.lag, FORECAST_STEPS
+                )
+                lead_log_transition = self.lead_covariates.log_transitions(
+                    intercept, coefficient, drivers
+                )
+                forecast = self.lead_covariates.log_transitions(
+                    intercept, coefficient, forecast_drivers
+                )
         with pm.Model(name="lag"):
             # The lag chain's transitions at a lead score of 0, i.e. halfway between the
             # lead's risk_off and risk_on: the coupling tilts them both ways.
@@ -221,10 +251,12 @@ class CoupledChains:
             pt.exp(log_lag_transition),
             dims=("lead_regime_lagged", "lag_regime", "lag_regime_to"),
         )
-        log_transition = product_log_transition(pt.log(lead_transition), log_lag_transition)
-        transition = pm.Deterministic(
-            "transition", pt.exp(log_transition), dims=("state", "state_to")
-        )
+        log_transition = product_log_transition(lead_log_transition, log_lag_transition)
+        average = log_transition
+        if forecast is not None:
+            average = product_log_transition(pt.log(lead_transition), log_lag_transition)
+            forecast = product_log_transition(forecast, log_lag_transition)
+        transition = pm.Deterministic("transition", pt.exp(average), dims=("state", "state_to"))
         if self.initial == "stationary":
             initial = pm.Deterministic("initial", stationary_distribution(transition), dims="state")
         else:
@@ -232,17 +264,21 @@ class CoupledChains:
         log_emission = product_log_emission(lead_log_emission, lag_log_emission, self.lag)
         n_fit = observations.n_fit
         fitted = log_emission  # no slice when all are fitted: the graph keeps no n_fit
+        fitted_transition = log_transition
         if n_fit < observations.n_dates:
             fitted = product_log_emission(
                 lead_log_emission[:n_fit], lag_log_emission[:n_fit], self.lag
             )
+            if forecast is not None:
+                fitted_transition = log_transition[: n_fit + self.lag - 1]
         lead_part = product_log_emission(
             lead_log_emission, pt.zeros_like(lag_log_emission), self.lag
         )
         log_initial = pt.log(initial)
+        inputs = (log_initial, log_transition, log_emission, lead_part)
         return KernelGraphs(
-            (log_initial, log_transition, log_emission, lead_part),
-            (log_initial, log_transition, fitted),
+            inputs if forecast is None else (*inputs, forecast),
+            (log_initial, fitted_transition, fitted),
         )
 
     def _chain_log_emission(self, chain: str, observations: Observations):
@@ -259,11 +295,14 @@ class CoupledChains:
         seed: int,
     ) -> list[dict[str, np.ndarray]]:
         """Each chain's EM start (perturbed, as plain regimes' are), couplings near 0."""
+        transitions = (self.lead_covariates or self._sticky(), self._sticky())
         per_chain = [
-            Regimes(self.emissions, self._sticky(), self.order_by).starts(
+            Regimes(self.emissions, chain_transitions, self.order_by).starts(
                 estimate, view, n_chains, seed
             )
-            for estimate, view in zip(start, self.chains(observations), strict=True)
+            for estimate, view, chain_transitions in zip(
+                start, self.chains(observations), transitions, strict=True
+            )
         ]
         rng = np.random.default_rng(seed + 1)
         points = []
@@ -353,10 +392,11 @@ class CoupledChains:
                         arrays[f"{chain}::{name}"], perms, axes
                     )
             permuted.update(permuted_correlations(arrays, perms, self.n_regimes, f"{chain}::"))
-        if "lead_transition" in arrays:  # reported name of lead::transition
-            permuted["lead_transition"] = permute_draws(
-                arrays["lead_transition"], lead, regime_axes["transition"]
-            )
+        for name in ("transition", "transition_intercept", "transition_coefficient"):
+            if f"lead_{name}" in arrays:  # reported names of the lead chain's lead::<name>
+                permuted[f"lead_{name}"] = permute_draws(
+                    arrays[f"lead_{name}"], lead, regime_axes[name]
+                )
         if "lag_transition" in arrays:  # (lead regime lagged, lag regime, lag regime to)
             values = take_regimes(arrays["lag_transition"], lead, 0)
             permuted["lag_transition"] = permute_draws(values, lag, (("regime", 1), ("regime", 2)))
@@ -408,11 +448,14 @@ class CoupledChains:
         With bands, the same pass also runs FORECAST_STEPS + L dates past the last one with
         nothing observed: their filtered probabilities (horizon, S) are the exact forecast,
         returned beside the quantities for :meth:`annotate`. Unobserved trailing steps
-        change nothing before them.
+        change nothing before them. With covariate-driven lead transitions the inputs end
+        with the forecast steps' transitions (see :func:`lead_drivers`).
         """
-        log_initial, log_transition, log_emission, lead_log_emission = inputs
+        log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
         horizon = self.lag + FORECAST_STEPS if with_bands else 0
         empty = np.zeros((horizon, log_emission.shape[1]))
+        if forecast and horizon:
+            log_transition = np.concatenate([log_transition, forecast[0][:horizon]])
         quantities = lead_lag_date_quantities(
             log_initial,
             log_transition,
@@ -470,6 +513,14 @@ class CoupledChains:
         coords = {
             name: names for name in ("lead_from", "lead_to", "lead_lagged", "lag_from", "lag_to")
         }
+        if self.lead_covariates is not None:
+            for name, name_dims in (
+                ("transition_intercept", ["lead_move"]),
+                ("transition_coefficient", ["lead_move", "covariate"]),
+            ):
+                reported[f"lead_{name}"] = posterior[f"lead::{name}"].to_numpy()
+                dims[f"lead_{name}"] = name_dims
+            coords.update(self._covariate_coords())
         return reported, dims, coords
 
     def annotate(
@@ -493,6 +544,9 @@ class CoupledChains:
             "lead_anchor": lead.columns[lead.anchor],
             "lag_anchor": lag.columns[lag.anchor],
         }
+        if self.lead_covariates is not None:
+            layout["lead_covariates"] = self.lead_covariates.covariates
+            self.lead_covariates.record_covariates(result, observations)
         result.config["anchor"] = layout["lead_anchor"]
         result.config["lag_anchor"] = layout["lag_anchor"]
         result.fit_info["lead_lag"] = layout
@@ -501,4 +555,28 @@ class CoupledChains:
         if permutations is not None:
             paths = take_regimes(paths, permutations, 1)
         summary["forecast"] = chain_forecast(paths, self.n_regimes, self.lead_group, self.lag_group)
+        if self.lead_covariates is not None:
+            summary["note"] += (
+                f" {self.lead_group}'s transitions are driven by the covariates (lagged one "
+                "step; lead_transition is at average covariates); the forecast holds them at "
+                "their last value after the first step."
+            )
+            table = coefficient_table(
+                result, name="lead_transition_coefficient", move_dim="lead_move"
+            )
+            summary["lead_coefficients"] = table.to_dict(orient="records")
         result.fit_info["model_summary"] = summary
+
+
+def lead_drivers(covariates: np.ndarray, lag: int, forecast_steps: int):
+    """The covariate rows driving the lead chain's transitions on the product steps, from
+    the standardised covariates (T, C): -> ((T+L-1, C), (L+forecast_steps, C)).
+
+    Product row r is the move into step r+1, whose lead regime is that of date r+1-L; the
+    move into date d is driven by x_{d-1}, so row r takes x_{r-L}, and the L rows before
+    the first date (unobserved lead steps) take the average, x = 0. The forecast's moves
+    into dates T, T+1, ... take x_{T-1} (known for the first, held after it)."""
+    width = covariates.shape[1]
+    drivers = np.vstack([np.zeros((lag, width)), covariates[:-1]])
+    forecast = np.repeat(covariates[-1:], lag + forecast_steps, axis=0)
+    return drivers, forecast

@@ -92,15 +92,21 @@ def time_varying_durations(result: RegimeResult, hdi: float = SUMMARY_HDI) -> pd
     return frame
 
 
-def coefficient_table(result: RegimeResult, hdi: float = SUMMARY_HDI) -> pd.DataFrame:
+def coefficient_table(
+    result: RegimeResult,
+    hdi: float = SUMMARY_HDI,
+    name: str = "transition_coefficient",
+    move_dim: str = "move",
+) -> pd.DataFrame:
     """One row per move and covariate: posterior mean, HDI and P(coefficient > 0), per
-    standard deviation of the covariate (positive: the move gets more likely)."""
+    standard deviation of the covariate (positive: the move gets more likely), of the
+    posterior variable ``name`` (moves along ``move_dim``)."""
     posterior = result.inference_data.posterior
-    draws = _stacked(posterior, "transition_coefficient")
+    draws = _stacked(posterior, name)
     lower, upper = result._bands(draws, hdi)  # NaN for a point estimate
     positive = (draws > 0).mean(axis=0) if len(draws) > 1 else np.full(draws.shape[1:], np.nan)
     rows = []
-    for m, move in enumerate(posterior["move"].to_numpy()):
+    for m, move in enumerate(posterior[move_dim].to_numpy()):
         source, target = str(move).split("->")
         for c, covariate in enumerate(posterior["covariate"].to_numpy()):
             rows.append(

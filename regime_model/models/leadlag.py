@@ -64,9 +64,12 @@ class LeadLagHMM(BayesianHMM):
     anchor / lag_anchor: columns ordering each chain's regimes (default: the chain's first
         ``*_return`` column, else its first column).
     coupling_sd: prior sd of the two couplings (log odds ratios).
+    covariates: columns driving the *lead* chain's transitions (covariate logit, lagged
+        one step, as in tvtp); the lag chain follows the lead through the coupling.
     """
 
     name = "leadlag"
+    covariates_allowed = True  # covariate-driven transitions of the lead chain
 
     def __init__(
         self,
@@ -98,8 +101,8 @@ class LeadLagHMM(BayesianHMM):
         self.coupling_sd = coupling_sd
 
     def components(self, observations: Observations, start: Any = None) -> CoupledChains:
-        """Each chain's Gaussian emissions, sticky lead transitions and the coupled lag
-        transitions on the product state space."""
+        """Each chain's Gaussian emissions, sticky (or covariate-driven) lead transitions
+        and the coupled lag transitions on the product state space."""
         return CoupledChains(
             self.emission_component(),
             self.n_regimes,
@@ -112,6 +115,7 @@ class LeadLagHMM(BayesianHMM):
             self.stickiness,
             self.initial,
             self.coupling_sd,
+            self.transition_component() if self.covariates else None,
         )
 
     def initial_estimate(self, observations: Observations) -> tuple[EMEstimate, EMEstimate]:

@@ -41,12 +41,16 @@ def coupled_log_transition(log_base, coupling_enter, coupling_stay, n_regimes: i
 
 
 def product_log_transition(lead_log_transition, lag_log_transition):
-    """(K_e, K_e) and (K_e, K_c, K_c) -> (S, S), S = K_e K_c, lead major:
+    """(K_e, K_e) or (N, K_e, K_e) time-varying, and (K_e, K_c, K_c) -> (S, S) or
+    (N, S, S), S = K_e K_c, lead major:
     log P(x_s = (i', j') | x_{s-1} = (i, j)) = log P_e[i, i'] + log P_c(i')[j, j']."""
     lead = pt.as_tensor(lead_log_transition)
     lag = pt.as_tensor(lag_log_transition)
+    n_states = lead.shape[-1] * lag.shape[1]
+    if lead.ndim == 3:
+        joint = lead[:, :, None, :, None] + lag.dimshuffle(1, 0, 2)[None, None]
+        return joint.reshape((lead.shape[0], n_states, n_states))
     joint = lead[:, None, :, None] + lag.dimshuffle(1, 0, 2)[None]  # (i, j, i', j')
-    n_states = lead.shape[0] * lag.shape[1]
     return joint.reshape((n_states, n_states))
 
 
@@ -72,12 +76,13 @@ def lead_lag_date_quantities(
 ) -> DrawProbabilities:
     """Per-DATE quantities of one draw from the product kernel's inputs.
 
-    Shapes: log_initial (S,), log_transition (S, S), log_emission (T+L, S) the product
-    emission, lead_log_emission (T+L, S) its lead-only part. Returns, over the T dates,
+    Shapes: log_initial (S,); log_transition (S, S), or (T+L-1, S, S) per step (row r:
+    the move into step r+1); log_emission (T+L, S) the product emission;
+    lead_log_emission (T+L, S) its lead-only part. Returns, over the T dates,
     P(e_t, c_t | data) as (T, S) states (lead major) for the filtered (data of dates
     <= t; always) and the predicted (dates < t) and smoothed (all) kinds (when
-    ``with_bands``), and
-    pointwise log p(y_t | y_0..t-1) over both chains' observations of date t.
+    ``with_bands``), and pointwise log p(y_t | y_0..t-1) over both chains' observations
+    of date t.
 
     Date t's data are the product steps <= t plus the lead observations of steps
     t+1..t+L, and e_t sits at step t + L: so each quantity is the joint of the lag regime
@@ -92,10 +97,12 @@ def lead_lag_date_quantities(
     cumulative_steps = np.cumsum(product.log_predictive)
     window = np.arange(n_dates)[:, None] + 1 + np.arange(lag)[None, :]  # (T, L) steps
     lead_window = lead_log_emission[window]  # (T, L, S)
+    # The transitions into the window's steps: (S, S), or (T, L, S, S) when they vary.
+    steps = log_transition if log_transition.ndim == 2 else log_transition[window - 1]
     with np.errstate(divide="ignore"):
         log_filtered = np.log(product.filtered_probs[:n_dates])
         log_predicted = np.log(product.predicted_probs[:n_dates])
-    filtered_joint = fixed_lag_joint(log_filtered, log_transition, lead_window, tags, n_lag_regimes)
+    filtered_joint = fixed_lag_joint(log_filtered, steps, lead_window, tags, n_lag_regimes)
     log_norm = logsumexp(filtered_joint, axis=(1, 2))
     cumulative = cumulative_steps[:n_dates] + log_norm
     filtered = _date_states(np.exp(filtered_joint - log_norm[:, None, None]), n_lag_regimes)
@@ -110,17 +117,13 @@ def lead_lag_date_quantities(
     predicted_window = lead_window.copy()
     if lag:
         predicted_window[:, -1] = 0.0
-    predicted_joint = fixed_lag_joint(
-        predicted_start, log_transition, predicted_window, tags, n_lag_regimes
-    )
+    predicted_joint = fixed_lag_joint(predicted_start, steps, predicted_window, tags, n_lag_regimes)
     predicted_joint -= logsumexp(predicted_joint, axis=(1, 2))[:, None, None]
     predicted = _date_states(np.exp(predicted_joint), n_lag_regimes)
 
     # All data: P(c_t | x_{t+L}, data to step t+L) (later data add nothing given x_{t+L})
     # times the smoothed P(x_{t+L}).
-    smoothed_joint = fixed_lag_joint(
-        log_filtered, log_transition, log_emission[window], tags, n_lag_regimes
-    )
+    smoothed_joint = fixed_lag_joint(log_filtered, steps, log_emission[window], tags, n_lag_regimes)
     with np.errstate(invalid="ignore"):
         conditional = np.exp(smoothed_joint - logsumexp(smoothed_joint, axis=1, keepdims=True))
     weights = np.nan_to_num(conditional * product.smoothed_probs[lag:][:, None, :])

@@ -161,17 +161,25 @@ class CovariateLogit:
         average-covariate ``transition`` (K, K)."""
         covariates = standardise_covariates(observations).values
         drivers = pt.as_tensor(covariates[:-1])  # row t drives the move from t to t+1
+        intercept, coefficient, transition = self.priors()
+        log_transition = self.log_transitions(intercept, coefficient, drivers)
+        return initial_log_probabilities(transition, self.initial, self.n_regimes), log_transition
+
+    def priors(self, dims: tuple[str, str, str] = ("regime", "regime_to", "move")):
+        """(intercept (M,), coefficient (M, C), average-covariate ``transition`` (K, K)),
+        registered in the current model with ``dims`` (rows, columns, moves)."""
         prior_mean, prior_sd = self.intercept_prior()
-        intercept = pm.Normal("transition_intercept", prior_mean, prior_sd, dims="move")
+        intercept = pm.Normal("transition_intercept", prior_mean, prior_sd, dims=dims[2])
         coefficient = pm.Normal(
-            "transition_coefficient", 0.0, self.coefficient_scale, dims=("move", "covariate")
-        )
-        log_transition = pt.special.log_softmax(
-            full_logits(move_logits(intercept, coefficient, drivers), self.n_regimes), axis=-1
+            "transition_coefficient", 0.0, self.coefficient_scale, dims=(dims[2], "covariate")
         )
         average = pt.special.softmax(full_logits(intercept, self.n_regimes), axis=-1)
-        transition = pm.Deterministic("transition", average, dims=("regime", "regime_to"))
-        return initial_log_probabilities(transition, self.initial, self.n_regimes), log_transition
+        return intercept, coefficient, pm.Deterministic("transition", average, dims=dims[:2])
+
+    def log_transitions(self, intercept, coefficient, drivers) -> pt.TensorVariable:
+        """(N, K, K) log transition matrices driven by the N rows of ``drivers`` (N, C)."""
+        logits = full_logits(move_logits(intercept, coefficient, drivers), self.n_regimes)
+        return pt.special.log_softmax(logits, axis=-1)
 
     def log_transition_at(self, point: dict, observations: Observations) -> np.ndarray:
         """The kernel's log_transition (T-1, K, K) at one parameter point (by name), from
@@ -219,9 +227,15 @@ class CovariateLogit:
         return reported, dims, self.coords()
 
     def annotate(self, result: RegimeResult, observations: Observations) -> None:
+        """The covariates (:meth:`record_covariates`) and the coefficient and duration
+        tables (``fit_info["model_summary"]``)."""
+        self.record_covariates(result, observations)
+        summary: dict[str, Any] = result.fit_info.setdefault("model_summary", {})
+        summary.update(model_summary(result))
+
+    def record_covariates(self, result: RegimeResult, observations: Observations) -> None:
         """The standardised covariates (``constant_data``), what was trimmed and the
-        priors (``fit_info["covariates"]``), the coefficient and duration tables
-        (``fit_info["model_summary"]``) and warnings for extreme covariate values."""
+        priors (``fit_info["covariates"]``) and warnings for extreme covariate values."""
         standardised = standardise_covariates(observations)
         result.inference_data.add_groups(
             {
@@ -247,8 +261,6 @@ class CovariateLogit:
             "intercept_prior": list(self.intercept_prior()),
             "coefficient_prior_sd": self.coefficient_scale,
         }
-        summary: dict[str, Any] = result.fit_info.setdefault("model_summary", {})
-        summary.update(model_summary(result))
         warnings = extreme_covariate_warnings(
             pd.DataFrame(
                 standardised.values[:-1],

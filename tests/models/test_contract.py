@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from regime_model.data.features import FeatureSet
 from regime_model.data.synthetic import (
     simulate_lead_lag_features,
     simulate_pooled_features,
@@ -42,6 +43,18 @@ def _lead_lag_states(truth) -> np.ndarray:
     return truth.lead_regimes * 2 + truth.lag_regimes  # lead-major product states
 
 
+def _with_driver(simulated):
+    """A lead-lag world plus a covariate (a persistent AR(1) series, group macro) that
+    drives nothing: the covariate-driven family must still recover both chains."""
+    features, truth = simulated
+    rng = np.random.default_rng(11)
+    driver = np.zeros(len(features.frame))
+    for t in range(1, len(driver)):
+        driver[t] = 0.9 * driver[t - 1] + rng.standard_normal()
+    frame = features.frame.assign(driver=driver)
+    return FeatureSet(frame, {**features.groups, "driver": "macro"}, features.freq), truth
+
+
 CONFIGS = {
     "bayes-hmm": Config(
         {"model": "bayes-hmm"},
@@ -65,6 +78,12 @@ CONFIGS = {
         lambda: simulate_lead_lag_features(300, lag=1, seed=3),
         _lead_lag_states,
         min_accuracy=0.8,  # four product states, each chain's own errors add up
+    ),
+    "leadlag-covariates": Config(
+        {"model": "leadlag", "lag": 1, "covariates": ["driver"]},
+        lambda: _with_driver(simulate_lead_lag_features(300, lag=1, seed=3)),
+        _lead_lag_states,
+        min_accuracy=0.8,
     ),
 }
 

@@ -12,7 +12,7 @@ from scipy.special import log_softmax
 
 from regime_model.cli import main
 from regime_model.data.synthetic import simulate_tvtp_features
-from regime_model.models import HierarchicalHMM, LeadLagHMM
+from regime_model.models import BayesianHMM, HierarchicalHMM
 
 COVARIATES = ["breadth_change", "spread_change"]
 COLUMNS = ["eq_return", "crypto_return"]
@@ -81,8 +81,8 @@ def test_cli_fits_a_hierarchical_model_with_covariate_driven_transitions(tmp_pat
 
 
 def test_families_without_covariate_transitions_refuse_covariates():
-    with pytest.raises(ValueError, match="leadlag takes no covariates"):
-        LeadLagHMM(2, covariates=["x"])
+    with pytest.raises(ValueError, match="bayes-hmm takes no covariates"):
+        BayesianHMM(2, covariates=["x"])
     with pytest.raises(ValueError, match="needs at least one covariate"):
         from regime_model.models import TVTPHMM
 
