@@ -8,7 +8,11 @@ a one-line message on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from regime_model.errors import RegimeModelError
 from regime_model.evaluation.schedule import EVERY, parse_window
 from regime_model.model_options import MODEL_HELP, MODEL_OPTIONS, help_text
 from regime_model.report_text import format_summary
+from regime_model.run_directory import check_writable
 
 DEFAULT_CACHE = Path.home() / ".cache" / "regime-model"
 EXIT_DATA_ERROR = 2
@@ -43,14 +48,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_DATA_ERROR
+    # SIGTERM (a scheduler's stop, `kill`) ends a run the way Ctrl-C does: partial output
+    # removed, exit 130. Only the main thread may set handlers (main() may run in others).
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
     try:
         return int(args.handler(args) or 0)
     except RegimeModelError as exc:
         print(f"regime: error: {exc}", file=sys.stderr)
         return EXIT_DATA_ERROR
-    except KeyboardInterrupt:
-        print("regime: interrupted", file=sys.stderr)
+    except BrokenPipeError:  # `regime summary RUN | head`: the reader left; not an error
+        # Python flushes stdout again at exit: point it at /dev/null so that is quiet too.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"regime: interrupted{detail}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +119,9 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         help="fit a regime model to a feature file",
         description="Fit a Bayesian HMM (PyMC, NUTS by default) or a maximum-likelihood "
         "HMM (hmmlearn EM) and write DIR/posterior.nc, DIR/regime_probabilities.csv "
-        "(filtered and smoothed, with HDI bands), DIR/summary.json and DIR/config.json.",
+        "(filtered and smoothed, with HDI bands), DIR/summary.json, DIR/config.json and "
+        "DIR/manifest.json (every file's sha256: the run is written whole or not at all, "
+        "and later commands refuse it if a file is missing or changed).",
     )
     _add_model_options(fit)
     fit.add_argument(
@@ -107,6 +131,9 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
         "filter (for 'regime compare')",
     )
     fit.add_argument("--out", required=True, help="output directory")
+    fit.add_argument(
+        "--force", action="store_true", help="replace the run already in --out (never a non-run)"
+    )
     fit.set_defaults(handler=_run_fit)
 
 
@@ -420,6 +447,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from regime_model.models import model_from_config
     from regime_model.provenance import run_config
 
+    check_writable(args.out, args.force)  # before minutes of sampling
     model = model_from_config(model_config(args))  # checked before the data are read
     features, columns = model_inputs(args)
     holdout_start = None
@@ -427,8 +455,11 @@ def _run_fit(args: argparse.Namespace) -> int:
         holdout_start = parse_date(args.holdout_start, "--holdout-start")
     result = model.fit(features, columns, holdout_start=holdout_start)
     result.config.update(run_config(args.features, features))
-    result.save(args.out)
-    print(f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json")
+    result.save(args.out, force=args.force)
+    print(
+        f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json, "
+        "manifest.json"
+    )
     print(format_summary(result.summary()))
     return 0
 

@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from regime_model.data.cache import write_text_atomic
-from regime_model.errors import MalformedFileError, UnknownSeriesError
+from regime_model.errors import MalformedFileError
 from regime_model.inference import hmm_forecast, hmm_smoother
 
 KINDS = ("filtered", "smoothed", "predicted")
@@ -275,11 +275,24 @@ class RegimeResult:
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, force: bool = False) -> Path:
         """Write posterior.nc, regime_draws.nc, regime_probabilities.csv, summary.json,
-        config.json into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        config.json and manifest.json into ``directory``, as one unit
+        (:func:`~regime_model.run_directory.write_run`): an interrupted save leaves no run
+        (or the previous one), and an existing run is replaced only with ``force``."""
+        from regime_model.run_directory import write_run
+
+        posterior = self.inference_data.posterior
+        facts = {
+            "model": self.model,
+            "chains": int(posterior.sizes["chain"]),
+            "draws_per_chain": int(posterior.sizes["draw"]),
+            "features_sha256": self.config.get("features_sha256"),
+            "command": self.config.get("command"),
+        }
+        return write_run(directory, self._write_files, facts, force)
+
+    def _write_files(self, directory: Path) -> None:
         self.inference_data.to_netcdf(str(directory / "posterior.nc"))
         draws = xr.Dataset(
             {
@@ -306,15 +319,15 @@ class RegimeResult:
         write_text_atomic(
             json.dumps(config, indent=2, default=_json_default) + "\n", directory / "config.json"
         )
-        return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> RegimeResult:
-        """Read a directory written by :meth:`save`."""
+        """Read a directory written by :meth:`save`, after checking it is complete and
+        unchanged (:func:`~regime_model.run_directory.verify_run`)."""
+        from regime_model.run_directory import verify_run
+
         directory = Path(directory)
-        for name in ("posterior.nc", "regime_draws.nc", "config.json", "summary.json"):
-            if not (directory / name).is_file():
-                raise UnknownSeriesError(f"{directory}: not a fitted run (no {name})")
+        verify_run(directory)
         try:
             inference_data = az.from_netcdf(str(directory / "posterior.nc"))
             draws = xr.load_dataset(directory / "regime_draws.nc")

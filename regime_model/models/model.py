@@ -282,7 +282,17 @@ class RegimeHMM:
             target_accept=self.target_accept,
             progressbar=self.progressbar,
         )
-        return SAMPLERS[self.sampler](model, initvals, settings)
+        posterior, sample_stats = SAMPLERS[self.sampler](model, initvals, settings)
+        if self.sampler in ("nuts", "nutpie"):
+            # PyMC catches Ctrl-C and returns the draws taken so far: a run must never
+            # pass those off as the posterior it was asked for.
+            taken, chains = posterior.sizes["draw"], posterior.sizes["chain"]
+            if taken < self.draws or chains < self.chains:
+                raise KeyboardInterrupt(
+                    f"sampling stopped after {taken} of {self.draws} draws in {chains} of "
+                    f"{self.chains} chains"
+                )
+        return posterior, sample_stats
 
     # ------------------------------------------------------------------ labels
     def _relabelled(

@@ -1,0 +1,172 @@
+"""A run directory is one unit: written whole or not at all, never overwritten without
+--force, never a non-run replaced, refused on load when incomplete or changed; an
+interrupted fit (PyMC returns the draws taken so far) writes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from regime_model.cli import main
+from regime_model.data.synthetic import simulate_tvtp_features
+from regime_model.models import EMHMM, BayesianHMM
+from regime_model.models import samplers as sampler_registry
+from regime_model.provenance import file_sha256
+from regime_model.results import RegimeResult
+from regime_model.run_directory import (
+    MANIFEST,
+    IncompleteRunError,
+    RunExistsError,
+    check_writable,
+    verify_run,
+)
+
+
+@pytest.fixture(scope="module")
+def em_result():
+    features, _ = simulate_tvtp_features(200, seed=2)
+    return EMHMM(2, n_restarts=2, seed=0).fit(features, ["eq_return", "crypto_return"])
+
+
+def _snapshot(directory: Path) -> dict[str, str]:
+    return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(
+        p.name for p in parent.iterdir() if ".partial-" in p.name or ".replaced-" in p.name
+    )
+
+
+def test_a_saved_run_lists_every_file_and_loads(em_result, tmp_path):
+    run = em_result.save(tmp_path / "run")
+    manifest = json.loads((run / MANIFEST).read_text())
+    written = {p.name for p in run.iterdir()} - {MANIFEST}
+    assert set(manifest["files"]) == written
+    assert manifest["files"]["config.json"]["sha256"] == file_sha256(run / "config.json")
+    assert manifest["chains"] == 1 and manifest["draws_per_chain"] == 1
+    assert RegimeResult.load(run).columns == em_result.columns
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["changed", "missing", "no manifest"])
+def test_a_damaged_run_is_refused_naming_what_is_wrong(em_result, tmp_path, damage, capsys):
+    run = em_result.save(tmp_path / "run")
+    if damage == "changed":
+        config = json.loads((run / "config.json").read_text())
+        (run / "config.json").write_text(json.dumps({**config, "columns": ["x", "y"]}))
+        message = "config.json was changed after the run was written"
+    elif damage == "missing":
+        (run / "regime_draws.nc").unlink()
+        message = "regime_draws.nc is missing"
+    else:
+        (run / MANIFEST).unlink()
+        message = "not a complete run (no manifest.json)"
+    with pytest.raises(IncompleteRunError, match=re.escape(message)):
+        RegimeResult.load(run)
+    assert main(["summary", str(run)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_existing_run_is_replaced_only_with_force(em_result, tmp_path):
+    run = em_result.save(tmp_path / "run")
+    (run / "plot.png").write_bytes(b"a stale plot")
+    before = _snapshot(run)
+    with pytest.raises(RunExistsError, match="pass --force"):
+        em_result.save(run)
+    assert _snapshot(run) == before  # untouched
+    em_result.save(run, force=True)
+    assert not (run / "plot.png").exists()  # the old run went as a whole
+    verify_run(run)
+    assert _leftovers(tmp_path) == []
+
+
+def test_something_that_is_not_a_run_is_never_replaced(em_result, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    for force in (False, True):
+        with pytest.raises(RunExistsError, match="is not a run directory"):
+            em_result.save(notes, force=force)
+    assert (notes / "todo.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunExistsError, match="is a file"):
+        check_writable(tmp_path / "file", force=True)
+    check_writable(tmp_path / "absent")  # nothing there: fine
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_save_leaves_the_old_run_or_nothing(
+    em_result, tmp_path, monkeypatch, existing
+):
+    run = tmp_path / "run"
+    if existing:
+        em_result.save(run)
+    before = _snapshot(run) if existing else None
+    real = RegimeResult._write_files
+
+    def interrupted(self, directory):
+        real(self, directory)
+        assert (directory / "posterior.nc").is_file()  # half the run is on disk
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RegimeResult, "_write_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        em_result.save(run, force=True)
+    assert (_snapshot(run) == before) if existing else not run.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_fit_whose_sampling_was_interrupted_raises_instead_of_returning(monkeypatch):
+    # PyMC catches Ctrl-C and returns the draws so far; the model must not pass them off.
+    real = sampler_registry.SAMPLERS["nuts"]
+
+    def interrupted(model, initvals, settings):
+        posterior, stats = real(model, initvals, settings)
+        return posterior.isel(draw=slice(0, 7)), stats.isel(draw=slice(0, 7))
+
+    monkeypatch.setitem(sampler_registry.SAMPLERS, "nuts", interrupted)
+    features, _ = simulate_tvtp_features(120, seed=1)
+    model = BayesianHMM(2, draws=30, tune=30, chains=2, cores=1, progressbar=False)
+    with pytest.raises(KeyboardInterrupt, match="after 7 of 30 draws"):
+        model.fit(features, ["eq_return", "crypto_return"])
+
+
+def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path):
+    """A real fit in a child process, interrupted (SIGINT to its process group, as a
+    terminal's Ctrl-C) once sampling has started: exit 130, the old run unchanged."""
+    features = tmp_path / "features.csv"
+    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
+    assert main(build) == 0
+    run = tmp_path / "run"
+    fit = [sys.executable, "-m", "regime_model.cli", "fit", "--features", str(features)]
+    fit += ["--columns", "iwm_return,btc_return", "--out", str(run), "--chains", "2"]
+    quick = subprocess.run([*fit, "--sampler", "map"], capture_output=True, text=True)
+    assert quick.returncode == 0, quick.stderr
+    before = _snapshot(run)
+    process = subprocess.Popen(
+        [*fit, "--draws", "200000", "--tune", "100", "--force"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    started = time.monotonic()
+    for line in process.stderr:  # PyMC logs "Sampling 2 chains ..." / "NUTS: [...]"
+        if "NUTS:" in line or time.monotonic() - started > 240:
+            break
+    time.sleep(6)  # well inside the draws
+    os.killpg(process.pid, signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors
+    assert "regime: interrupted" in errors and "draws" in errors
+    assert _snapshot(run) == before
+    assert _leftovers(tmp_path) == []
