@@ -19,23 +19,19 @@ from typing import Any
 
 from regime_model import __version__
 from regime_model.choices import MODEL_NAMES
+from regime_model.commands.argument_types import positive, probability, window_argument
 from regime_model.commands.backtest import (
     BASELINE_MODELS,
     DEFAULT_COST_BPS,
-    executor,
-    print_progress,
     run_walk_forward,
 )
 from regime_model.commands.data import run_build, run_fetch, run_show
 from regime_model.commands.demo import run_demo
-from regime_model.commands.inputs import model_config, model_inputs
+from regime_model.commands.runs import run_calibrate, run_compare, run_fit, run_plot, run_summary
 from regime_model.data.calendar import FREQUENCIES
-from regime_model.data.validation import parse_date
 from regime_model.errors import RegimeModelError
-from regime_model.evaluation.schedule import EVERY, parse_window
+from regime_model.evaluation.schedule import EVERY
 from regime_model.model_options import MODEL_HELP, MODEL_OPTIONS, help_text
-from regime_model.report_text import format_summary
-from regime_model.run_directory import check_writable
 
 DEFAULT_CACHE = Path.home() / ".cache" / "regime-model"
 EXIT_DATA_ERROR = 2
@@ -44,7 +40,10 @@ EXIT_DATA_ERROR = 2
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``regime`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line argument error (exit 2)
+        return int(exc.code or 0)
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_DATA_ERROR
@@ -75,8 +74,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one --help away), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = self.prog.removeprefix("regime").strip()
+        self.exit(EXIT_DATA_ERROR, f"regime: error: {where + ': ' if where else ''}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regime",
         description="Bayesian regime inference across small caps, liquidity flows and crypto.",
     )
@@ -134,7 +141,7 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--force", action="store_true", help="replace the run already in --out (never a non-run)"
     )
-    fit.set_defaults(handler=_run_fit)
+    fit.set_defaults(handler=run_fit)
 
 
 def _add_backtest(commands: argparse._SubParsersAction) -> None:
@@ -163,7 +170,7 @@ def _add_backtest(commands: argparse._SubParsersAction) -> None:
     schedule.add_argument("--every", choices=tuple(EVERY), required=True, help="how often to refit")
     schedule.add_argument(
         "--window",
-        type=_window_argument,
+        type=window_argument,
         default="expanding",
         metavar="expanding|N",
         help="fit on every earlier date (expanding, the default) or on the last N dates",
@@ -199,13 +206,6 @@ def _add_backtest(commands: argparse._SubParsersAction) -> None:
     backtest.set_defaults(handler=run_walk_forward)
 
 
-def _window_argument(value: str) -> str | int:
-    try:
-        return parse_window(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
 def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -> None:
     """The model options shared by 'fit', 'backtest' and 'calibrate'; with ``features``,
     the feature file and columns too."""
@@ -229,7 +229,7 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
         sections[option.section].add_argument(
             option.flag,
             dest=option.name,
-            type=option.type,
+            type=option.parse,
             choices=option.choices,
             metavar=option.metavar,
             help=help_text(option),
@@ -254,9 +254,9 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
     _add_model_options(calibrate, features=False)
     calibrate.add_argument("--out", required=True, help="output directory")
     size = calibrate.add_argument_group("simulation size")
-    size.add_argument("--replicates", type=int, default=100, help="simulated data sets (100)")
-    size.add_argument("--dates", type=int, default=200, help="dates per data set (200)")
-    size.add_argument("--series", type=int, default=2, help="emission columns (2)")
+    size.add_argument("--replicates", type=positive, default=100, help="simulated data sets (100)")
+    size.add_argument("--dates", type=positive, default=200, help="dates per data set (200)")
+    size.add_argument("--series", type=positive, default=2, help="emission columns (2)")
     calibrate.add_argument(
         "--strict",
         action="store_true",
@@ -265,7 +265,7 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
     _add_execution_options(calibrate)
     # Hundreds of fits: fewer draws per fit than 'fit' uses. Ranks need only 99 nearly
     # independent draws, and 2 x 500 give several hundred effective ones at this size.
-    calibrate.set_defaults(handler=_run_calibrate, draws=500, tune=500, chains=2)
+    calibrate.set_defaults(handler=run_calibrate, draws=500, tune=500, chains=2)
 
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
@@ -284,33 +284,6 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_calibrate(args: argparse.Namespace) -> int:
-    from regime_model.evaluation.sbc import (
-        CalibrationSpec,
-        format_calibration,
-        run_calibration,
-        save_calibration,
-    )
-
-    if args.model == "em-hmm":
-        raise RegimeModelError("calibrate needs a Bayesian model; em-hmm has no posterior")
-    config = model_config(args)
-    try:
-        spec = CalibrationSpec(config, args.replicates, args.dates, args.series, config["seed"])
-    except ValueError as exc:
-        raise RegimeModelError(str(exc)) from exc
-    result = run_calibration(
-        spec,
-        args.out,
-        executor(args),
-        progress=lambda done, total: print_progress(done, total, "replicates"),
-    )
-    summary = save_calibration(result, args.out)
-    print(f"wrote {args.out}: ranks, uniformity, coverage, replicates, rank_histograms.png")
-    print(format_calibration(summary, result.uniformity()))
-    return 1 if args.strict and summary["verdict"] != "pass" else 0
-
-
 def _add_summary(commands: argparse._SubParsersAction) -> None:
     summary = commands.add_parser(
         "summary",
@@ -321,11 +294,13 @@ def _add_summary(commands: argparse._SubParsersAction) -> None:
     )
     summary.add_argument("run", help="directory written by 'regime fit'")
     summary.add_argument("--format", choices=("table", "json"), default="table")
-    summary.add_argument("--hdi", type=float, default=0.9, help="HDI probability (default 0.9)")
+    summary.add_argument(
+        "--hdi", type=probability, default=0.9, help="HDI probability (default 0.9)"
+    )
     summary.add_argument(
         "--strict", action="store_true", help="exit with status 1 when diagnostics fail"
     )
-    summary.set_defaults(handler=_run_summary)
+    summary.set_defaults(handler=run_summary)
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
@@ -338,20 +313,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("runs", nargs="+", help="directories written by 'regime fit'")
     compare.add_argument("--format", choices=("table", "json"), default="table")
-    compare.set_defaults(handler=_run_compare)
-
-
-def _run_compare(args: argparse.Namespace) -> int:
-    import json
-
-    from regime_model.compare import compare_runs, format_comparison, load_runs
-
-    comparison = compare_runs(load_runs(args.runs))
-    if args.format == "json":
-        print(json.dumps(comparison.to_dict(), indent=2))
-    else:
-        print(format_comparison(comparison))
-    return 0
+    compare.set_defaults(handler=run_compare)
 
 
 def _add_plot(commands: argparse._SubParsersAction) -> None:
@@ -364,7 +326,7 @@ def _add_plot(commands: argparse._SubParsersAction) -> None:
     plot.add_argument("run", help="directory written by 'regime fit'")
     plot.add_argument("--out", required=True, help="PNG file to write")
     plot.add_argument("--kind", choices=("filtered", "smoothed"), default="filtered")
-    plot.set_defaults(handler=_run_plot)
+    plot.set_defaults(handler=run_plot)
 
 
 def _add_fetch(commands: argparse._SubParsersAction) -> None:
@@ -441,50 +403,6 @@ def _add_cache_option(parser: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_CACHE),
         help=f"Yahoo download cache directory (default {DEFAULT_CACHE})",
     )
-
-
-def _run_fit(args: argparse.Namespace) -> int:
-    from regime_model.models import model_from_config
-    from regime_model.provenance import run_config
-
-    check_writable(args.out, args.force)  # before minutes of sampling
-    model = model_from_config(model_config(args))  # checked before the data are read
-    features, columns = model_inputs(args)
-    holdout_start = None
-    if args.holdout_start:
-        holdout_start = parse_date(args.holdout_start, "--holdout-start")
-    result = model.fit(features, columns, holdout_start=holdout_start)
-    result.config.update(run_config(args.features, features))
-    result.save(args.out, force=args.force)
-    print(
-        f"wrote {args.out}: posterior.nc, regime_probabilities.csv, summary.json, config.json, "
-        "manifest.json"
-    )
-    print(format_summary(result.summary()))
-    return 0
-
-
-def _run_summary(args: argparse.Namespace) -> int:
-    import json
-
-    from regime_model.results import RegimeResult
-
-    summary = RegimeResult.load(args.run).summary(hdi=args.hdi)
-    if args.format == "json":
-        print(json.dumps(summary, indent=2))
-    else:
-        print(format_summary(summary))
-    verdict = summary["fit_info"].get("diagnostics", {}).get("verdict")
-    return 1 if args.strict and verdict == "fail" else 0
-
-
-def _run_plot(args: argparse.Namespace) -> int:
-    from regime_model.plots import plot_regimes
-    from regime_model.results import RegimeResult
-
-    path = plot_regimes(RegimeResult.load(args.run), args.out, kind=args.kind)
-    print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":

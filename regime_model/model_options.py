@@ -7,9 +7,12 @@ against the families' constructors (the same names, families and defaults).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from regime_model.choices import (
     COVARIANCES,
@@ -46,10 +49,51 @@ class ModelOption:
     default: Any = None
     section: str = "model"
     metavar: str | None = None
+    minimum: float | None = None  # the allowed range (None: unbounded on that side)
+    maximum: float | None = None
+    above: bool = False  # True: values must exceed ``minimum``, not just reach it
+
+    def rule(self) -> str:
+        """The allowed range in words, e.g. 'an integer >= 1'."""
+        kind = "an integer" if self.type is int else "a number"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{kind} from {self.minimum:g} to {self.maximum:g}"
+        if self.minimum is not None:
+            return f"{kind} {'>' if self.above else '>='} {self.minimum:g}"
+        return kind
+
+    def check(self, value: Any) -> Any:
+        """``value`` if it is of the option's type and in its range; ValueError naming the
+        option and the range otherwise. Choices and lists are checked by the models."""
+        if self.type not in (int, float) or value is None:
+            return value
+        integral = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        number = integral or (isinstance(value, float | np.floating) and np.isfinite(value))
+        if not (integral if self.type is int else number):
+            raise ValueError(f"{self.name} must be {self.rule()}, got {value!r}")
+        low, high = self.minimum, self.maximum
+        if (low is not None and (value <= low if self.above else value < low)) or (
+            high is not None and value > high
+        ):
+            raise ValueError(f"{self.name} must be {self.rule()}, got {value!r}")
+        return value
+
+    def parse(self, text: str) -> Any:
+        """The CLI's conversion: the option's type, then its range."""
+        try:
+            value = self.type(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}") from exc
+        try:
+            return self.check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}") from exc
 
 
 MODEL_OPTIONS: tuple[ModelOption, ...] = (
-    ModelOption("n_regimes", "--regimes", "number of regimes K (2-5)", type=int, default=2),
+    ModelOption(
+        "n_regimes", "--regimes", "number of regimes K", type=int, default=2, minimum=2, maximum=5
+    ),
     ModelOption(
         "emission",
         "--emission",
@@ -95,7 +139,14 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         choices=IDENTIFICATIONS,
     ),
     ModelOption(
-        "stickiness", "--stickiness", "Dirichlet weight on staying", BAYESIAN, float, default=10.0
+        "stickiness",
+        "--stickiness",
+        "Dirichlet weight on staying",
+        BAYESIAN,
+        float,
+        default=10.0,
+        minimum=0,
+        above=True,
     ),
     ModelOption(
         "sampler",
@@ -105,12 +156,21 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         choices=SAMPLER_NAMES,
         default="nuts",
     ),
-    ModelOption("draws", "--draws", "posterior draws per chain", BAYESIAN, int, default=1000),
-    ModelOption("tune", "--tune", "tuning steps per chain", BAYESIAN, int, default=1000),
-    ModelOption("chains", "--chains", "MCMC chains", BAYESIAN, int, default=4),
-    ModelOption("seed", "--seed", "random seed", type=int, default=0),
     ModelOption(
-        "n_restarts", "--restarts", "EM random restarts", ("em-hmm",), int, default=10, metavar="N"
+        "draws", "--draws", "posterior draws per chain", BAYESIAN, int, default=1000, minimum=1
+    ),
+    ModelOption("tune", "--tune", "tuning steps per chain", BAYESIAN, int, default=1000, minimum=0),
+    ModelOption("chains", "--chains", "MCMC chains", BAYESIAN, int, default=4, minimum=1),
+    ModelOption("seed", "--seed", "random seed", type=int, default=0, minimum=0),
+    ModelOption(
+        "n_restarts",
+        "--restarts",
+        "EM random restarts",
+        ("em-hmm",),
+        int,
+        default=10,
+        metavar="N",
+        minimum=1,
     ),
     ModelOption(
         "covariates",
@@ -129,6 +189,8 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         float,
         default=1.0,
         section="covariate-driven transitions",
+        minimum=0,
+        above=True,
     ),
     ModelOption(
         "lead_group",
@@ -154,6 +216,7 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         int,
         default=1,
         section="leadlag model",
+        minimum=0,
     ),
     ModelOption(
         "lag_anchor",
@@ -170,6 +233,8 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         float,
         default=1.5,
         section="leadlag model",
+        minimum=0,
+        above=True,
     ),
 )
 
@@ -216,3 +281,11 @@ def option_config(
             flag = next(option.flag for option in MODEL_OPTIONS if option.name == name)
             raise ValueError(f"--model {model} needs {flag} COL,COL")
     return config
+
+
+def check_option_values(values: dict[str, Any]) -> None:
+    """Range-check every option in ``values`` (constructor name -> value) that has a
+    specification: the one place the models and the CLI share."""
+    for option in MODEL_OPTIONS:
+        if option.name in values:
+            option.check(values[option.name])

@@ -61,9 +61,10 @@ def format_summary(summary: dict) -> str:
     if diagnostics and diagnostics.get("verdict") in ("pass", "fail"):
         lines.append(
             f"Diagnostics: {diagnostics['verdict'].upper()} (max R-hat "
-            f"{diagnostics['max_rhat']:.3f}, min ESS bulk {diagnostics['min_ess_bulk']:.0f} / "
-            f"tail {diagnostics['min_ess_tail']:.0f}, {diagnostics['divergences']} divergences, "
-            f"labels: {_labels_word(diagnostics)})"
+            f"{_number(diagnostics['max_rhat'], '.3f')}, min ESS bulk "
+            f"{_number(diagnostics['min_ess_bulk'], '.0f')} / tail "
+            f"{_number(diagnostics['min_ess_tail'], '.0f')}, {diagnostics['divergences']} "
+            f"divergences, labels: {_labels_word(diagnostics)})"
         )
         lines += [f"  - {failure}" for failure in diagnostics["failures"]]
         lines += [f"  ! {warning}" for warning in diagnostics.get("warnings", [])]
@@ -72,6 +73,11 @@ def format_summary(summary: dict) -> str:
     if "note" in info:
         lines.append(f"Note: {info['note']}")
     return "\n".join(lines)
+
+
+def _number(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "n/a" when it could not be computed (saved as null)."""
+    return "n/a" if value is None else f"{value:{spec}}"
 
 
 def _labels_word(diagnostics: dict) -> str:

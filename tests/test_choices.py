@@ -85,4 +85,4 @@ def test_an_option_for_another_family_is_a_one_line_error(capsys):
     assert main([*arguments[:-2], "--model", "tvtp"]) == 2
     assert "--model tvtp needs --covariates COL,COL" in capsys.readouterr().err
     assert main([*arguments[:-2], "--stickiness", "-1"]) == 2
-    assert "stickiness must be positive" in capsys.readouterr().err
+    assert "must be a number > 0" in capsys.readouterr().err

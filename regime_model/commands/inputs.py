@@ -15,7 +15,14 @@ def model_inputs(args: argparse.Namespace) -> tuple[FeatureSet, list[str] | None
     """The feature set (with --group applied) and the --columns list (None: all)."""
     groups = dict(parse_group(item) for item in args.group)
     features = read_features(args.features, groups=groups)
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    columns = None
+    if args.columns is not None:
+        columns = [c.strip() for c in args.columns.split(",")]
+        if not all(columns):
+            raise RegimeModelError(f"--columns has an empty name: {args.columns!r}")
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise RegimeModelError(f"--columns lists {', '.join(repeated)} more than once")
     return features, columns
 
 

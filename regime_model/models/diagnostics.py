@@ -97,7 +97,15 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         "discordant_draw_share": labels.get("discordant_share"),
     }
     failures = []
-    if not rhat < MAX_RHAT:
+    if n_chains < 2:
+        # R-hat compares chains: with one there is nothing to compare, so convergence
+        # (and a chain stuck in one mode) cannot be checked.
+        checks["max_rhat"] = None
+        failures.append(
+            "one chain: convergence (R-hat) and agreement between chains cannot be checked; "
+            "fit with 2 or more chains"
+        )
+    elif not rhat < MAX_RHAT:
         failures.append(f"max R-hat {rhat:.3f} >= {MAX_RHAT}")
     if ess_bulk < MIN_ESS or ess_tail < MIN_ESS:
         failures.append(f"min ESS (bulk {ess_bulk:.0f}, tail {ess_tail:.0f}) < {MIN_ESS}")

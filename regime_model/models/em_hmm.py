@@ -16,8 +16,10 @@ import numpy as np
 import pytensor.tensor as pt
 from hmmlearn.hmm import GaussianHMM
 
+from regime_model.choices import COVARIANCES
 from regime_model.data.features import FeatureSet
 from regime_model.errors import InsufficientDataError
+from regime_model.model_options import check_option_values
 from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
 from regime_model.models.observations import (
     Observations,
@@ -63,8 +65,11 @@ class EMHMM:
         tol: float = 1e-6,
         seed: int = 0,
     ) -> None:
-        if covariance not in ("diag", "full"):
-            raise ValueError("covariance must be 'diag' or 'full'")
+        if covariance not in COVARIANCES:
+            raise ValueError(
+                f"covariance must be one of {', '.join(COVARIANCES)}, not {covariance!r}"
+            )
+        check_option_values({"n_regimes": n_regimes, "n_restarts": n_restarts, "seed": seed})
         self.n_regimes = n_regimes
         self.covariance = covariance
         self.n_restarts = n_restarts

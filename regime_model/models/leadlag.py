@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from regime_model.model_options import check_option_values
 from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.coupled_chains import COUPLING_SD, CoupledChains
 from regime_model.models.em_hmm import EMEstimate
@@ -88,12 +87,9 @@ class LeadLagHMM(BayesianHMM):
                 f"the lead-lag model supports 2..{MAX_CHAIN_REGIMES} regimes per chain "
                 f"({MAX_CHAIN_REGIMES}^2 product states), got {n_regimes}"
             )
-        if isinstance(lag, bool) or not isinstance(lag, int | np.integer) or lag < 0:
-            raise ValueError(f"lag must be an integer >= 0 (steps of the calendar), got {lag!r}")
+        check_option_values({"lag": lag, "coupling_sd": coupling_sd})
         if lead_group == lag_group:
             raise ValueError(f"lead and lag groups must differ, both are {lead_group!r}")
-        if coupling_sd <= 0:
-            raise ValueError("coupling_sd must be positive")
         self.lead_group = lead_group
         self.lag_group = lag_group
         self.lag = int(lag)

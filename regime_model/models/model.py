@@ -28,6 +28,7 @@ import xarray as xr
 from regime_model.choices import IDENTIFICATIONS, INITIALS
 from regime_model.data.features import FeatureSet
 from regime_model.inference import hmm_log_likelihood
+from regime_model.model_options import check_option_values
 from regime_model.models.composition import KernelGraphs
 from regime_model.models.covariates import split_covariates
 from regime_model.models.diagnostics import mcmc_diagnostics
@@ -116,8 +117,21 @@ class RegimeHMM:
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
-        if stickiness <= 0:
-            raise ValueError("stickiness must be positive")
+        check_option_values(
+            {
+                "n_regimes": n_regimes,
+                "stickiness": stickiness,
+                "coefficient_scale": coefficient_scale,
+                "draws": draws,
+                "tune": tune,
+                "chains": chains,
+                "seed": seed,
+            }
+        )
+        if not 0 < target_accept < 1:
+            raise ValueError(f"target_accept must be between 0 and 1, got {target_accept!r}")
+        if isinstance(band_draws, bool) or not isinstance(band_draws, int) or band_draws < 1:
+            raise ValueError(f"band_draws must be an integer >= 1, got {band_draws!r}")
         self._check_covariates(covariates, coefficient_scale)
         identification = identification or self.identifications[0]
         if identification not in self.identifications:
@@ -157,8 +171,6 @@ class RegimeHMM:
         duplicated = sorted({name for name in covariates or [] if covariates.count(name) > 1})
         if duplicated:
             raise ValueError(f"covariate listed twice: {', '.join(duplicated)}")
-        if not coefficient_scale > 0:
-            raise ValueError("coefficient_scale must be positive")
 
     def get_config(self) -> dict[str, Any]:
         """Hyperparameters as passed to ``__init__`` (except display ones), plus the name."""
