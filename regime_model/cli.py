@@ -279,8 +279,14 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     )
     execution.add_argument(
         "--workers",
-        type=int,
+        type=positive,
         help="worker processes of the local cluster (default: one per core)",
+    )
+    execution.add_argument(
+        "--trust-scheduler",
+        action="store_true",
+        help="allow a --scheduler on another machine: its workers run the tasks this "
+        "process sends and this process unpickles their results (docs/reliability.md)",
     )
 
 

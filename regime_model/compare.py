@@ -114,6 +114,13 @@ def _check_comparable(runs: dict[str, RegimeResult]) -> None:
                 f"runs were fitted on different dates: {first_name} "
                 f"{_span(reference_dates)}, {name} {_span(dates)}"
             )
+        data, reference_data = (run.fit_info.get("data_sha256") for run in (result, first))
+        if data and reference_data and data != reference_data:
+            raise IncomparableRunsError(
+                f"runs were fitted on different data: {first_name} and {name} model the same "
+                "columns on the same dates, but the values differ (fit_info data_sha256); "
+                "log densities of different data cannot be compared"
+            )
         holdout = result.holdout_log_predictive()
         reference = first.holdout_log_predictive()
         if (holdout is None) != (reference is None) or (

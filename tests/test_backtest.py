@@ -239,6 +239,37 @@ def test_store_ignores_results_of_other_inputs(features, tmp_path):
         store.save(task, {"value": float("nan")})  # NaN must be stored as null
 
 
+def test_an_edited_segment_is_recomputed_not_trusted(features, serial_run, tmp_path):
+    """A stored result whose numbers were changed after it was written fails its content
+    hash: the resumed backtest fits that refit again and gets the original numbers."""
+    reference_directory, reference = serial_run
+    out = tmp_path / "copy"
+    shutil.copytree(reference_directory, out)
+    path = out / "segments" / "2021-01-01.json"
+    stored = json.loads(path.read_text())
+    stored["result"]["log_predictive_density"][0] += 5.0  # an "improved" score
+    path.write_text(json.dumps(stored))
+    resumed = run_backtest(features, _spec(), out, SerialExecutor())
+    assert resumed.report.computed == ["2021-01-01"]
+    recomputed = json.loads(path.read_text())["result"]
+    original = json.loads((reference_directory / "segments" / "2021-01-01.json").read_text())
+    original = original["result"]
+    for record in (recomputed, original):
+        record.pop("fit_seconds")  # the one field that is not a function of the inputs
+    assert recomputed == original
+
+
+def test_a_worker_result_of_the_wrong_shape_is_not_stored(features, tmp_path):
+    def lying(task):
+        record = run_segment(task)
+        record["filtered"]["mean"][0] = [1.7, -0.7]  # not probabilities
+        return record
+
+    with pytest.raises(BacktestError, match="probabilities outside"):
+        run_backtest(features, _spec(), tmp_path, SerialExecutor(), segment_function=lying)
+    assert not list((tmp_path / "segments").glob("*.json"))
+
+
 # ---------------------------------------------------------------------------- (4) Dask
 
 

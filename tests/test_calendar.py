@@ -19,6 +19,9 @@ EQUITY_DAYS = pd.DatetimeIndex(
 )  # fmt: skip
 CRYPTO_DAYS = pd.date_range("2024-03-25", "2024-07-10", freq="D")
 
+# The hand-made equity calendar skips April to June on purpose, to keep the example
+# short; its builds take the calendar as it is (bridge_gaps=True). How a hole in real
+# data is kept missing is in test_input_validation.py.
 UNIVERSE = """
     [universe]
     name = "hand"
@@ -64,7 +67,9 @@ def _coin(source: FrameSource, day: str) -> float:
 
 def test_daily_crypto_return_spans_weekend_and_holiday(tmp_path, hand_source):
     universe = load_universe(write_universe(tmp_path / "u.toml", UNIVERSE))
-    frame = build_features(universe, hand_source, "daily", min_observations=1).frame
+    frame = build_features(
+        universe, hand_source, "daily", min_observations=1, bridge_gaps=True
+    ).frame
     assert list(frame.index) == list(EQUITY_DAYS)
     assert np.isnan(frame.loc["2024-03-27", "coin_return"])  # no earlier grid date
     # Monday 2024-07-08: crypto's Saturday, Sunday and Monday returns arrive together.
@@ -80,7 +85,9 @@ def test_daily_crypto_return_spans_weekend_and_holiday(tmp_path, hand_source):
 
 def test_release_lag_and_staleness_on_daily_grid(tmp_path, hand_source):
     universe = load_universe(write_universe(tmp_path / "u.toml", UNIVERSE))
-    frame = build_features(universe, hand_source, "daily", min_observations=1).frame
+    frame = build_features(
+        universe, hand_source, "daily", min_observations=1, bridge_gaps=True
+    ).frame
     sheet = frame["balance_sheet"]
     # Wednesday 2024-07-03's level is published two days later, on Friday.
     assert sheet["2024-07-03"] == 3.0  # last week's (06-26) value, released 06-28
@@ -96,7 +103,9 @@ def test_release_lag_and_staleness_on_daily_grid(tmp_path, hand_source):
 
 def test_weekly_uses_last_close_of_week_ending_friday(tmp_path, hand_source):
     universe = load_universe(write_universe(tmp_path / "u.toml", UNIVERSE))
-    frame = build_features(universe, hand_source, "weekly", min_observations=1).frame
+    frame = build_features(
+        universe, hand_source, "weekly", min_observations=1, bridge_gaps=True
+    ).frame
     # Week ending Good Friday 2024-03-29: equity's last close is Thursday 03-28 (20),
     # the week after ends 04-05 with Monday 04-01's close (30).
     assert frame.loc["2024-04-05", "equity_return"] == pytest.approx(100 * np.log(30 / 20))

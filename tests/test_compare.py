@@ -125,6 +125,12 @@ def test_compare_refuses_runs_on_different_observations(synthetic, em_runs, tmp_
     )
     with pytest.raises(IncomparableRunsError, match="different dates"):
         compare_runs(load_runs([em_runs / "good", tmp_path / "other_cut"]))
+    # Same columns, same dates, other values (a rebuilt or edited feature file).
+    EMHMM(2, n_restarts=4, seed=0).fit(
+        _with_changed_tail(features, "2020-06-01"), holdout_start=HOLDOUT
+    ).save(tmp_path / "other_values")
+    with pytest.raises(IncomparableRunsError, match="fitted on different data"):
+        compare_runs(load_runs([em_runs / "good", tmp_path / "other_values"]))
 
 
 def test_compare_loo_between_sampled_runs_and_cli_json(synthetic, tmp_path, capsys):

@@ -4,9 +4,11 @@ the executor and progress lines every many-fit command shares."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -147,11 +149,26 @@ def executor(args: argparse.Namespace):
 
     if args.workers is not None and args.scheduler:
         raise RegimeModelError("--workers sets the size of the local cluster; not with --scheduler")
-    if args.workers is not None and args.workers < 1:
-        raise RegimeModelError(f"--workers must be at least 1, got {args.workers}")
     if args.scheduler == "serial":
         return SerialExecutor()
+    if args.scheduler and not args.trust_scheduler and not is_loopback(args.scheduler):
+        raise RegimeModelError(
+            f"--scheduler {args.scheduler} is not on this machine: its workers run the tasks "
+            "this process sends and this process unpickles what they return; pass "
+            "--trust-scheduler if you control that cluster"
+        )
     return DaskExecutor(address=args.scheduler, n_workers=args.workers)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a scheduler address (tcp://HOST:PORT, HOST:PORT) names this machine."""
+    host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def print_progress(done: int, total: int, what: str = "refits") -> None:

@@ -89,3 +89,5 @@ def print_coverage(features: FeatureSet) -> None:
 def print_skipped(features: FeatureSet) -> None:
     for name, reason in features.skipped.items():
         print(f"skipped {name}: {reason}")
+    for warning in features.warnings:
+        print(f"warning: {warning}")

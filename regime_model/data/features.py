@@ -27,7 +27,12 @@ from regime_model.data.calendar import align_to_calendar, build_grid
 from regime_model.data.sources import SeriesSource, read_dated_csv
 from regime_model.data.transforms import TRANSFORMS, TransformContext, standardize
 from regime_model.data.universe import InputSpec, SeriesSpec, Universe
-from regime_model.data.validation import check_date_range, check_feature_frame, check_series
+from regime_model.data.validation import (
+    check_date_range,
+    check_dates,
+    check_feature_frame,
+    check_series,
+)
 from regime_model.errors import (
     EmptySeriesError,
     MalformedFileError,
@@ -47,6 +52,7 @@ class FeatureSet:
     ``frame``: (T, D) floats indexed by ``date``; NaN = not observed on that date.
     ``groups``: column -> group (equity, crypto, breadth, flows, macro).
     ``skipped``: series of the universe that were not built, with the reason.
+    ``warnings``: what the build noticed and handled (e.g. a calendar gap left missing).
     """
 
     frame: pd.DataFrame
@@ -55,6 +61,7 @@ class FeatureSet:
     source: str = ""
     universe: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def mask(self) -> np.ndarray:
@@ -74,6 +81,7 @@ class FeatureSet:
             "universe": self.universe,
             "groups": self.groups,
             "skipped": self.skipped,
+            "warnings": self.warnings,
         }
         write_text_atomic(json.dumps(meta, indent=2) + "\n", metadata_path(path))
         return path
@@ -120,7 +128,53 @@ def read_features(path: str | Path, groups: dict[str, str] | None = None) -> Fea
         source=meta.get("source", ""),
         universe=meta.get("universe", ""),
         skipped=meta.get("skipped", {}),
+        warnings=meta.get("warnings", []),
     )
+
+
+# A daily equity calendar may skip this many business days in a row (the longest US
+# market closure since 1900 not counted in weeks: 11-14 September 2001, four days); a
+# longer run of missing days is a hole in the data, not a holiday.
+MAX_CLOSED_BUSINESS_DAYS = 4
+
+
+def fill_calendar_gaps(
+    grid: pd.DatetimeIndex, freq: str, calendar: str, series: list[str]
+) -> tuple[pd.DatetimeIndex, list[str]]:
+    """The grid with the dates a hole in the calendar series left out put back (as rows
+    whose values will be missing), and a warning per hole. Without them, every change
+    across the hole would be one multi-period change presented as one period's.
+
+    Weekly: every Friday between the first and the last. Daily crypto: every day. Daily
+    equity: the business days of any run of more than MAX_CLOSED_BUSINESS_DAYS missing
+    ones (holidays stay off the grid)."""
+    if len(grid) < 2:
+        return grid, []
+    if freq == "weekly":
+        full = pd.date_range(grid[0], grid[-1], freq="W-FRI")
+    elif calendar == "crypto":
+        full = pd.date_range(grid[0], grid[-1], freq="D")
+    else:
+        business = pd.bdate_range(grid[0], grid[-1])
+        missing = np.flatnonzero(~business.isin(grid))
+        runs = np.split(missing, np.flatnonzero(np.diff(missing) > 1) + 1)
+        long = [run for run in runs if len(run) > MAX_CLOSED_BUSINESS_DAYS]
+        full = grid.union(business[np.concatenate(long)] if long else business[:0])
+    added = full.difference(grid)
+    if added.empty:
+        return grid, []
+    # One warning per run of consecutive added dates.
+    positions = np.flatnonzero(full.isin(added))
+    breaks = np.flatnonzero(np.diff(positions) > 1) + 1
+    warnings = []
+    for run in np.split(positions, breaks):
+        first, last = full[run[0]], full[run[-1]]
+        warnings.append(
+            f"calendar gap: {', '.join(series)} has no dates from {first:%Y-%m-%d} to "
+            f"{last:%Y-%m-%d} ({len(run)} {freq} dates): those dates are kept as missing, "
+            "and no change across the gap is presented as one period's"
+        )
+    return pd.DatetimeIndex(full.to_numpy(), name="date").as_unit(grid.unit), warnings
 
 
 def infer_frequency(index: pd.DatetimeIndex) -> str:
@@ -137,12 +191,15 @@ def build_features(
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     min_observations: int = DEFAULT_MIN_OBSERVATIONS,
+    bridge_gaps: bool = False,
 ) -> FeatureSet:
     """Build the features of ``universe`` from ``source`` on a daily or weekly calendar.
 
     Inputs are read in full (earlier history warms up rolling windows and expanding
     standardisation); the output covers ``start``..``end``. Every value at date t depends
-    on raw data at dates <= t only.
+    on raw data at dates <= t only. A hole in the calendar series is kept as missing dates
+    (:func:`fill_calendar_gaps`, with a warning); ``bridge_gaps=True`` takes the calendar
+    series' dates as they are (for hand-made calendars that skip stretches on purpose).
     """
     start = start if start is not None else universe.start
     check_date_range(start, end)
@@ -169,6 +226,11 @@ def build_features(
         ):
             dates_by_calendar.setdefault(input_spec.calendar, []).append(series.dropna().index)
     grid = build_grid(dates_by_calendar, freq)
+    calendar = "equity" if "equity" in dates_by_calendar else "crypto"
+    warnings: list[str] = []
+    if not bridge_gaps:
+        names = [spec.name for spec in anchors]
+        grid, warnings = fill_calendar_gaps(grid, freq, calendar, names)
     if freq == "weekly":
         periods_per_year = 52.0
     else:
@@ -209,6 +271,7 @@ def build_features(
         source=source.name,
         universe=universe.name,
         skipped=skipped,
+        warnings=warnings,
     )
 
 
@@ -320,3 +383,40 @@ def coverage_table(features: FeatureSet) -> pd.DataFrame:
             "missing": f"{frame[column].isna().mean():.1%}",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def validated(features: FeatureSet, where: str = "features") -> FeatureSet:
+    """``features`` checked as a model input, with its index as a clean DatetimeIndex:
+    a FeatureSet (not a bare DataFrame), unique column names, dates parseable (strings
+    ISO only), unique and ascending, values numeric and finite (NaN: not observed). The
+    one check every entry point (CLI, Python API, backtest, calibration) goes through."""
+    if not isinstance(features, FeatureSet):
+        raise MalformedFileError(
+            f"{where} must be a FeatureSet, got {type(features).__name__}: wrap a DataFrame "
+            "as FeatureSet(frame, groups, freq) (regime_model.data.features)"
+        )
+    frame = features.frame
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise MalformedFileError(f"{where}: column {', '.join(repeated)} appears twice")
+    index = check_dates(frame.index, where)
+    for column in frame.columns:
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise MalformedFileError(f"{where}: column '{column}' is not numeric ({values.dtype})")
+        infinite = np.isinf(values.to_numpy(dtype=float))
+        if infinite.any():
+            raise MalformedFileError(
+                f"{where}: column '{column}' is infinite on {index[infinite][0]:%Y-%m-%d}"
+            )
+    if index is frame.index:
+        return features
+    return FeatureSet(
+        frame.set_axis(index),
+        features.groups,
+        features.freq,
+        features.source,
+        features.universe,
+        features.skipped,
+        features.warnings,
+    )

@@ -7,6 +7,7 @@ output to :class:`FrameSource`.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -105,13 +106,22 @@ class CsvDirectorySource:
         return loaded
 
     def _read(self, file_name: str) -> pd.DataFrame:
-        return read_dated_csv(self.data_dir / file_name)
+        # A universe file names the files; it must not reach outside the data directory
+        # (an absolute path, "..", or a symlink pointing away).
+        root = self.data_dir.resolve()
+        path = (self.data_dir / file_name).resolve()
+        if not path.is_relative_to(root):
+            raise UnknownSeriesError(
+                f"csv locator file {file_name!r} is outside the data directory {self.data_dir}"
+            )
+        return read_dated_csv(path)
 
 
 def read_dated_csv(path: Path, missing: str = "file not found") -> pd.DataFrame:
     """A CSV with a ``date`` column, as strings (validation happens per column later)."""
     if not path.is_file():
         raise UnknownSeriesError(f"{missing}: {path}")
+    check_csv_shape(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -124,6 +134,29 @@ def read_dated_csv(path: Path, missing: str = "file not found") -> pd.DataFrame:
         row = int(frame["date"].isna().to_numpy().nonzero()[0][0]) + 2
         raise MalformedFileError(f"{path}: empty date on line {row}")
     return frame
+
+
+def check_csv_shape(path: Path) -> None:
+    """Every row has as many fields as the header, whose names are unique: pandas would
+    pad a short row (or a truncated last line) with missing values, or rename a repeated
+    column, without a word. Blank lines are skipped, as pandas does."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            rows = csv.reader(stream)
+            header = next(rows, None)
+            if header is None:
+                raise MalformedFileError(f"{path}: empty file")
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise MalformedFileError(f"{path}: column {', '.join(repeated)} appears twice")
+            for row in rows:
+                if row and len(row) != len(header):
+                    raise MalformedFileError(
+                        f"{path}: cannot parse as CSV: line {rows.line_num} has {len(row)} "
+                        f"fields, the header {len(header)} (a short, long or truncated row)"
+                    )
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise MalformedFileError(f"{path}: cannot parse as CSV: {exc}") from exc
 
 
 def _split_locator(locator: str) -> tuple[str, str]:

@@ -48,8 +48,17 @@ def check_date_range(start: pd.Timestamp | None, end: pd.Timestamp | None) -> No
         raise DateRangeError(f"start date {_day(start)} is after end date {_day(end)}")
 
 
+# Dates outside these are a typo or a unit error (epoch seconds read as days), not market
+# history; simulations for calibration run a few years past today.
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+LATEST_DATE = pd.Timestamp("2100-12-31")
+
+
 def check_dates(index: pd.Index, where: str) -> pd.DatetimeIndex:
     """Check a date index: parseable, no duplicates, ascending. Returns it as DatetimeIndex."""
+    if not isinstance(index, pd.DatetimeIndex) and pd.api.types.is_numeric_dtype(index):
+        # Numbers would be read as nanoseconds since 1970 (or, later, as errors): refuse.
+        raise MalformedFileError(f"{where}: the dates are numbers ({index[0]!r}, ...), not dates")
     if not isinstance(index, pd.DatetimeIndex):
         parsed = pd.to_datetime(pd.Series(index, dtype="object"), errors="coerce", format="ISO8601")
         bad = parsed.isna() & pd.Series(index, dtype="object").notna()
@@ -61,6 +70,13 @@ def check_dates(index: pd.Index, where: str) -> pd.DatetimeIndex:
         index = pd.DatetimeIndex(parsed)
     if index.tz is not None:
         index = index.tz_localize(None)
+    if len(index):
+        outside = (index < EARLIEST_DATE) | (index > LATEST_DATE)
+        if outside.any():
+            raise DateRangeError(
+                f"{where}: date {_day(index[outside][0])} is outside {EARLIEST_DATE:%Y-%m-%d} "
+                f"to {LATEST_DATE:%Y-%m-%d}"
+            )
     duplicated = index.duplicated()
     if duplicated.any():
         raise DuplicateDateError(f"{where}: duplicate date {_day(index[duplicated][0])}")

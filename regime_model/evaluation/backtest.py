@@ -35,6 +35,7 @@ from regime_model.evaluation.walk_forward import (
     FIT_INFO_FIELDS,
     Segment,
     SegmentTask,
+    check_segment_record,
     config_hash,
     run_segment,
     segment_task,
@@ -207,7 +208,7 @@ def run_backtest(
     config = {**spec.to_dict(), **(provenance or {})}
     write_text_atomic(json.dumps(config, indent=2, default=str) + "\n", Path(out) / "config.json")
     store = ResultStore(Path(out) / SEGMENTS_DIRECTORY)
-    report = run_tasks(segment_function, tasks, store, executor, progress)
+    report = run_tasks(segment_function, tasks, store, executor, progress, check_segment_record)
     if report.failed:
         raise _failure(report, len(tasks), store.directory)
     segments = [Segment.from_record(store.load(task)) for task in tasks]

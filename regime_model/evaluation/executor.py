@@ -16,6 +16,7 @@ the task on another worker (up to ``distributed.scheduler.allowed-failures`` tim
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,8 +26,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from regime_model.data.cache import write_text_atomic
+from regime_model.errors import RegimeModelError
 
 DEFAULT_RETRIES = 2
+
+
+class InvalidResultError(RegimeModelError, ValueError):
+    """A task (run by a worker, maybe on another machine) returned a result that is not
+    what the task returns; it is not stored."""
 
 
 class Task(Protocol):
@@ -41,10 +48,12 @@ Progress = Callable[[int, int], None]
 
 
 class ResultStore:
-    """One JSON file per task in ``directory``: ``{"key": ..., "result": {...}}``.
+    """One JSON file per task in ``directory``: ``{"key": ..., "sha256": ..., "result":
+    {...}}``.
 
-    A file counts only under its final name and with the task's key: temporary files of
-    an interrupted write, unreadable files and files of other inputs are ignored (and
+    A file counts only under its final name, with the task's key and with ``sha256`` the
+    hash of its result: temporary files of an interrupted write, unreadable files, files
+    of other inputs and results edited after they were written are ignored (and
     overwritten when the task is run again).
     """
 
@@ -63,15 +72,24 @@ class ResultStore:
         if not isinstance(stored, dict) or stored.get("key") != task.key:
             return None
         result = stored.get("result")
-        return result if isinstance(result, dict) else None
+        if not isinstance(result, dict) or stored.get("sha256") != result_sha256(result):
+            return None
+        return result
 
     def save(self, task: Task, result: dict[str, Any]) -> Path:
         """Write ``result`` atomically (temp file in the same directory, then rename)."""
         path = self.path(task)
         # allow_nan=False: a NaN must be written as null by the task, never as bare NaN.
-        text = json.dumps({"key": task.key, "result": result}, allow_nan=False)
+        stored = {"key": task.key, "sha256": result_sha256(result), "result": result}
+        text = json.dumps(stored, allow_nan=False)
         write_text_atomic(text + "\n", path)
         return path
+
+
+def result_sha256(result: dict[str, Any]) -> str:
+    """A hash of a result's content (canonical JSON: sorted keys, no NaN)."""
+    text = json.dumps(result, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Executor(Protocol):
@@ -200,12 +218,16 @@ def run_tasks(
     store: ResultStore,
     executor: Executor,
     progress: Progress | None = None,
+    check: Callable[[Any, Any], None] | None = None,
 ) -> TaskReport:
     """Run ``function`` on every task without a valid stored result, saving each result
     as it finishes. The executor is started only when something is left to run.
 
-    A failing task does not stop the others (their results are saved, so a re-run after
-    the fix computes only what is missing); the caller decides what the failures mean.
+    ``check(task, result)`` raises when a result (it comes from a worker process, maybe on
+    another machine) is not what the task should return; such a result is a failure of
+    its task and is not stored. A failing task does not stop the others (their results
+    are saved, so a re-run after the fix computes only what is missing); the caller
+    decides what the failures mean.
     """
     report = TaskReport()
     pending = []
@@ -222,7 +244,15 @@ def run_tasks(
     with executor:
         for task, result, error in executor.map_unordered(function, pending):
             if error is None:
-                store.save(task, result)
+                try:
+                    if not isinstance(result, dict):
+                        raise ValueError(f"a {type(result).__name__}, not a dict")
+                    if check is not None:
+                        check(task, result)
+                    store.save(task, result)
+                except (ValueError, TypeError, KeyError) as exc:
+                    error = InvalidResultError(f"returned an invalid result: {exc}")
+            if error is None:
                 report.computed.append(task.name)
             else:
                 report.failed[task.name] = error

@@ -167,6 +167,36 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def check_segment_record(task: SegmentTask, record: dict[str, Any]) -> None:
+    """Raise ValueError unless ``record`` is the shape :func:`segment_record` gives for
+    ``task``: its refit, one entry per scored date of the task's rows, probabilities in
+    [0, 1] per regime, finite log densities (or None). Worker results are checked with it
+    before they are stored."""
+    scored = task.features.frame.index[task.features.frame.index >= task.refit.refit_date]
+    allowed = {date.strftime("%Y-%m-%d") for date in scored}
+    if record.get("refit_date") != task.refit.name:
+        raise ValueError(f"refit {record.get('refit_date')!r}, expected {task.refit.name!r}")
+    dates = record.get("dates")
+    # The scored dates of the task's rows, ascending (rows no column observes are trimmed).
+    if not isinstance(dates, list) or not dates or not set(dates) <= allowed:
+        raise ValueError("its dates are not scored dates of the refit")
+    if dates != sorted(set(dates)):
+        raise ValueError("its dates are not ascending and unique")
+    regimes = record.get("regimes")
+    if not isinstance(regimes, list) or not all(isinstance(name, str) for name in regimes):
+        raise ValueError("no list of regime names")
+    density = np.array(record["log_predictive_density"], dtype=float)
+    if density.shape != (len(dates),) or np.isinf(density).any():
+        raise ValueError("log_predictive_density is not one finite value (or null) per date")
+    for kind in ("filtered", "predicted"):
+        for statistic in ("mean", "lower", "upper"):
+            values = np.array(record[kind][statistic], dtype=float)
+            if values.shape != (len(dates), len(regimes)):
+                raise ValueError(f"{kind} {statistic} is not (dates, regimes)")
+            if ((values < 0) | (values > 1)).any():
+                raise ValueError(f"{kind} {statistic} has probabilities outside [0, 1]")
+
+
 @dataclass(frozen=True)
 class Segment:
     """A stored segment result as arrays: ``dates`` (T_s,), probabilities (T_s, K),

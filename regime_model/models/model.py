@@ -26,7 +26,7 @@ import pymc as pm
 import xarray as xr
 
 from regime_model.choices import IDENTIFICATIONS, INITIALS
-from regime_model.data.features import FeatureSet
+from regime_model.data.features import FeatureSet, validated
 from regime_model.inference import hmm_log_likelihood
 from regime_model.model_options import check_option_values
 from regime_model.models.composition import KernelGraphs
@@ -234,6 +234,7 @@ class RegimeHMM:
         standardised. With ``covariates``, ``columns`` are the emission columns (default:
         every column that is not a covariate), on the dates the covariates allow
         (:func:`~regime_model.models.covariates.split_covariates`)."""
+        features = validated(features)  # before the covariates are split off
         options = {"standardise": self.standardise}
         if self.covariates:
             split = split_covariates(features, self.covariates, columns)

@@ -7,12 +7,13 @@ which regime is ``risk_off`` and which is ``risk_on``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from regime_model.data.features import FeatureSet, trim_unobserved
+from regime_model.data.features import FeatureSet, trim_unobserved, validated
 from regime_model.errors import (
     ConstantFeatureError,
     DateRangeError,
@@ -121,7 +122,9 @@ def default_anchor(columns: list[str], groups: dict[str, str]) -> str:
 
 
 def select_features(features: FeatureSet, columns: list[str] | None) -> FeatureSet:
-    """The feature set restricted to ``columns`` (all when None), names checked."""
+    """The feature set restricted to ``columns`` (all when None), names checked, after
+    the checks every model input gets (:func:`~regime_model.data.features.validated`)."""
+    features = validated(features)
     if columns is None:
         columns = list(features.frame.columns)
     unknown = [column for column in columns if column not in features.frame.columns]
@@ -212,10 +215,20 @@ def _aligned(covariates: pd.DataFrame, dates: pd.Index) -> np.ndarray:
 
 
 def holdout_info(observations: Observations) -> dict[str, object]:
-    """What a result's ``fit_info`` says about a held-out stretch (empty when none)."""
+    """What a result's ``fit_info`` says about the data it scored: ``data_sha256``, a
+    hash of the dates, columns and observed values (so ``regime compare`` can tell runs
+    on different data apart even when their columns and dates agree), and the held-out
+    stretch, if any."""
+    digest = hashlib.sha256()
+    digest.update(observations.dates.asi8.tobytes())
+    digest.update("\x1f".join(observations.columns).encode())
+    values = np.where(observations.observed, observations.values * observations.scale, np.nan)
+    digest.update(np.ascontiguousarray(values + observations.center).tobytes())
+    info: dict[str, object] = {"data_sha256": digest.hexdigest()}
     if not observations.n_holdout:
-        return {}
+        return info
     return {
+        **info,
         "holdout_start": observations.dates[observations.n_fit].strftime("%Y-%m-%d"),
         "holdout_dates": observations.n_holdout,
     }
