@@ -56,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RegimeModelError as exc:
         print(f"regime: error: {exc}", file=sys.stderr)
         return EXIT_DATA_ERROR
+    except ValueError as exc:  # a check inside a library: still one line, not a traceback
+        if os.environ.get("REGIME_DEBUG"):
+            raise
+        print(f"regime: error: {exc} (REGIME_DEBUG=1 shows where)", file=sys.stderr)
+        return EXIT_DATA_ERROR
     except BrokenPipeError:  # `regime summary RUN | head`: the reader left; not an error
         # Python flushes stdout again at exit: point it at /dev/null so that is quiet too.
         with contextlib.suppress(OSError, ValueError, AttributeError):

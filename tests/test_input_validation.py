@@ -253,3 +253,35 @@ def test_dates_outside_a_sane_range_are_refused(tmp_path, date):
     )
     with pytest.raises(RegimeDataError, match=f"date {date} is outside 1900-01-01 to"):
         read_features(path)
+
+
+@pytest.mark.parametrize("magnitude", [1e300, 1e-300])
+def test_extreme_magnitudes_standardise_instead_of_crashing(magnitude):
+    """A column of 1e300s (its variance overflows float64) or 1e-300s (underflows) used
+    to crash inside hmmlearn; standardised in units of its largest value, it gives the
+    same regime probabilities as the column at its own scale."""
+    from regime_model.data.synthetic import simulate_tvtp_features
+    from regime_model.models import EMHMM
+
+    features, _ = simulate_tvtp_features(150, seed=1)
+    columns = ["eq_return", "crypto_return"]
+    scaled = FeatureSet(
+        features.frame.assign(eq_return=features.frame["eq_return"] * magnitude),
+        features.groups,
+        features.freq,
+    )
+    reference = EMHMM(2, n_restarts=1).fit(features, columns).probabilities.filtered
+    probabilities = EMHMM(2, n_restarts=1).fit(scaled, columns).probabilities.filtered
+    np.testing.assert_allclose(probabilities, reference, atol=1e-9)
+
+
+def test_unstandardised_extreme_values_are_refused_naming_the_column():
+    from regime_model.data.synthetic import simulate_tvtp_features
+    from regime_model.models.observations import prepare_observations
+
+    features, _ = simulate_tvtp_features(150, seed=1)
+    frame = features.frame[["eq_return", "crypto_return"]]
+    huge = FeatureSet(frame.assign(eq_return=frame["eq_return"] * 1e300), {}, features.freq)
+    with pytest.raises(RegimeDataError, match=r"'eq_return' has values beyond 1e\+100"):
+        prepare_observations(huge, 2, standardise=False)
+    prepare_observations(huge, 2)  # standardised: fine

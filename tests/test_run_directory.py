@@ -168,5 +168,15 @@ def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path):
     _, errors = process.communicate(timeout=120)
     assert process.returncode == 130, errors
     assert "regime: interrupted" in errors and "draws" in errors
+    # No sampler worker outlives it: its process group empties (within a few seconds).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("a process of the interrupted fit is still running")
     assert _snapshot(run) == before
     assert _leftovers(tmp_path) == []

@@ -186,10 +186,16 @@ def prepare_observations(
     observed = frame.notna().to_numpy()
     # Centring and scaling only set the prior's units; they are undone in every report.
     if standardise:
-        center = fitted.mean().to_numpy()
-        scale = fitted.std().to_numpy()
+        center, scale = _moments(fitted)
     else:
         center, scale = np.zeros(len(columns)), np.ones(len(columns))
+        too_large = np.nanmax(np.abs(frame.to_numpy()), axis=0) > MAX_UNSCALED
+        if too_large.any():
+            raise InsufficientDataError(
+                f"feature '{columns[int(np.flatnonzero(too_large)[0])]}' has values beyond "
+                f"{MAX_UNSCALED:g}: with standardise=False the model needs values of moderate "
+                "size (rescale the column, or standardise)"
+            )
     values = np.where(observed, (frame.to_numpy() - center) / scale, 0.0)
     return Observations(
         dates=pd.DatetimeIndex(frame.index, name="date").as_unit("us"),
@@ -205,6 +211,27 @@ def prepare_observations(
         covariate_names=() if covariates is None else tuple(covariates.columns),
         covariate_trimming=covariate_trimming,
     )
+
+
+# Beyond this magnitude squares overflow (or, below its inverse, underflow) in float64.
+EXTREME = 1e150
+MAX_UNSCALED = 1e100
+
+
+def _moments(fitted: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(center (D,), scale (D,)): each column's mean and standard deviation over the
+    fitted dates. A column of extreme magnitude (its variance overflows or underflows
+    float64) is measured in units of its largest absolute value first, so that 1e300 or
+    1e-300 standardise as any other column would; others exactly as pandas computes."""
+    center = fitted.mean().to_numpy().copy()
+    scale = fitted.std().to_numpy().copy()
+    largest = fitted.abs().max().to_numpy()
+    extreme = ~np.isfinite(scale) | (largest > EXTREME) | (largest < 1 / EXTREME)
+    for d in np.flatnonzero(extreme):
+        unit = fitted.iloc[:, d] / largest[d]
+        center[d] = unit.mean() * largest[d]
+        scale[d] = unit.std() * largest[d]
+    return center, scale
 
 
 def _aligned(covariates: pd.DataFrame, dates: pd.Index) -> np.ndarray:
