@@ -274,7 +274,12 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
-    """Where many-fit commands run their fits."""
+    """Where many-fit commands run their fits, and whether they may replace --out."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a run of other settings in --out (the same settings resume)",
+    )
     execution = parser.add_argument_group("execution")
     execution.add_argument(
         "--scheduler",

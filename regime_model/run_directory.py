@@ -136,3 +136,39 @@ def verify_run(directory: str | Path) -> dict[str, Any]:
                 f"differs from {MANIFEST}); fit it again"
             )
     return manifest
+
+
+def claim_store(directory: str | Path, identity: dict[str, Any], force: bool = False) -> None:
+    """Make ``directory`` the output of a resumable many-fit run (backtest, calibration)
+    described by ``identity`` (its ``config.json`` holds it): a new or empty directory,
+    or one of the same run (resumed). A directory holding a run of other settings is
+    refused, so that outputs of two runs never mix, unless ``force``, which empties it
+    first; a directory that is not such a run is never touched."""
+    directory = Path(directory)
+    if not directory.exists() or (directory.is_dir() and not any(directory.iterdir())):
+        return
+    if not directory.is_dir():
+        raise RunExistsError(f"{directory} is a file, not an output directory")
+    config = directory / "config.json"
+    try:
+        stored = json.loads(config.read_text())
+    except (OSError, ValueError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise RunExistsError(
+            f"{directory} exists and holds no run of this command: not writing into it "
+            "(choose another --out)"
+        )
+    # As config.json holds it (tuples as lists, other objects as text).
+    identity = json.loads(json.dumps(identity, default=str))
+    differing = sorted(key for key, value in identity.items() if stored.get(key) != value)
+    if not differing:
+        return  # the same run: resume it
+    if not force:
+        raise RunExistsError(
+            f"{directory} holds a run with other settings ({', '.join(differing)} differ): "
+            "its outputs and this run's would mix; choose another --out, or pass --force "
+            "to replace it"
+        )
+    for path in directory.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -211,8 +211,10 @@ def test_unreadable_or_foreign_results_are_recomputed(features, counted_fits, tm
     run_backtest(features, _spec(), tmp_path, SerialExecutor())
     assert counted_fits == ["2021-04-02"]
 
-    counted_fits.clear()  # another model setting: no stored result applies
-    other = run_backtest(features, _spec({**EM_CONFIG, "seed": 1}), tmp_path, SerialExecutor())
+    counted_fits.clear()  # another model setting: no stored result applies (and the
+    # directory of the first is replaced only when asked: force)
+    other_spec = _spec({**EM_CONFIG, "seed": 1})
+    other = run_backtest(features, other_spec, tmp_path, SerialExecutor(), force=True)
     assert len(counted_fits) == 4 and other.report.reused == []
 
 

@@ -180,3 +180,46 @@ def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path):
         pytest.fail("a process of the interrupted fit is still running")
     assert _snapshot(run) == before
     assert _leftovers(tmp_path) == []
+
+
+def test_a_many_fit_output_directory_is_resumed_or_refused_never_mixed(tmp_path):
+    from regime_model.run_directory import claim_store
+
+    out = tmp_path / "backtest"
+    identity = {"model": {"model": "em-hmm", "n_regimes": 2}, "every": "quarter"}
+    claim_store(out, identity)  # absent: fine
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({**identity, "command": "regime ..."}))
+    (out / "scores.json").write_text("{}")
+    claim_store(out, identity)  # the same run (provenance aside): resumed, untouched
+    assert (out / "scores.json").exists()
+    other = {**identity, "every": "month"}
+    with pytest.raises(RunExistsError, match=r"other settings \(every differ\).*--force"):
+        claim_store(out, other)
+    assert (out / "scores.json").exists()
+    claim_store(out, other, force=True)
+    assert not any(out.iterdir())  # emptied for the new run
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("keep me")
+    with pytest.raises(RunExistsError, match="holds no run of this command"):
+        claim_store(notes, identity, force=True)
+    assert (notes / "todo.txt").read_text() == "keep me"
+
+
+def test_cli_backtest_refuses_an_output_of_other_settings(tmp_path, capsys):
+    features = tmp_path / "features.csv"
+    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
+    assert main(build) == 0
+    out = tmp_path / "bt"
+    backtest = ["backtest", "--features", str(features), "--columns", "iwm_return,btc_return"]
+    backtest += ["--model", "em-hmm", "--restarts", "2", "--scheduler", "serial"]
+    backtest += ["--start", "2022-01-01", "--out", str(out)]
+    assert main([*backtest, "--every", "quarter"]) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main([*backtest, "--every", "month"]) == 2
+    assert "other settings (every differ)" in capsys.readouterr().err
+    assert _snapshot(out) == before
+    assert main([*backtest, "--every", "month", "--force"]) == 0
+    assert json.loads((out / "config.json").read_text())["every"] == "month"

@@ -52,8 +52,12 @@ def run_walk_forward(args: argparse.Namespace) -> int:
         executor(args),
         progress=print_progress,
         provenance=provenance,
+        force=args.force,
     )
     scores = save_backtest(result, args.out, truth)
+    if not assets:  # no allocation report now: none from an earlier run may stay beside it
+        for name in ("allocation.csv", "allocation_wealth.csv"):
+            (Path(args.out) / name).unlink(missing_ok=True)
     report = result.report
     print(
         f"wrote {args.out}: {len(result.segments)} refits ({len(report.computed)} fitted now, "
@@ -122,6 +126,7 @@ def run_allocation(
             executor(args),
             progress=print_progress,
             provenance={**provenance, **baseline_spec.to_dict()},
+            force=args.force,
         )
         baseline_scores = save_backtest(baseline, out, truth)
         total = baseline_scores["log_predictive_density"]

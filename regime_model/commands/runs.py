@@ -90,6 +90,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         args.out,
         executor(args),
         progress=lambda done, total: print_progress(done, total, "replicates"),
+        force=args.force,
     )
     summary = save_calibration(result, args.out)
     print(f"wrote {args.out}: ranks, uniformity, coverage, replicates, rank_histograms.png")

@@ -42,6 +42,7 @@ from regime_model.evaluation.walk_forward import (
 )
 from regime_model.models import model_from_config
 from regime_model.models.observations import MIN_OBSERVATIONS_PER_PARAMETER, select_features
+from regime_model.run_directory import claim_store
 
 SEGMENTS_DIRECTORY = "segments"
 
@@ -196,15 +197,18 @@ def run_backtest(
     progress: Progress | None = None,
     segment_function: TaskFunction = run_segment,
     provenance: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> BacktestResult:
     """Run (or resume) a backtest; segment results are stored in ``out/segments``.
 
     Refits with a stored result of the same inputs are not run again. Raises
     :class:`BacktestError` naming the failed refits after the others have finished.
     ``provenance``: written to ``out/config.json`` (with the spec) before any refit runs.
-    ``segment_function``: the task (tests wrap it to inject failures).
+    ``segment_function``: the task (tests wrap it to inject failures). ``out`` holding a
+    backtest of other settings is refused unless ``force`` (which empties it first).
     """
     tasks = plan_backtest(features, spec)
+    claim_store(out, spec.to_dict(), force)
     config = {**spec.to_dict(), **(provenance or {})}
     write_text_atomic(json.dumps(config, indent=2, default=str) + "\n", Path(out) / "config.json")
     store = ResultStore(Path(out) / SEGMENTS_DIRECTORY)
@@ -251,6 +255,8 @@ def save_backtest(
     scores, table = result.scores(truth)
     if table is not None:
         _write_csv(table, out / "calibration.csv")
+    else:  # not one from an earlier run with a truth file
+        (out / "calibration.csv").unlink(missing_ok=True)
     write_text_atomic(json.dumps(scores, indent=2) + "\n", out / "scores.json")
     return scores
 

@@ -36,6 +36,7 @@ from regime_model.errors import RegimeModelError
 from regime_model.evaluation.executor import Executor, Progress, ResultStore, run_tasks
 from regime_model.models import model_from_config
 from regime_model.results import hdi_bounds
+from regime_model.run_directory import claim_store
 
 RANK_DRAWS = 99  # ranks 0..99: 100 values, so 10 bins of 10
 BINS = 10
@@ -308,9 +309,14 @@ def run_calibration(
     out: str | Path,
     executor: Executor,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> CalibrationResult:
-    """Run (or resume) the replicates; each is stored in ``out/replicates`` as it ends."""
+    """Run (or resume) the replicates; each is stored in ``out/replicates`` as it ends.
+    ``out`` holding a calibration of another model, size or seed is refused unless
+    ``force`` (more replicates of the same one resume it)."""
     tasks = plan_calibration(spec)
+    identity = {key: value for key, value in spec.to_dict().items() if key != "replicates"}
+    claim_store(out, identity, force)
     write_text_atomic(json.dumps(spec.to_dict(), indent=2) + "\n", Path(out) / "config.json")
     store = ResultStore(Path(out) / REPLICATES_DIRECTORY)
     report = run_tasks(run_replicate, tasks, store, executor, progress)
