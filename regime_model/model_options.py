@@ -81,12 +81,8 @@ class ModelOption:
     def parse(self, text: str) -> Any:
         """The CLI's conversion: the option's type, then its range."""
         try:
-            value = self.type(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}") from exc
-        try:
-            return self.check(value)
-        except ValueError as exc:
+            return self.check(self.type(text))
+        except ValueError as exc:  # not of the type, or out of range: the same message
             raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}") from exc
 
 

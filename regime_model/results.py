@@ -25,6 +25,7 @@ import xarray as xr
 from regime_model.data.cache import write_text_atomic
 from regime_model.errors import MalformedFileError
 from regime_model.inference import hmm_forecast, hmm_smoother
+from regime_model.run_directory import verify_run, write_run
 
 KINDS = ("filtered", "smoothed", "predicted")
 # Pass/fail thresholds of diagnostics() (Vehtari et al. 2021 for R-hat and ESS).
@@ -280,8 +281,6 @@ class RegimeResult:
         config.json and manifest.json into ``directory``, as one unit
         (:func:`~regime_model.run_directory.write_run`): an interrupted save leaves no run
         (or the previous one), and an existing run is replaced only with ``force``."""
-        from regime_model.run_directory import write_run
-
         posterior = self.inference_data.posterior
         facts = {
             "model": self.model,
@@ -324,8 +323,6 @@ class RegimeResult:
     def load(cls, directory: str | Path) -> RegimeResult:
         """Read a directory written by :meth:`save`, after checking it is complete and
         unchanged (:func:`~regime_model.run_directory.verify_run`)."""
-        from regime_model.run_directory import verify_run
-
         directory = Path(directory)
         verify_run(directory)
         try:

@@ -384,9 +384,8 @@ class CoupledChains:
         lag chain swaps upward and downward moves, so (enter, stay) -> (-stay, -enter)."""
         lead, lag = self._chain_permutations(permutations)
         permuted = dict(arrays)
-        regime_axes = REGIME_AXES
         for chain, perms in (("lead", lead), ("lag", lag)):
-            for name, axes in regime_axes.items():
+            for name, axes in REGIME_AXES.items():
                 if f"{chain}::{name}" in arrays:
                     permuted[f"{chain}::{name}"] = permute_draws(
                         arrays[f"{chain}::{name}"], perms, axes
@@ -395,14 +394,14 @@ class CoupledChains:
         for name in ("transition", "transition_intercept", "transition_coefficient"):
             if f"lead_{name}" in arrays:  # reported names of the lead chain's lead::<name>
                 permuted[f"lead_{name}"] = permute_draws(
-                    arrays[f"lead_{name}"], lead, regime_axes[name]
+                    arrays[f"lead_{name}"], lead, REGIME_AXES[name]
                 )
         if "lag_transition" in arrays:  # (lead regime lagged, lag regime, lag regime to)
             values = take_regimes(arrays["lag_transition"], lead, 0)
             permuted["lag_transition"] = permute_draws(values, lag, (("regime", 1), ("regime", 2)))
         for name in ("transition", "initial", "emission_mean", "emission_scale"):
             if name in arrays:
-                permuted[name] = permute_draws(arrays[name], permutations, regime_axes[name])
+                permuted[name] = permute_draws(arrays[name], permutations, REGIME_AXES[name])
         if "coupling_enter" in arrays:
             enter, stay = arrays["coupling_enter"], arrays["coupling_stay"]
             lead_reversed = lead[:, 0] != 0

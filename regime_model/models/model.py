@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ from regime_model.results import (
 )
 
 
-class RegimeHMM:
+class RegimeHMM(ABC):
     """A Bayesian regime model composed of components (see the module docstring).
 
     Options every family shares
@@ -188,13 +189,13 @@ class RegimeHMM:
         return {"model": self.name, **{name: getattr(self, name) for name in names}}
 
     # ------------------------------------------------------------------ a family's part
+    @abstractmethod
     def initial_estimate(self, observations: Observations) -> Any:
         """The maximum-likelihood fit (model units) the chains start from."""
-        raise NotImplementedError
 
+    @abstractmethod
     def components(self, observations: Observations, start: Any):
         """The family's composition (:mod:`~regime_model.models.composition`)."""
-        raise NotImplementedError
 
     def calibration_options(self, columns: list[str]) -> dict[str, Any]:
         """Options that make the prior free of the data (simulation-based calibration):
@@ -234,10 +235,9 @@ class RegimeHMM:
         standardised. With ``covariates``, ``columns`` are the emission columns (default:
         every column that is not a covariate), on the dates the covariates allow
         (:func:`~regime_model.models.covariates.split_covariates`)."""
-        features = validated(features)  # before the covariates are split off
         options = {"standardise": self.standardise}
-        if self.covariates:
-            split = split_covariates(features, self.covariates, columns)
+        if self.covariates:  # select_features validates; the split needs it before
+            split = split_covariates(validated(features), self.covariates, columns)
             features, columns = split.emission, None
             options.update(covariates=split.frame, covariate_trimming=split.trimming)
         return prepare_observations(

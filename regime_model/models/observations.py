@@ -20,8 +20,8 @@ from regime_model.errors import (
     InsufficientDataError,
     UnknownSeriesError,
 )
+from regime_model.model_options import check_option_values
 
-MAX_REGIMES = 5
 # Per regime and feature a mean and a scale: ask for a few observations of each.
 MIN_OBSERVATIONS_PER_PARAMETER = 5
 
@@ -162,8 +162,7 @@ def prepare_observations(
     transition drivers on the same dates (see :func:`~regime_model.models.covariates.
     split_covariates`).
     """
-    if not 2 <= n_regimes <= MAX_REGIMES:
-        raise ValueError(f"n_regimes must be between 2 and {MAX_REGIMES}, got {n_regimes}")
+    check_option_values({"n_regimes": n_regimes})
     frame = features.frame
     columns = list(frame.columns)
     if not columns:
