@@ -37,6 +37,7 @@ from common import Timer, features, log, parse_args, write_json, write_table  # 
 
 from regime_model.choices import IDENTIFICATIONS  # noqa: E402
 from regime_model.cli import main as regime  # noqa: E402
+from regime_model.run_directory import verify_run  # noqa: E402
 
 COLUMNS = ["iwm_return", "pct_above_200dma_change", "btc_return", "eth_return"]
 ASSETS = ["btc_return", "iwm_return"]
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _read_scores(directory: Path) -> dict:
+    verify_run(directory)  # a finished backtest, not one interrupted mid-rewrite
     return json.loads((directory / "scores.json").read_text())
 
 

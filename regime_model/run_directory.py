@@ -138,6 +138,23 @@ def verify_run(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def unseal(directory: str | Path) -> None:
+    """Mark a many-fit output directory as being (re)written: its manifest goes first, so
+    outputs interrupted halfway through a rewrite are never taken for a finished set."""
+    (Path(directory) / MANIFEST).unlink(missing_ok=True)
+
+
+def seal(directory: str | Path, names: list[str], facts: dict[str, Any]) -> None:
+    """Write the manifest of a many-fit output directory once all of ``names`` (its
+    summary outputs) are written: each file's sha256 and size plus ``facts``, verified by
+    :func:`verify_run` as a fit's run is. The per-task store files are not listed: each
+    carries its own content hash."""
+    directory = Path(directory)
+    files = {name: _file_entry(directory / name) for name in sorted(names)}
+    manifest = {"format": FORMAT, "files": files, **facts}
+    write_text_atomic(json.dumps(manifest, indent=2, default=str) + "\n", directory / MANIFEST)
+
+
 def claim_store(directory: str | Path, identity: dict[str, Any], force: bool = False) -> None:
     """Make ``directory`` the output of a resumable many-fit run (backtest, calibration)
     described by ``identity`` (its ``config.json`` holds it): a new or empty directory,

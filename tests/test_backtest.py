@@ -27,6 +27,7 @@ from regime_model.evaluation.executor import DaskExecutor, ResultStore, SerialEx
 from regime_model.evaluation.schedule import refit_schedule
 from regime_model.evaluation.walk_forward import run_segment
 from regime_model.models import EMHMM, BayesianHMM
+from regime_model.run_directory import IncompleteRunError, verify_run
 
 COLUMNS = ["iwm_return", "btc_return"]
 EM_CONFIG = {"model": "em-hmm", "n_regimes": 2, "n_restarts": 3, "seed": 0}
@@ -354,11 +355,18 @@ def test_cli_backtest_writes_the_outputs(features_file, serial_run, tmp_path, ca
     assert (refits["fit_end"] < refits["score_start"]).all()
     config = json.loads((out / "config.json").read_text())
     assert config["every"] == "quarter" and config["model"]["n_restarts"] == 3
+    manifest = verify_run(out)  # the outputs as one unit, as a fit's run directory
+    assert manifest["kind"] == "backtest" and manifest["refits"] == 4
+    assert {"scores.json", "regime_probabilities.csv", "config.json"} <= set(manifest["files"])
 
     shutil.copy(out / "regime_probabilities.csv", tmp_path / "before.csv")
     assert main(_backtest_arguments(features_file, out, "--start", START, "--workers", "1")) == 0
     assert "(0 fitted now, 4 reused)" in capsys.readouterr().out  # resumed: nothing to run
     assert (out / "regime_probabilities.csv").read_bytes() == (tmp_path / "before.csv").read_bytes()
+    scores_text = (out / "scores.json").read_text()
+    (out / "scores.json").write_text(scores_text.replace('"sum"', '"sum" ', 1))
+    with pytest.raises(IncompleteRunError, match="scores.json was changed"):
+        verify_run(out)
 
 
 @pytest.mark.parametrize(

@@ -223,3 +223,101 @@ def test_cli_backtest_refuses_an_output_of_other_settings(tmp_path, capsys):
     assert _snapshot(out) == before
     assert main([*backtest, "--every", "month", "--force"]) == 0
     assert json.loads((out / "config.json").read_text())["every"] == "month"
+
+
+# A child process that runs `regime fit` and sends itself a real SIGINT once the run's
+# files are in the temporary directory and before its manifest and rename: mid-save.
+_SIGINT_MID_SAVE = """
+import os, signal, sys, time
+from regime_model.cli import main
+from regime_model.results import RegimeResult
+
+real = RegimeResult._write_files
+
+def write_then_interrupt(self, directory):
+    real(self, directory)
+    print("PARTIAL", directory, sorted(p.name for p in directory.iterdir()), file=sys.stderr)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)  # the signal arrives here
+    raise SystemExit("the interrupt was not delivered")
+
+RegimeResult._write_files = write_then_interrupt
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_real_sigint_mid_save_leaves_the_old_run_or_nothing(tmp_path, existing):
+    features = tmp_path / "features.csv"
+    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
+    assert main(build) == 0
+    run = tmp_path / "run"
+    fit = ["fit", "--features", str(features), "--columns", "iwm_return,btc_return"]
+    fit += ["--out", str(run), "--sampler", "map", "--force"]
+    if existing:
+        assert main([*fit, "--seed", "1"]) == 0
+    before = _snapshot(run) if existing else None
+    child = subprocess.run(
+        [sys.executable, "-c", _SIGINT_MID_SAVE, *fit, "--seed", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 130, child.stderr
+    partial = re.search(r"PARTIAL (\S+) (.*)", child.stderr)
+    assert partial and "posterior.nc" in partial.group(2)  # interrupted with files on disk
+    assert not Path(partial.group(1)).exists()  # ... which were removed
+    assert "regime: interrupted" in child.stderr
+    assert _leftovers(tmp_path) == []
+    if existing:
+        assert _snapshot(run) == before
+        assert main(["summary", str(run)]) == 0  # the old run is whole and loads
+    else:
+        assert not run.exists()
+        assert main(["summary", str(run)]) == 2
+
+
+def test_ctrl_c_during_a_dask_backtest_leaves_no_worker_and_a_resumable_store(tmp_path):
+    """A backtest on a local Dask cluster (two worker processes), interrupted like a
+    terminal's Ctrl-C once refits are coming back: exit 130, every process of its group
+    gone, no manifest (the outputs are not a finished set), and the segments stored so far
+    are reused by the next run."""
+    features = tmp_path / "features.csv"
+    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
+    assert main(build) == 0
+    out = tmp_path / "backtest"
+    backtest = [sys.executable, "-m", "regime_model.cli", "backtest", "--features", str(features)]
+    backtest += ["--columns", "iwm_return,btc_return", "--model", "em-hmm", "--restarts", "40"]
+    backtest += ["--every", "month", "--start", "2021-07-01", "--out", str(out)]
+    process = subprocess.Popen(
+        [*backtest, "--workers", "2"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    started = time.monotonic()
+    for line in process.stderr:
+        if re.search(r"refits done: [3-9]/", line) or time.monotonic() - started > 240:
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("a Dask worker or nanny of the interrupted backtest is still running")
+    assert not (out / MANIFEST).exists()
+    stored = len(list((out / "segments").glob("*.json")))
+    assert 3 <= stored < 30
+    resumed = subprocess.run(
+        [*backtest, "--scheduler", "serial"], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{stored} reused" in resumed.stdout
+    assert verify_run(out)["kind"] == "backtest"

@@ -23,6 +23,7 @@ from regime_model.evaluation.sbc import (
 from regime_model.inference import sample_markov_path
 from regime_model.models import BayesianHMM, model_from_config
 from regime_model.models.emissions import sample_emissions
+from regime_model.run_directory import verify_run
 
 
 # ---------------------------------------------------------------- simulators
@@ -234,6 +235,8 @@ def test_calibrate_cli_writes_ranks_and_resumes(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["replicates"] == 3 and summary["verdict"] in ("pass", "fail")
     assert (out / "rank_histograms.png").stat().st_size > 10_000
+    manifest = verify_run(out)
+    assert manifest["kind"] == "calibration" and "ranks.csv" in manifest["files"]
     # Resume: a deleted replicate is the only one computed again, with the same ranks.
     (out / "replicates" / "replicate_0001.json").unlink()
     capsys.readouterr()

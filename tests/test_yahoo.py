@@ -488,6 +488,22 @@ def test_corrupt_cache_file_raises_malformed_naming_path(tmp_path, content):
     assert rig.yahoo.calls == []
 
 
+def test_a_cache_file_changed_after_it_was_written_is_refused(tmp_path):
+    rig = make_rig(tmp_path, {"IWM": iwm_history(20)})
+    rig.source.fetch(["IWM"], start=START)
+    path = rig.source.price_path("IWM")
+    edited = pd.read_parquet(path)  # its attrs still hold the hash of the original
+    edited.iloc[5, edited.columns.get_loc("close")] *= 1.01
+    edited.to_parquet(path)
+    with pytest.raises(MalformedFileError, match=r"IWM\.parquet: changed after it was written"):
+        rig.source.load(["IWM"])
+    edited.attrs = {}  # a parquet file from elsewhere: no hash at all
+    edited.to_parquet(path)
+    with pytest.raises(MalformedFileError, match=r"IWM\.parquet: not written by this cache"):
+        rig.source.load(["IWM"])
+    assert len(rig.yahoo.calls) == 1  # the first fetch; neither was replaced by a download
+
+
 def test_cache_file_with_wrong_columns_is_malformed(tmp_path):
     rig = make_rig(tmp_path, {"IWM": iwm_history(20)})
     path = rig.source.price_path("IWM")

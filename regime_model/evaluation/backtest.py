@@ -42,7 +42,7 @@ from regime_model.evaluation.walk_forward import (
 )
 from regime_model.models import model_from_config
 from regime_model.models.observations import MIN_OBSERVATIONS_PER_PARAMETER, select_features
-from regime_model.run_directory import claim_store
+from regime_model.run_directory import claim_store, seal, unseal
 
 SEGMENTS_DIRECTORY = "segments"
 
@@ -209,6 +209,7 @@ def run_backtest(
     """
     tasks = plan_backtest(features, spec)
     claim_store(out, spec.to_dict(), force)
+    unseal(out)
     config = {**spec.to_dict(), **(provenance or {})}
     write_text_atomic(json.dumps(config, indent=2, default=str) + "\n", Path(out) / "config.json")
     store = ResultStore(Path(out) / SEGMENTS_DIRECTORY)
@@ -247,17 +248,21 @@ def save_backtest(
     truth, calibration.csv (the one-step forecasts of risk_on against what happened).
     """
     out = Path(out)
+    written = ["config.json", "log_predictive_density.csv", "refits.csv", "scores.json"]
     for kind, name in (("filtered", "regime_probabilities"), ("predicted", "regime_forecasts")):
         _write_csv(result.probabilities_long(kind), out / f"{name}.csv", float_format="%.6g")
+        written.append(f"{name}.csv")
     lpd = result.log_predictive_density().reset_index()
     _write_csv(lpd, out / "log_predictive_density.csv")
     _write_csv(result.refit_table(), out / "refits.csv")
     scores, table = result.scores(truth)
     if table is not None:
         _write_csv(table, out / "calibration.csv")
+        written.append("calibration.csv")
     else:  # not one from an earlier run with a truth file
         (out / "calibration.csv").unlink(missing_ok=True)
     write_text_atomic(json.dumps(scores, indent=2) + "\n", out / "scores.json")
+    seal(out, written, {"kind": "backtest", "refits": len(result.segments)})
     return scores
 
 

@@ -36,7 +36,7 @@ from regime_model.errors import RegimeModelError
 from regime_model.evaluation.executor import Executor, Progress, ResultStore, run_tasks
 from regime_model.models import model_from_config
 from regime_model.results import hdi_bounds
-from regime_model.run_directory import claim_store
+from regime_model.run_directory import claim_store, seal, unseal
 
 RANK_DRAWS = 99  # ranks 0..99: 100 values, so 10 bins of 10
 BINS = 10
@@ -317,6 +317,7 @@ def run_calibration(
     tasks = plan_calibration(spec)
     identity = {key: value for key, value in spec.to_dict().items() if key != "replicates"}
     claim_store(out, identity, force)
+    unseal(out)
     write_text_atomic(json.dumps(spec.to_dict(), indent=2) + "\n", Path(out) / "config.json")
     store = ResultStore(Path(out) / REPLICATES_DIRECTORY)
     report = run_tasks(run_replicate, tasks, store, executor, progress)
@@ -346,6 +347,10 @@ def save_calibration(result: CalibrationResult, out: str | Path) -> dict[str, An
     write_text_atomic(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     figure = rank_histograms(result.ranks(), RANK_DRAWS, BINS)
     figure.savefig(out / "rank_histograms.png", dpi=110)
+    names = ["ranks", "uniformity", "coverage", "replicates"]
+    written = [f"{name}.csv" for name in names]
+    written += ["config.json", "summary.json", "rank_histograms.png"]
+    seal(out, written, {"kind": "calibration", "replicates": summary["replicates"]})
     return summary
 
 
