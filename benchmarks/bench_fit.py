@@ -269,7 +269,7 @@ def main() -> None:
     rows: dict[str, dict] = {}
     if "em" in wanted:
         start = time.perf_counter()
-        em = EMHMM(args.regimes, n_restarts=10).fit(features)
+        em = EMHMM(args.regimes, n_restarts=10).fit(features).result_
         em_wall = time.perf_counter() - start
         smoothed = smoothed_matrix(em)
         print(
@@ -290,7 +290,7 @@ def main() -> None:
                 **settings,
             )
             start = time.perf_counter()
-            result = model.fit(features)
+            result = model.fit(features).result_
             rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
     if "numpyro" in wanted:
         rows["numpyro"] = numpyro_row(features, args, path)
@@ -303,7 +303,7 @@ def main() -> None:
             **settings,
         )
         start = time.perf_counter()
-        result = model.fit(features)
+        result = model.fit(features).result_
         label = f"{LABELS['scan']}, {args.scan_draws} tune + {args.scan_draws} draws"
         rows["scan"] = package_row(label, result, time.perf_counter() - start, path)
 

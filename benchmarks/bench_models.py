@@ -47,7 +47,7 @@ def main() -> None:
     for name in args.only or RUNS:
         model = MODELS[name](2, progressbar=False, **RUNS[name])
         started = time.perf_counter()
-        result = model.fit(features, COLUMNS)
+        result = model.fit(features, COLUMNS).result_
         wall = time.perf_counter() - started
         data = result.inference_data
         ess = float(az.ess(data, method="bulk").to_array().min())

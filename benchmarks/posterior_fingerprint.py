@@ -67,14 +67,18 @@ def main() -> None:
         features = worlds[world]
         holdout_start = str(features.frame.index[150].date()) if holdout else None
         try:
-            result = model_from_config({**config, **SMALL}).fit(features, columns, holdout_start)
+            model = model_from_config({**config, **SMALL}).fit(features, columns, holdout_start)
+            result = getattr(model, "result_", model)  # fit returned the result before
         except Exception as exc:  # a configuration that fails is part of the fingerprint
             print(json.dumps(config), "ERROR", repr(exc)[:200])
             continue
         posterior = result.inference_data.posterior
         draws = np.concatenate([np.ravel(posterior[n].values) for n in sorted(posterior)])
         kinds = ("filtered", "smoothed", "predicted")
-        probabilities = np.concatenate([np.ravel(getattr(result.probabilities, k)) for k in kinds])
+        # Single precision: the probabilities were stored so before they were float64.
+        probabilities = np.concatenate(
+            [np.ravel(getattr(result.probabilities, k).astype(np.float32)) for k in kinds]
+        )
         loglik = result.inference_data.log_likelihood["y"].values
         info = {
             key: value

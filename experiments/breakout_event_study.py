@@ -59,7 +59,7 @@ def crypto_risk_on(weekly, events: pd.DatetimeIndex, args) -> pd.DataFrame:
     model = BayesianHMM(
         2, seed=args.seed, progressbar=False, target_accept=0.95, **args.settings.as_kwargs()
     )
-    result = model.fit(weekly, ASSETS)
+    result = model.fit(weekly, ASSETS).result_
     risk_on = result.regime_probabilities("filtered")[[("risk_on", "mean")]]
     risk_on.columns = ["p_risk_on"]
     tables = []

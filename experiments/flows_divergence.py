@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {"seed": args.seed, "progressbar": False, **args.settings.as_kwargs()}
         model = TVTPHMM(2, covariates=drivers, **options) if drivers else BayesianHMM(2, **options)
         with Timer() as timer:
-            results[name] = model.fit(weekly, EMISSIONS, holdout_start=HOLDOUT_START)
+            results[name] = model.fit(weekly, EMISSIONS, holdout_start=HOLDOUT_START).result_
         seconds[name] = round(timer.seconds, 1)
         results[name].save(args.out / f"run_{name}")
         log(f"{name}: {seconds[name]} s, diagnostics {results[name].diagnostics()['verdict']}")

@@ -52,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     for lag in lags:
         model = LeadLagHMM(lag=lag, **options, **args.settings.as_kwargs())
         with Timer() as timer:
-            full = model.fit(weekly, COLUMNS)
+            full = model.fit(weekly, COLUMNS).result_
         seconds[f"lag_{lag}"] = round(timer.seconds, 1)
         verdicts[f"lag_{lag}"] = full.diagnostics().get("verdict")
         full.save(args.out / f"run_lag{lag}")
         table = pd.DataFrame(full.fit_info["model_summary"]["coupling"]).assign(lag=lag)
         couplings.append(table)
         model = LeadLagHMM(lag=lag, **options, **args.settings.as_kwargs())
-        held_out[f"lag_{lag}"] = model.fit(weekly, COLUMNS, holdout_start=HOLDOUT_START)
+        held_out[f"lag_{lag}"] = model.fit(weekly, COLUMNS, holdout_start=HOLDOUT_START).result_
         verdicts[f"lag_{lag}_holdout"] = held_out[f"lag_{lag}"].diagnostics().get("verdict")
         log(f"lag {lag}: {seconds[f'lag_{lag}']} s; diagnostics {verdicts}")
     coupling_table = pd.concat(couplings, ignore_index=True)

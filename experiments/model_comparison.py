@@ -69,7 +69,7 @@ def real_data_comparison(args) -> tuple:
         settings = {} if name == "em-hmm" else {**args.settings.as_kwargs(), "progressbar": False}
         model = MODELS[name](seed=args.seed, **options, **settings)
         with Timer() as timer:
-            results[run] = model.fit(weekly, COLUMNS, holdout_start=HOLDOUT_START)
+            results[run] = model.fit(weekly, COLUMNS, holdout_start=HOLDOUT_START).result_
         seconds[run] = round(timer.seconds, 1)
         log(f"{run}: {seconds[run]} s, {results[run].diagnostics().get('verdict', 'n/a')}")
     return compare_runs(results), seconds
@@ -85,7 +85,7 @@ def synthetic_calibration(args) -> tuple[pd.DataFrame, pd.DataFrame]:
         settings = {} if name == "em-hmm" else {**args.settings.as_kwargs(), "progressbar": False}
         result = MODELS[name](2, seed=args.seed, **settings).fit(
             weekly, SYNTHETIC_COLUMNS, holdout_start=cut
-        )
+        ).result_
         held_out = result.dates >= cut
         predicted = result.probabilities.predicted.mean(axis=0)[held_out]
         truth = truth_frame.reindex(result.dates[held_out]).to_numpy()

@@ -11,6 +11,9 @@ credit, volatility and crypto returns (Student-t margins, K = 2). Two designs (s
 * ``episodes_NAME.csv``: smoothed regime episodes (start, end, duration, mean
   probability) with each asset's mean and total log return (percent) in the episode;
 * ``summary_NAME.json``: transition matrix, durations, emissions, diagnostics;
+* ``now_NAME.txt``, ``.json``, ``.png``: the current reading (``regime now``): P(regime)
+  on the last date with its band, its change over 4 and 13 periods, the forecast, the
+  features stale at the end and which values are real-time;
 * ``report.json``: per run, the verdict, expected durations, P(stay) and the latest
   filtered P(risk_on).
 
@@ -30,6 +33,7 @@ from regime_model.episodes import episode_returns, regime_episodes  # noqa: E402
 from regime_model.models import BayesianHMM  # noqa: E402
 from regime_model.models.observations import select_features  # noqa: E402
 from regime_model.plots import plot_probability_over_prices  # noqa: E402
+from regime_model.reading import current_reading, format_reading, plot_reading  # noqa: E402
 
 # Small caps, breadth, credit, crypto: the legs of the "one liquidity regime" story.
 # Two designs. "state" (the main one) adds two slow-moving state variables, the share of
@@ -87,10 +91,16 @@ def run(design: str, freq: str, args) -> dict:
         2, emission="student-t", seed=args.seed, progressbar=False, **args.settings.as_kwargs()
     )
     with Timer() as timer:
-        result = model.fit(feature_set, columns)
+        result = model.fit(feature_set, columns).result_
     log(f"{name}: fitted {len(result.dates)} dates in {timer.seconds:.0f} s")
     run_dir = args.out / f"run_{name}"
-    result.save(run_dir)
+    result.save(run_dir, force=True)
+    # The current reading (as `regime now` prints it): the last date's filtered
+    # P(regime), its change, the forecast, stale features and what is real-time.
+    reading = current_reading(model)
+    (args.out / f"now_{name}.txt").write_text(format_reading(reading, str(run_dir)) + "\n")
+    write_json(reading, args.out / f"now_{name}.json")
+    plot_reading(model, reading, args.out / f"now_{name}.png")
     probabilities = result.probabilities_long()
     probabilities["date"] = probabilities["date"].dt.strftime("%Y-%m-%d")
     write_table(probabilities, args.out / f"probabilities_{name}.csv")
@@ -123,6 +133,8 @@ def run(design: str, freq: str, args) -> dict:
         "failures": diagnostics.get("failures", []),
         "latest_date": summary["last_date"],
         "latest_filtered_risk_on": summary["latest_filtered"]["risk_on"],
+        "stale_at_end": [row for row in reading["features"] if row["missing_at_end"]],
+        "latest_is_real_time": reading["is_real_time"],
         "risk_on_episodes": len(risk_on),
         "share_of_time_risk_on": float(risk_on["duration"].sum() / len(result.dates)),
         "expected_duration_steps": durations,

@@ -51,6 +51,39 @@ def hdi_bounds(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+def bands(draws: np.ndarray, hdi: float, has_bands: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """HDI bounds along axis 0 (:func:`hdi_bounds`), or NaN when there are no bands (a
+    point estimate, or a single draw)."""
+    if not has_bands or draws.shape[0] < 2:
+        empty = np.full(draws.shape[1:], np.nan)
+        return empty, empty
+    return hdi_bounds(draws, hdi)
+
+
+def probability_table(
+    draws: np.ndarray,
+    dates: pd.DatetimeIndex,
+    regime_names: list[str],
+    hdi: float = 0.9,
+    has_bands: bool = True,
+    kind: str = "filtered",
+) -> pd.DataFrame:
+    """Posterior mean and HDI of P(regime) per date: ``draws`` (S, T, K) -> a (T, K x
+    [mean, lower, upper]) frame with columns (regime, statistic); ``attrs`` say the kind,
+    the HDI and whether there are bands."""
+    mean = draws.mean(axis=0)
+    lower, upper = bands(draws, hdi, has_bands)
+    columns = {}
+    for k, name in enumerate(regime_names):
+        columns[(name, "mean")] = mean[:, k]
+        columns[(name, "lower")] = lower[:, k]
+        columns[(name, "upper")] = upper[:, k]
+    frame = pd.DataFrame(columns, index=pd.DatetimeIndex(dates, name="date"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["regime", "statistic"])
+    frame.attrs.update(kind=kind, hdi=hdi, has_bands=has_bands)
+    return frame
+
+
 @dataclass
 class ProbabilityDraws:
     """Per-draw regime probabilities. Arrays (S, T, K); ``pointwise_loglik`` (S, T)."""
@@ -77,9 +110,9 @@ def draw_probabilities(
     """Forward-backward for one draw. Shapes as in :func:`regime_model.inference.hmm_smoother`."""
     result = hmm_smoother(log_initial, log_transition, log_emission)
     return DrawProbabilities(
-        result.filtered_probs.astype(np.float32),
-        result.smoothed_probs.astype(np.float32),
-        result.predicted_probs.astype(np.float32),
+        result.filtered_probs,
+        result.smoothed_probs,
+        result.predicted_probs,
         result.log_predictive,
     )
 
@@ -118,6 +151,20 @@ class RegimeResult:
     has_bands: bool = True
     fit_info: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        posterior = self.inference_data.posterior
+        draws = f"{posterior.sizes['chain']} x {posterior.sizes['draw']} draws"
+        verdict = self.diagnostics().get("verdict")
+        return (
+            f"<RegimeResult {self.model}: {self.n_regimes} regimes "
+            f"({', '.join(self.regime_names)}), {len(self.dates)} dates "
+            f"{self.dates[0]:%Y-%m-%d} to {self.dates[-1]:%Y-%m-%d}, "
+            f"columns {', '.join(self.columns)}; "
+            + (draws if self.has_bands else "point estimate")
+            + (f", diagnostics {verdict}" if verdict else "")
+            + ">"
+        )
+
     # ------------------------------------------------------------------ posterior arrays
     def _stacked(self, name: str) -> np.ndarray:
         """(S, ...) draws of a posterior variable, chains concatenated."""
@@ -137,18 +184,14 @@ class RegimeResult:
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        draws = getattr(self.probabilities, kind)
-        columns = {}
-        mean = draws.mean(axis=0)
-        lower, upper = self._bands(draws, hdi)
-        for k, name in enumerate(self.regime_names):
-            columns[(name, "mean")] = mean[:, k]
-            columns[(name, "lower")] = lower[:, k]
-            columns[(name, "upper")] = upper[:, k]
-        frame = pd.DataFrame(columns, index=self.dates)
-        frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["regime", "statistic"])
-        frame.attrs.update(kind=kind, hdi=hdi, has_bands=self.has_bands)
-        return frame
+        return probability_table(
+            getattr(self.probabilities, kind),
+            self.dates,
+            self.regime_names,
+            hdi,
+            self.has_bands,
+            kind,
+        )
 
     def probabilities_long(self, hdi: float = 0.9) -> pd.DataFrame:
         """Filtered and smoothed probabilities as rows: date, regime, kind, mean, lower, upper."""
@@ -180,13 +223,20 @@ class RegimeResult:
 
     def forecast(self, horizon: int = 5, hdi: float = 0.9) -> pd.DataFrame:
         """P(z_{T+h} | y_1..T) for h = 1..horizon from the last filtered probabilities."""
+        frame = self.forecast_paths(self.probabilities.filtered[:, -1, :], horizon, hdi)
+        frame.attrs.update(origin=self.dates[-1].strftime("%Y-%m-%d"))
+        return frame
+
+    def forecast_paths(self, last: np.ndarray, horizon: int, hdi: float = 0.9) -> pd.DataFrame:
+        """P(regime) 1..``horizon`` steps after a date whose filtered probabilities per
+        band draw are ``last`` (S, K), through each draw's ``transition`` (the matrix at
+        average covariates for covariate-driven transitions): mean and HDI per step."""
         if horizon < 1:
             raise ValueError("horizon must be at least 1")
         transitions = self._stacked("transition")[self.band_draws]
-        last = self.probabilities.filtered[:, -1, :].astype(float)
         paths = np.stack(
             [
-                hmm_forecast(last[s], np.log(transitions[s]), horizon)
+                hmm_forecast(np.asarray(last[s], float), np.log(transitions[s]), horizon)
                 for s in range(len(self.band_draws))
             ]
         )  # (S, horizon, K)
@@ -198,7 +248,7 @@ class RegimeResult:
             rows[(name, "upper")] = upper[:, k]
         frame = pd.DataFrame(rows, index=pd.RangeIndex(1, horizon + 1, name="horizon"))
         frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["regime", "statistic"])
-        frame.attrs.update(kind="forecast", origin=self.dates[-1].strftime("%Y-%m-%d"))
+        frame.attrs.update(kind="forecast")
         return frame
 
     def emission_summary(self, hdi: float = 0.9) -> pd.DataFrame:
@@ -254,10 +304,7 @@ class RegimeResult:
 
     # ------------------------------------------------------------------ helpers
     def _bands(self, draws: np.ndarray, hdi: float) -> tuple[np.ndarray, np.ndarray]:
-        if not self.has_bands or draws.shape[0] < 2:
-            empty = np.full(draws.shape[1:], np.nan)
-            return empty, empty
-        return hdi_bounds(draws, hdi)
+        return bands(draws, hdi, self.has_bands)
 
     def _pairs_table(self, draws: np.ndarray, hdi: float) -> pd.DataFrame:
         lower, upper = self._bands(draws, hdi)
@@ -304,7 +351,12 @@ class RegimeResult:
             },
             coords={"date": self.dates, "regime": self.regime_names},
         )
-        draws.to_netcdf(directory / "regime_draws.nc")
+        # Full precision (a loaded run reads new data exactly as the fitted model), with
+        # compression: the file is 3 x S x T x K numbers.
+        draws.to_netcdf(
+            directory / "regime_draws.nc",
+            encoding={name: {"zlib": True, "complevel": 4} for name in draws.data_vars},
+        )
         long = self.probabilities_long()
         long["date"] = long["date"].dt.strftime("%Y-%m-%d")
         write_text_atomic(

@@ -148,7 +148,7 @@ def test_stitched_scores_equal_a_hand_run_holdout_fit(features, tmp_path):
         FeatureSet(frame, features.groups, features.freq),
         COLUMNS,
         holdout_start=first.refit_date,
-    )
+    ).result_
     expected = hand.holdout_log_predictive()
     assert expected.index.equals(first.dates)
     stitched = result.log_predictive_density()

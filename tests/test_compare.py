@@ -53,7 +53,7 @@ def test_holdout_start_outside_the_data_is_an_error(synthetic, start):
 
 def test_em_holdout_score_is_the_filter_at_the_fitted_parameters(synthetic):
     features, _ = synthetic
-    result = EMHMM(2, n_restarts=3, seed=0).fit(features, holdout_start=HOLDOUT)
+    result = EMHMM(2, n_restarts=3, seed=0).fit(features, holdout_start=HOLDOUT).result_
     observations = prepare_observations(select_features(features, None), 2, None, HOLDOUT)
     estimate = EMHMM(2, n_restarts=3, seed=0).estimate(observations.fitted_part())
     log_emission = em_log_emission(observations, estimate)
@@ -72,9 +72,9 @@ def test_holdout_score_has_no_look_ahead(synthetic):
     """Changing data from date c on changes nothing fitted and no score before c."""
     features, _ = synthetic
     model = BayesianHMM(2, sampler="map", seed=0, progressbar=False)
-    base = model.fit(features, holdout_start=HOLDOUT)
+    base = model.fit(features, holdout_start=HOLDOUT).result_
     later = base.holdout_log_predictive().index[30]
-    changed = model.fit(_with_changed_tail(features, str(later.date())), holdout_start=HOLDOUT)
+    changed = model.fit(_with_changed_tail(features, str(later.date())), holdout_start=HOLDOUT).result_
     np.testing.assert_array_equal(
         base.inference_data.posterior["transition"], changed.inference_data.posterior["transition"]
     )
@@ -88,8 +88,8 @@ def em_runs(synthetic, tmp_path_factory):
     """A properly fitted EM run and one stopped after a single iteration, both saved."""
     features, _ = synthetic
     root = tmp_path_factory.mktemp("runs")
-    good = EMHMM(2, n_restarts=4, seed=0).fit(features, holdout_start=HOLDOUT)
-    poor = EMHMM(2, n_restarts=1, max_iter=1, seed=5).fit(features, holdout_start=HOLDOUT)
+    good = EMHMM(2, n_restarts=4, seed=0).fit(features, holdout_start=HOLDOUT).result_
+    poor = EMHMM(2, n_restarts=1, max_iter=1, seed=5).fit(features, holdout_start=HOLDOUT).result_
     good.save(root / "good")
     poor.save(root / "poor")
     return root
@@ -115,12 +115,12 @@ def test_compare_ranks_the_fitted_model_first_with_paired_standard_errors(em_run
 
 def test_compare_refuses_runs_on_different_observations(synthetic, em_runs, tmp_path):
     features, _ = synthetic
-    EMHMM(2, n_restarts=2, seed=0).fit(features, ["eq_return"], holdout_start=HOLDOUT).save(
+    EMHMM(2, n_restarts=2, seed=0).fit(features, ["eq_return"], holdout_start=HOLDOUT).result_.save(
         tmp_path / "one_column"
     )
     with pytest.raises(IncomparableRunsError, match="different observations"):
         compare_runs(load_runs([em_runs / "good", tmp_path / "one_column"]))
-    EMHMM(2, n_restarts=2, seed=0).fit(features, holdout_start="2021-03-01").save(
+    EMHMM(2, n_restarts=2, seed=0).fit(features, holdout_start="2021-03-01").result_.save(
         tmp_path / "other_cut"
     )
     with pytest.raises(IncomparableRunsError, match="different dates"):
@@ -128,7 +128,7 @@ def test_compare_refuses_runs_on_different_observations(synthetic, em_runs, tmp_
     # Same columns, same dates, other values (a rebuilt or edited feature file).
     EMHMM(2, n_restarts=4, seed=0).fit(
         _with_changed_tail(features, "2020-06-01"), holdout_start=HOLDOUT
-    ).save(tmp_path / "other_values")
+    ).result_.save(tmp_path / "other_values")
     with pytest.raises(IncomparableRunsError, match="fitted on different data"):
         compare_runs(load_runs([em_runs / "good", tmp_path / "other_values"]))
 
@@ -140,7 +140,7 @@ def test_compare_loo_between_sampled_runs_and_cli_json(synthetic, tmp_path, caps
     for k in (2, 3):
         BayesianHMM(k, draws=150, tune=200, chains=2, seed=1, progressbar=False).fit(
             features, holdout_start=HOLDOUT
-        ).save(tmp_path / f"k{k}")
+        ).result_.save(tmp_path / f"k{k}")
     assert main(["compare", str(tmp_path / "k2"), str(tmp_path / "k3"), "--format", "json"]) == 0
     output = json.loads(capsys.readouterr().out)
     rows = {row["run"]: row for row in output["runs"]}

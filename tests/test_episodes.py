@@ -12,7 +12,7 @@ from tests.test_models import simulate_hmm
 
 def test_episodes_partition_the_dates_and_follow_the_argmax_path():
     features, path = simulate_hmm(300, seed=4)
-    result = EMHMM(2, n_restarts=3, seed=0).fit(features)
+    result = EMHMM(2, n_restarts=3, seed=0).fit(features).result_
     episodes = regime_episodes(result)
     assert episodes["duration"].sum() == len(result.dates)
     assert (episodes["regime"].to_numpy()[1:] != episodes["regime"].to_numpy()[:-1]).all()

@@ -44,12 +44,12 @@ def holdout_start(pooled):
 
 @pytest.fixture(scope="module")
 def hierarchical_fit(pooled, holdout_start):
-    return HierarchicalHMM(2, seed=3, **SETTINGS).fit(pooled[0], holdout_start=holdout_start)
+    return HierarchicalHMM(2, seed=3, **SETTINGS).fit(pooled[0], holdout_start=holdout_start).result_
 
 
 @pytest.fixture(scope="module")
 def flat_fit(pooled, holdout_start):
-    return BayesianHMM(2, seed=3, **SETTINGS).fit(pooled[0], holdout_start=holdout_start)
+    return BayesianHMM(2, seed=3, **SETTINGS).fit(pooled[0], holdout_start=holdout_start).result_
 
 
 def _draws(result: RegimeResult, name: str) -> np.ndarray:
@@ -315,7 +315,7 @@ def test_label_order_is_stable_across_seeds_and_column_order(hierarchical_fit, p
     reordered = FeatureSet(features.frame[features.frame.columns[::-1]], features.groups, "weekly")
     result = HierarchicalHMM(
         2, anchor="eq_small_return", seed=11, **{**SETTINGS, "draws": 150, "tune": 150}
-    ).fit(reordered)
+    ).fit(reordered).result_
     emissions = result.emission_summary().set_index(["parameter", "regime", "feature"])["mean"]
     assert (
         emissions[("mean", "risk_on", "eq_small_return")]
@@ -393,7 +393,7 @@ def test_three_regimes_as_a_point_estimate():
     """K = 3 end to end with the quick MAP sampler: ordered anchor group, tables without
     bands (one draw), results that serialise."""
     features, _ = simulate_pooled_features(300, seed=2)
-    result = HierarchicalHMM(3, sampler="map", progressbar=False).fit(features)
+    result = HierarchicalHMM(3, sampler="map", progressbar=False).fit(features).result_
     assert result.regime_names == ["risk_off", "neutral", "risk_on"]
     group_mean = _draws(result, "group_mean")[0]  # (K, G)
     assert np.all(np.diff(group_mean[:, 0]) > 0)  # the anchor's group (equity) is ordered

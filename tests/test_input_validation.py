@@ -159,10 +159,27 @@ def test_a_valid_frame_passes_unchanged_and_iso_strings_become_dates(table):
     assert validated(as_text).frame.index.equals(pd.DatetimeIndex(index.to_numpy()))
 
 
-def test_a_plain_dataframe_is_refused_with_what_to_do():
-    frame = pd.DataFrame({"a": [1.0, 2.0]}, index=pd.to_datetime(["2024-01-05", "2024-01-12"]))
-    with pytest.raises(RegimeDataError, match="must be a FeatureSet, got DataFrame"):
-        validated(frame)
+def test_a_plain_dataframe_is_validated_as_a_feature_set():
+    dates = pd.to_datetime(["2024-01-05", "2024-01-12", "2024-01-19"])
+    frame = pd.DataFrame({"iwm_return": [1.0, 2.0, 0.5], "mine": [3.0, 1.0, 2.0]}, index=dates)
+    features = validated(frame)
+    assert features.frame.equals(frame.rename_axis("date"))
+    assert features.freq == "weekly"
+    assert features.groups == {"iwm_return": "equity", "mine": "unknown"}  # universe names
+    frame.attrs["groups"] = {"mine": "crypto"}
+    assert validated(frame).groups["mine"] == "crypto"
+    as_read = frame.rename_axis("date").reset_index()  # what pd.read_csv gives
+    as_read["date"] = as_read["date"].dt.strftime("%Y-%m-%d")
+    assert validated(as_read).frame.index.equals(features.frame.index)
+    # ... and checked like one: shuffled, repeated or dd/mm dates are refused.
+    with pytest.raises(RegimeDataError, match="ascending"):
+        validated(frame.iloc[[1, 0, 2]])
+    with pytest.raises(RegimeDataError, match="2024-01-05"):
+        validated(frame.iloc[[0, 0, 1]])
+    with pytest.raises(RegimeDataError, match="05/01/2024"):
+        validated(frame.set_axis(["05/01/2024", "12/01/2024", "19/01/2024"]))
+    with pytest.raises(RegimeDataError, match="must be a pandas DataFrame"):
+        validated(frame.to_numpy())
 
 
 @pytest.mark.parametrize("locator", ["../outside.csv:close", "/etc/hosts.csv:close"])
@@ -270,8 +287,8 @@ def test_extreme_magnitudes_standardise_instead_of_crashing(magnitude):
         features.groups,
         features.freq,
     )
-    reference = EMHMM(2, n_restarts=1).fit(features, columns).probabilities.filtered
-    probabilities = EMHMM(2, n_restarts=1).fit(scaled, columns).probabilities.filtered
+    reference = EMHMM(2, n_restarts=1).fit(features, columns).result_.probabilities.filtered
+    probabilities = EMHMM(2, n_restarts=1).fit(scaled, columns).result_.probabilities.filtered
     np.testing.assert_allclose(probabilities, reference, atol=1e-9)
 
 

@@ -296,9 +296,9 @@ def test_columns_outside_the_two_groups_are_an_error(synthetic):
     features, _ = synthetic
     groups = {**features.groups, "eq_breadth_change": "breadth"}
     with pytest.raises(ValueError, match=r"eq_breadth_change \(breadth\)"):
-        LeadLagHMM(2, sampler="map").fit(FeatureSet(features.frame, groups, features.freq))
+        LeadLagHMM(2, sampler="map").fit(FeatureSet(features.frame, groups, features.freq)).result_
     with pytest.raises(ValueError, match="needs columns in the 'crypto' group"):
-        LeadLagHMM(2, sampler="map").fit(features, columns=["eq_return", "eq_breadth_change"])
+        LeadLagHMM(2, sampler="map").fit(features, columns=["eq_return", "eq_breadth_change"]).result_
     with pytest.raises(ValueError, match="lag must be an integer >= 0"):
         LeadLagHMM(lag=-1)
     with pytest.raises(ValueError, match="2..3 regimes"):
@@ -318,7 +318,7 @@ def test_columns_outside_the_two_groups_are_an_error(synthetic):
 def nuts_fit(synthetic):
     features, _ = synthetic
     model = LeadLagHMM(2, lag=2, draws=300, tune=300, chains=2, seed=3, progressbar=False)
-    return model.fit(features)
+    return model.fit(features).result_
 
 
 def test_nuts_recovers_the_coupling_and_both_chains(nuts_fit, synthetic):
@@ -415,7 +415,7 @@ def test_best_held_out_lag_is_the_generating_lag():
     scores, results = {}, []
     for lag in (0, 2, 4):
         model = LeadLagHMM(2, lag=lag, sampler="map", progressbar=False)
-        results.append(model.fit(features, holdout_start=holdout_start))
+        results.append(model.fit(features, holdout_start=holdout_start).result_)
         scores[lag] = float(results[-1].holdout_log_predictive().sum())
     assert max(scores, key=scores.get) == truth.lag, scores
     # The lag posterior (uniform prior; one MAP draw each: the score itself) agrees.

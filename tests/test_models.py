@@ -42,7 +42,7 @@ def synthetic():
 def bayes_fit(synthetic):
     features, _ = synthetic
     model = BayesianHMM(2, draws=300, tune=300, chains=2, seed=3, progressbar=False)
-    return model.fit(features)
+    return model.fit(features).result_
 
 
 def _accuracy(result: RegimeResult, path: np.ndarray, kind: str = "smoothed") -> float:
@@ -68,7 +68,7 @@ def test_hdi_is_the_narrowest_interval():
 
 def test_em_recovers_parameters_orders_regimes_and_has_no_bands(synthetic):
     features, path = synthetic
-    result = EMHMM(2, seed=0).fit(features)
+    result = EMHMM(2, seed=0).fit(features).result_
     assert not result.has_bands
     probabilities = result.regime_probabilities("filtered")
     assert probabilities.attrs["kind"] == "filtered"
@@ -87,7 +87,7 @@ def test_em_handles_missing_values(synthetic):
     frame = features.frame.copy()
     rng = np.random.default_rng(0)
     frame.loc[rng.random(len(frame)) < 0.1, "flow"] = np.nan
-    result = EMHMM(2, seed=0).fit(FeatureSet(frame, features.groups, "daily"))
+    result = EMHMM(2, seed=0).fit(FeatureSet(frame, features.groups, "daily")).result_
     assert len(result.dates) == len(frame)  # nothing dropped
     assert result.fit_info["dates_used_by_em"] < len(frame)
     assert _accuracy(result, path) > 0.9
@@ -142,7 +142,7 @@ def test_forecast_converges_to_stationary(bayes_fit):
 
 
 def test_em_and_bayes_agree_on_well_separated_data(bayes_fit, synthetic):
-    em = EMHMM(2, seed=0).fit(synthetic[0])
+    em = EMHMM(2, seed=0).fit(synthetic[0]).result_
     bayes = bayes_fit.regime_probabilities("smoothed")[("risk_on", "mean")]
     em_probs = em.regime_probabilities("smoothed")[("risk_on", "mean")]
     assert ((bayes > 0.5) == (em_probs > 0.5)).mean() > 0.97
@@ -178,7 +178,7 @@ def test_label_order_stable_across_seeds_with_missing_values(synthetic):
     for seed in (5, 6):
         result = BayesianHMM(2, draws=200, tune=200, chains=2, seed=seed, progressbar=False).fit(
             features
-        )
+        ).result_
         emissions = result.emission_summary().set_index(["parameter", "regime", "feature"])
         assert emissions.loc[("mean", "risk_on", "eq_return"), "mean"] > 0.5
         assert _accuracy(result, path) > 0.93
@@ -224,6 +224,6 @@ def test_full_covariance_fits_end_to_end(synthetic):
     model = BayesianHMM(
         2, covariance="full", draws=60, tune=60, chains=2, cores=1, seed=2, progressbar=False
     )
-    result = model.fit(features)
+    result = model.fit(features).result_
     assert result.probabilities.smoothed.shape[0] == 120
     assert _accuracy(result, path) > 0.9

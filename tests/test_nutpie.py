@@ -27,7 +27,7 @@ def synthetic():
 
 @pytest.fixture(scope="module")
 def nutpie_fit(synthetic):
-    return BayesianHMM(2, **SETTINGS).fit(synthetic[0])
+    return BayesianHMM(2, **SETTINGS).fit(synthetic[0]).result_
 
 
 def test_nutpie_recovers_truth_with_diagnostics(nutpie_fit, synthetic):
@@ -50,7 +50,7 @@ def test_nutpie_chains_start_in_order_and_are_reproducible(nutpie_fit, synthetic
     # Every chain keeps risk_on above risk_off from its first draw: started from EM, in order.
     first = anchor.isel(draw=slice(0, 20)).mean("draw")
     assert (first.sel(regime="risk_on") > first.sel(regime="risk_off") + 1.0).all()
-    again = BayesianHMM(2, **SETTINGS).fit(synthetic[0])
+    again = BayesianHMM(2, **SETTINGS).fit(synthetic[0]).result_
     np.testing.assert_array_equal(
         again.inference_data.posterior["transition"].to_numpy(),
         posterior["transition"].to_numpy(),

@@ -19,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def em_fit():
     features, _ = simulate_hmm(200, seed=2)
-    return EMHMM(2, n_restarts=2).fit(features)
+    return EMHMM(2, n_restarts=2).fit(features).result_
 
 
 def test_regime_figure_is_a_png(em_fit, tmp_path):

@@ -272,7 +272,7 @@ def test_relabelled_fit_sorts_every_draw_and_agrees_with_ordered_on_separated_re
             cores=1,
             progressbar=False,
         )
-        result = model.fit(template, columns)
+        result = model.fit(template, columns).result_
         fits[identification] = result.inference_data.posterior
         diagnostics[identification] = result.diagnostics()
     # Separated on the anchor: no draw needed re-sorting, so no overlap warning.

@@ -78,7 +78,7 @@ def fitted(synthetic):
     model = TVTPHMM(
         2, covariates=COVARIATES, draws=400, tune=400, chains=2, seed=3, progressbar=False
     )
-    return model, model.fit(features)
+    return model, model.fit(features).result_
 
 
 # ---------------------------------------------------------------------- likelihood
@@ -237,7 +237,7 @@ def test_bad_covariate_input(synthetic):
     gap.iloc[120, gap.columns.get_loc("spread_change")] = np.nan
     expected = f"covariate 'spread_change' is missing on {gap.index[120]:%Y-%m-%d}"
     with pytest.raises(RegimeDataError, match=expected):
-        TVTPHMM(2, covariates=COVARIATES).fit(FeatureSet(gap, features.groups, "weekly"))
+        TVTPHMM(2, covariates=COVARIATES).fit(FeatureSet(gap, features.groups, "weekly")).result_
     constant = features.frame.copy()
     constant["spread_change"] = 1.5
     model = TVTPHMM(2, covariates=COVARIATES)

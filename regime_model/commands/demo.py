@@ -32,7 +32,7 @@ def run_demo(args: argparse.Namespace) -> int:
     model = BayesianHMM(
         n_regimes=2, draws=1000, tune=1000, chains=2, seed=args.seed, progressbar=False
     )
-    result = model.fit(features, DEMO_COLUMNS)
+    result = model.fit(features, DEMO_COLUMNS).result_
     print(format_summary(result.summary()))
     true_path = truth["regime"].reindex(result.dates).to_numpy()
     print("\n3. Recovery of the known regimes:")

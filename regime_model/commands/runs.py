@@ -23,7 +23,7 @@ def run_fit(args: argparse.Namespace) -> int:
     holdout_start = None
     if args.holdout_start:
         holdout_start = parse_date(args.holdout_start, "--holdout-start")
-    result = model.fit(features, columns, holdout_start=holdout_start)
+    result = model.fit(features, columns, holdout_start=holdout_start).result_
     result.config.update(run_config(args.features, features))
     result.save(args.out, force=args.force)
     print(

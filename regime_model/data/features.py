@@ -385,15 +385,40 @@ def coverage_table(features: FeatureSet) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def as_feature_set(frame: pd.DataFrame, where: str = "features") -> FeatureSet:
+    """A plain DataFrame as a feature set: dates from its index, or from a ``date``
+    column when the index is the default RangeIndex (as ``pd.read_csv`` gives it);
+    groups from ``frame.attrs["groups"]`` when set, else from the default universe for
+    the columns it names (``iwm_return`` is equity), else "unknown"; the frequency
+    inferred from the dates (checked by :func:`validated`)."""
+    if "date" in frame.columns and isinstance(frame.index, pd.RangeIndex):
+        frame = frame.set_index("date")
+    from regime_model.data.universe import load_universe
+
+    known = {**load_universe().groups, **frame.attrs.get("groups", {})}
+    index = check_dates(frame.index, where)
+    frame = frame.set_axis(index)
+    frame.index.name = "date"
+    return FeatureSet(
+        frame,
+        {str(column): known.get(column, "unknown") for column in frame.columns},
+        infer_frequency(index),
+        source="DataFrame",
+    )
+
+
 def validated(features: FeatureSet, where: str = "features") -> FeatureSet:
     """``features`` checked as a model input, with its index as a clean DatetimeIndex:
-    a FeatureSet (not a bare DataFrame), unique column names, dates parseable (strings
-    ISO only), unique and ascending, values numeric and finite (NaN: not observed). The
-    one check every entry point (CLI, Python API, backtest, calibration) goes through."""
+    a FeatureSet or a DataFrame (:func:`as_feature_set`), unique column names, dates
+    parseable (strings ISO only), unique and ascending, values numeric and finite (NaN:
+    not observed). The one check every entry point (CLI, Python API, backtest,
+    calibration) goes through."""
+    if isinstance(features, pd.DataFrame):
+        features = as_feature_set(features, where)
     if not isinstance(features, FeatureSet):
         raise MalformedFileError(
-            f"{where} must be a FeatureSet, got {type(features).__name__}: wrap a DataFrame "
-            "as FeatureSet(frame, groups, freq) (regime_model.data.features)"
+            f"{where} must be a pandas DataFrame with a DatetimeIndex or a FeatureSet, got "
+            f"{type(features).__name__}"
         )
     frame = features.frame
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})

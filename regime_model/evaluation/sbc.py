@@ -151,7 +151,7 @@ def run_replicate(task: ReplicateTask) -> dict[str, Any]:
     model.cores, model.progressbar = 1, False
     simulation = model.simulate(template, columns, seed=task.seed)
     started = time.perf_counter()
-    result = model.fit(simulation.features, columns)
+    result = model.fit(simulation.features, columns).result_
     fit_seconds = time.perf_counter() - started
     # The truth in the fit's labels, matched as every posterior draw was.
     simulation = model.match_labels(simulation)

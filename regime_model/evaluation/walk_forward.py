@@ -112,7 +112,7 @@ def run_segment(task: SegmentTask) -> dict[str, Any]:
     if hasattr(model, "progressbar"):
         model.progressbar = False
     started = time.perf_counter()
-    result = model.fit(task.features, task.columns, holdout_start=task.refit.refit_date)
+    result = model.fit(task.features, task.columns, holdout_start=task.refit.refit_date).result_
     fit_seconds = time.perf_counter() - started
     return segment_record(result, task.refit, fit_seconds)
 

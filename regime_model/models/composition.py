@@ -74,9 +74,7 @@ def regime_date_quantities(log_initial, log_transition, log_emission, with_bands
     if with_bands:
         return draw_probabilities(log_initial, log_transition, log_emission)
     filtered = hmm_filter(log_initial, log_transition, log_emission)
-    return DrawProbabilities(
-        filtered.filtered_probs.astype(np.float32), None, None, filtered.log_predictive
-    )
+    return DrawProbabilities(filtered.filtered_probs, None, None, filtered.log_predictive)
 
 
 class Regimes:

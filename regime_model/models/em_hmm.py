@@ -13,7 +13,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytensor.tensor as pt
+import xarray as xr
 from hmmlearn.hmm import GaussianHMM
 
 from regime_model.choices import COVARIANCES
@@ -21,6 +23,7 @@ from regime_model.data.features import FeatureSet
 from regime_model.errors import InsufficientDataError
 from regime_model.model_options import check_option_values
 from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
+from regime_model.models.estimator import RegimeEstimator
 from regime_model.models.observations import (
     Observations,
     holdout_info,
@@ -29,7 +32,12 @@ from regime_model.models.observations import (
     regime_names,
     select_features,
 )
-from regime_model.results import RegimeResult, build_inference_data, regime_probability_draws
+from regime_model.results import (
+    ProbabilityDraws,
+    RegimeResult,
+    build_inference_data,
+    regime_probability_draws,
+)
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,12 @@ class EMEstimate:
     n_complete: int
 
 
-class EMHMM:
+class EMHMM(RegimeEstimator):
     """Gaussian HMM by EM (hmmlearn) with random restarts.
 
-    Hyperparameters are set here; :meth:`fit` returns a :class:`RegimeResult` and keeps the
-    best estimate in ``estimate_`` and information criteria in ``criteria_``.
+    Hyperparameters are set here; :meth:`fit` returns the estimator, with the result in
+    ``result_``, the best estimate in ``estimate_`` and information criteria in
+    ``criteria_`` (:class:`~regime_model.models.estimator.RegimeEstimator`).
     """
 
     def __init__(
@@ -87,26 +96,26 @@ class EMHMM:
             **{name: getattr(self, name) for name in names if name != "self"},
         }
 
-    def fit(
+    def observations(
         self,
         features: FeatureSet,
         columns: list[str] | None = None,
-        holdout_start: str | None = None,
-    ) -> RegimeResult:
-        """Fit by EM (on the dates before ``holdout_start`` when given; the later dates
-        are scored one step ahead with the filter, without refitting)."""
-        observations = prepare_observations(
+        holdout_start: str | pd.Timestamp | None = None,
+    ) -> Observations:
+        """``columns`` of ``features``, validated and standardised."""
+        return prepare_observations(
             select_features(features, columns), self.n_regimes, self.anchor, holdout_start
         )
+
+    def _fit_result(self, observations: Observations) -> RegimeResult:
+        """Fit by EM on the fitted part (the dates before ``holdout_start`` when given;
+        the later dates are scored one step ahead with the filter, without refitting).
+        Fitted attributes: ``estimate_`` (the best EM fit, standardised units) and
+        ``criteria_`` (log-likelihood, AIC, BIC)."""
         n_fit = observations.n_fit
         estimate = self.estimate(observations.fitted_part())
         self.estimate_ = estimate
-        log_emission = em_log_emission(observations, estimate)
-        draws = regime_probability_draws(
-            np.log(estimate.initial)[None],
-            np.log(estimate.transition)[None],
-            [log_emission],
-        )
+        draws = self._draws_at(estimate, observations)
         loglik = float(draws.pointwise_loglik[:, :n_fit].sum())
         n_parameters = self._n_parameters(observations.n_features)
         n_values = int(observations.observed[:n_fit].sum())
@@ -152,6 +161,59 @@ class EMHMM:
                 **holdout_info(observations),
             },
         )
+
+    @staticmethod
+    def _draws_at(estimate: EMEstimate, observations: Observations) -> ProbabilityDraws:
+        """Forward-backward at the estimate over every date of ``observations``."""
+        return regime_probability_draws(
+            np.log(estimate.initial)[None],
+            np.log(estimate.transition)[None],
+            [em_log_emission(observations, estimate)],
+        )
+
+    def _probability_draws(self, observations: Observations) -> ProbabilityDraws:
+        return self._draws_at(self.estimate_, observations)
+
+    def _model_posterior(self) -> xr.Dataset:
+        """The estimate in standardised units (with the correlation factor that the
+        reported posterior lacks), and how it was reached."""
+        estimate = self.estimate_
+        arrays = {
+            name: np.asarray(getattr(estimate, name))
+            for name in ("initial", "transition", "mean", "sigma")
+        }
+        if estimate.correlation_cholesky is not None:
+            arrays["correlation_cholesky"] = estimate.correlation_cholesky
+        facts = {
+            name: getattr(estimate, name)
+            for name in ("loglik_complete", "converged", "n_iter", "n_complete")
+        }
+        return xr.Dataset(
+            {
+                name: (tuple(f"{name}_{axis}" for axis in range(value.ndim)), value)
+                for name, value in arrays.items()
+            },
+            attrs={
+                name: int(value) if isinstance(value, bool) else value
+                for name, value in facts.items()
+            },
+        )
+
+    def _restore_fitted(self, model_posterior: xr.Dataset) -> None:
+        arrays = {name: model_posterior[name].to_numpy() for name in model_posterior.data_vars}
+        attrs = model_posterior.attrs
+        self.estimate_ = EMEstimate(
+            initial=arrays["initial"],
+            transition=arrays["transition"],
+            mean=arrays["mean"],
+            sigma=arrays["sigma"],
+            correlation_cholesky=arrays.get("correlation_cholesky"),
+            loglik_complete=float(attrs["loglik_complete"]),
+            converged=bool(attrs["converged"]),
+            n_iter=int(attrs["n_iter"]),
+            n_complete=int(attrs["n_complete"]),
+        )
+        self.criteria_ = self.result_.fit_info["criteria"] if hasattr(self, "result_") else None
 
     def estimate(self, observations: Observations) -> EMEstimate:
         """Best of ``n_restarts`` EM runs on complete dates, regimes ordered and named."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from regime_model.model_options import check_option_values
 from regime_model.models.composition import KernelGraphs
 from regime_model.models.covariates import split_covariates
 from regime_model.models.diagnostics import mcmc_diagnostics
+from regime_model.models.estimator import RegimeEstimator
 from regime_model.models.observations import (
     Observations,
     holdout_info,
@@ -61,7 +62,7 @@ from regime_model.results import (
 )
 
 
-class RegimeHMM(ABC):
+class RegimeHMM(RegimeEstimator):
     """A Bayesian regime model composed of components (see the module docstring).
 
     Options every family shares
@@ -249,21 +250,12 @@ class RegimeHMM(ABC):
         )
 
     # ------------------------------------------------------------------ fitting
-    def fit(
-        self,
-        features: FeatureSet,
-        columns: list[str] | None = None,
-        holdout_start: str | None = None,
-    ) -> RegimeResult:
-        """Sample the posterior and summarise it as a :class:`RegimeResult`.
-
-        ``holdout_start``: fit on the dates before it only, then score the later dates one
-        step ahead with the filter (no refitting): the result's ``holdout_log_predictive``.
-        Fitted attributes: ``model_`` (the PyMC model) and ``graphs_`` (its
-        :class:`~regime_model.models.composition.KernelGraphs`), ``observations_``,
-        ``components_`` (the composition) and, when relabelled, ``labelling_``.
-        """
-        observations = self.observations(features, columns, holdout_start)
+    def _fit_result(self, observations: Observations) -> RegimeResult:
+        """Sample the posterior of the fitted part and summarise it (see
+        :meth:`RegimeEstimator.fit`). Fitted attributes: ``model_`` (the PyMC model) and
+        ``graphs_`` (its :class:`~regime_model.models.composition.KernelGraphs`),
+        ``components_`` (the composition), ``parameter_draws_`` (the posterior of the
+        model's free variables, relabelled) and, when relabelled, ``labelling_``."""
         fitted = observations.fitted_part()
         start = self.initial_estimate(fitted)
         composition = self.components(fitted, start)
@@ -277,10 +269,35 @@ class RegimeHMM(ABC):
         sampling_seconds = time.perf_counter() - started
         if observations.n_holdout:
             model, graphs = self._build(composition, observations)
-        self.model_, self.graphs_ = model, graphs
-        self.observations_, self.components_ = observations, composition
+        self.model_, self.graphs_, self.components_ = model, graphs, composition
         return self._result(
             composition, model, graphs, observations, posterior, sample_stats, sampling_seconds
+        )
+
+    def _model_posterior(self) -> xr.Dataset:
+        return self.parameter_draws_
+
+    def _restore_fitted(self, model_posterior: xr.Dataset) -> None:
+        fitted = self.observations_.fitted_part()
+        # The composition is a function of the fitted data and the settings (its start is
+        # the seeded maximum-likelihood fit), so it is rebuilt rather than stored.
+        self.components_ = self.components(fitted, self.initial_estimate(fitted))
+        self.model_, self.graphs_ = self._build(self.components_, self.observations_)
+        self.parameter_draws_ = model_posterior
+
+    def _probability_draws(self, observations: Observations) -> ProbabilityDraws:
+        """Every kind of regime probability of ``observations`` for the result's band
+        draws, from the kernel inputs of the stored free-variable draws."""
+        composition = self.components_
+        model, graphs = self._build(composition, observations)
+        kernel_inputs = draw_kernel_inputs(model, graphs.inputs, self.parameter_draws_)
+        values = [
+            composition.date_quantities(kernel_inputs(int(index)), True)[0]
+            for index in self.result_.band_draws
+        ]
+        return ProbabilityDraws(
+            *(np.stack([getattr(draw, kind) for draw in values]) for kind in KINDS),
+            np.stack([draw.pointwise_loglik for draw in values]),
         )
 
     def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
@@ -427,6 +444,8 @@ class RegimeHMM(ABC):
             posterior, self.labelling_ = self._relabelled(
                 composition, posterior, draws.signal, observations
             )
+        self.parameter_draws_ = posterior[[rv.name for rv in model.free_RVs]]
+        if relabel:
             permutations = self.labelling_.permutations[draws.band]
             probabilities = ProbabilityDraws(
                 *(take_regimes(getattr(probabilities, kind), permutations, 1) for kind in KINDS),

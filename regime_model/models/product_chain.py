@@ -107,9 +107,7 @@ def lead_lag_date_quantities(
     cumulative = cumulative_steps[:n_dates] + log_norm
     filtered = _date_states(np.exp(filtered_joint - log_norm[:, None, None]), n_lag_regimes)
     if not with_bands:  # the filtered states still serve to match labels across draws
-        return DrawProbabilities(
-            filtered.astype(np.float32), None, None, np.diff(cumulative, prepend=0.0)
-        )
+        return DrawProbabilities(filtered, None, None, np.diff(cumulative, prepend=0.0))
 
     # Before date t: the product prediction of step t, the lead observation of step t
     # (date t - L, known before t when L >= 1) and those of steps t+1..t+L-1 (not date t's).
@@ -129,9 +127,9 @@ def lead_lag_date_quantities(
     weights = np.nan_to_num(conditional * product.smoothed_probs[lag:][:, None, :])
     smoothed = _date_states(weights, n_lag_regimes)
     return DrawProbabilities(
-        filtered.astype(np.float32),
-        smoothed.astype(np.float32),
-        predicted.astype(np.float32),
+        filtered,
+        smoothed,
+        predicted,
         np.diff(cumulative, prepend=0.0),
     )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from regime_model.data.features import FeatureSet
@@ -22,6 +23,7 @@ from regime_model.data.synthetic import (
     simulate_tvtp_features,
 )
 from regime_model.models import model_from_config
+from regime_model.models.estimator import load_run
 from regime_model.models.diagnostics import MAX_MEAN_OUTSIDE_BAND
 from regime_model.results import RegimeResult
 
@@ -92,18 +94,18 @@ CONFIGS = {
 def fitted(request):
     spec = CONFIGS[request.param]
     features, truth = spec.simulate()
-    model = model_from_config({**spec.config, **SMALL})
-    return spec, truth, model.fit(features, spec.columns)
+    model = model_from_config({**spec.config, **SMALL}).fit(features, spec.columns)
+    return spec, truth, model.result_, model
 
 
 def test_the_default_identification_is_relabelled(fitted):
-    _, _, result = fitted
+    _, _, result, _ = fitted
     assert result.config["identification"] == "relabelled"
     assert result.fit_info["labels"]["method"] == "stephens-kl"
 
 
 def test_the_fit_recovers_the_path_and_names_it_as_generated(fitted):
-    spec, truth, result = fitted
+    spec, truth, result, _ = fitted
     states = spec.states(truth)[-len(result.dates) :]
     path = result.probabilities.smoothed.mean(axis=0).argmax(axis=1)
     assert (path == states).mean() >= spec.min_accuracy  # the identity, not any permutation
@@ -115,7 +117,7 @@ def test_the_fit_recovers_the_path_and_names_it_as_generated(fitted):
 
 
 def test_labels_are_consistent_and_means_lie_in_their_bands(fitted):
-    _, _, result = fitted
+    _, _, result, _ = fitted
     diagnostics = result.diagnostics()
     assert diagnostics["labels_consistent"], diagnostics["failures"]
     assert diagnostics["mean_outside_band_share"] <= MAX_MEAN_OUTSIDE_BAND
@@ -123,7 +125,7 @@ def test_labels_are_consistent_and_means_lie_in_their_bands(fitted):
 
 
 def test_a_saved_run_loads_back_the_same(fitted, tmp_path):
-    _, _, result = fitted
+    _, _, result, _ = fitted
     loaded = RegimeResult.load(result.save(tmp_path / "run"))
     assert loaded.regime_names == result.regime_names
     for kind in ("filtered", "smoothed"):
@@ -135,3 +137,26 @@ def test_a_saved_run_loads_back_the_same(fitted, tmp_path):
         result.inference_data.posterior["transition"].to_numpy(),
     )
     assert loaded.diagnostics()["verdict"] == result.diagnostics()["verdict"]
+
+
+def test_the_fitted_model_reads_its_data_and_appended_dates_as_its_result(fitted, tmp_path):
+    """predict_proba of the fitted data is the result's (same draws, same pass); a run
+    loaded from disk filters appended dates exactly as the model in memory, without
+    sampling (the composition is rebuilt from the stored inputs, not stored)."""
+    spec, _, result, model = fitted
+    for kind in ("filtered", "smoothed"):
+        means = model.predict_proba(kind=kind)
+        expected = result.regime_probabilities(kind).xs("mean", axis=1, level="statistic")
+        np.testing.assert_allclose(means.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-12)
+    loaded = load_run(result.save(tmp_path / "run"))
+    # The same settings, with what the fit resolved (anchors left to the default) as the
+    # run recorded it.
+    settings = {k: v for k, v in model.get_config().items() if v is not None}
+    assert settings.items() <= loaded.get_config().items()
+    inputs = model.inputs_.frame
+    later = inputs.iloc[-20:].set_axis(inputs.index[-20:] + (inputs.index[-1] - inputs.index[-21]))
+    appended = pd.concat([inputs, later])
+    ours, theirs = model.filter(appended), loaded.filter(later)
+    assert len(ours.dates) == 20 and ours.dates.equals(theirs.dates)
+    np.testing.assert_allclose(theirs.filtered, ours.filtered, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(theirs.pointwise_loglik, ours.pointwise_loglik, rtol=0, atol=1e-8)

@@ -46,7 +46,7 @@ def overlapping_anchor_world():
     groups = {"iwm_return": "equity", "btc_return": "crypto", "hy_spread_change": "macro"}
     features = FeatureSet(frame=frame, groups=groups, freq="weekly")
     model = BayesianHMM(2, draws=300, tune=300, chains=2, cores=1, seed=3, progressbar=False)
-    return states, model.fit(features)
+    return states, model.fit(features).result_
 
 
 def test_default_fit_recovers_the_path_when_the_anchor_means_coincide(overlapping_anchor_world):
