@@ -83,9 +83,11 @@ def synthetic_calibration(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     tables, scores = [], []
     for name in ("em-hmm", "bayes-hmm"):
         settings = {} if name == "em-hmm" else {**args.settings.as_kwargs(), "progressbar": False}
-        result = MODELS[name](2, seed=args.seed, **settings).fit(
-            weekly, SYNTHETIC_COLUMNS, holdout_start=cut
-        ).result_
+        result = (
+            MODELS[name](2, seed=args.seed, **settings)
+            .fit(weekly, SYNTHETIC_COLUMNS, holdout_start=cut)
+            .result_
+        )
         held_out = result.dates >= cut
         predicted = result.probabilities.predicted.mean(axis=0)[held_out]
         truth = truth_frame.reindex(result.dates[held_out]).to_numpy()

@@ -144,11 +144,15 @@ def test_stitched_scores_equal_a_hand_run_holdout_fit(features, tmp_path):
     assert second.refit_date > first.dates[-1]
     # By hand: the rows before the next refit, fitted before the refit date.
     frame = features.frame[features.frame.index < second.refit_date]
-    hand = BayesianHMM(2, sampler="map", seed=0, progressbar=False).fit(
-        FeatureSet(frame, features.groups, features.freq),
-        COLUMNS,
-        holdout_start=first.refit_date,
-    ).result_
+    hand = (
+        BayesianHMM(2, sampler="map", seed=0, progressbar=False)
+        .fit(
+            FeatureSet(frame, features.groups, features.freq),
+            COLUMNS,
+            holdout_start=first.refit_date,
+        )
+        .result_
+    )
     expected = hand.holdout_log_predictive()
     assert expected.index.equals(first.dates)
     stitched = result.log_predictive_density()

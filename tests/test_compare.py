@@ -74,7 +74,9 @@ def test_holdout_score_has_no_look_ahead(synthetic):
     model = BayesianHMM(2, sampler="map", seed=0, progressbar=False)
     base = model.fit(features, holdout_start=HOLDOUT).result_
     later = base.holdout_log_predictive().index[30]
-    changed = model.fit(_with_changed_tail(features, str(later.date())), holdout_start=HOLDOUT).result_
+    changed = model.fit(
+        _with_changed_tail(features, str(later.date())), holdout_start=HOLDOUT
+    ).result_
     np.testing.assert_array_equal(
         base.inference_data.posterior["transition"], changed.inference_data.posterior["transition"]
     )

@@ -44,7 +44,9 @@ def holdout_start(pooled):
 
 @pytest.fixture(scope="module")
 def hierarchical_fit(pooled, holdout_start):
-    return HierarchicalHMM(2, seed=3, **SETTINGS).fit(pooled[0], holdout_start=holdout_start).result_
+    return (
+        HierarchicalHMM(2, seed=3, **SETTINGS).fit(pooled[0], holdout_start=holdout_start).result_
+    )
 
 
 @pytest.fixture(scope="module")
@@ -313,9 +315,13 @@ def test_short_history_asset_borrows_strength(hierarchical_fit, flat_fit, pooled
 def test_label_order_is_stable_across_seeds_and_column_order(hierarchical_fit, pooled):
     features, truth = pooled
     reordered = FeatureSet(features.frame[features.frame.columns[::-1]], features.groups, "weekly")
-    result = HierarchicalHMM(
-        2, anchor="eq_small_return", seed=11, **{**SETTINGS, "draws": 150, "tune": 150}
-    ).fit(reordered).result_
+    result = (
+        HierarchicalHMM(
+            2, anchor="eq_small_return", seed=11, **{**SETTINGS, "draws": 150, "tune": 150}
+        )
+        .fit(reordered)
+        .result_
+    )
     emissions = result.emission_summary().set_index(["parameter", "regime", "feature"])["mean"]
     assert (
         emissions[("mean", "risk_on", "eq_small_return")]

@@ -296,9 +296,9 @@ def test_columns_outside_the_two_groups_are_an_error(synthetic):
     features, _ = synthetic
     groups = {**features.groups, "eq_breadth_change": "breadth"}
     with pytest.raises(ValueError, match=r"eq_breadth_change \(breadth\)"):
-        LeadLagHMM(2, sampler="map").fit(FeatureSet(features.frame, groups, features.freq)).result_
+        LeadLagHMM(2, sampler="map").fit(FeatureSet(features.frame, groups, features.freq))
     with pytest.raises(ValueError, match="needs columns in the 'crypto' group"):
-        LeadLagHMM(2, sampler="map").fit(features, columns=["eq_return", "eq_breadth_change"]).result_
+        LeadLagHMM(2, sampler="map").fit(features, columns=["eq_return", "eq_breadth_change"])
     with pytest.raises(ValueError, match="lag must be an integer >= 0"):
         LeadLagHMM(lag=-1)
     with pytest.raises(ValueError, match="2..3 regimes"):

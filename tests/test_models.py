@@ -176,9 +176,11 @@ def test_label_order_stable_across_seeds_with_missing_values(synthetic):
     frame.iloc[50:80, 1] = np.nan  # a gap in one feature: masked, not dropped
     features = FeatureSet(frame, features.groups, "daily")
     for seed in (5, 6):
-        result = BayesianHMM(2, draws=200, tune=200, chains=2, seed=seed, progressbar=False).fit(
-            features
-        ).result_
+        result = (
+            BayesianHMM(2, draws=200, tune=200, chains=2, seed=seed, progressbar=False)
+            .fit(features)
+            .result_
+        )
         emissions = result.emission_summary().set_index(["parameter", "regime", "feature"])
         assert emissions.loc[("mean", "risk_on", "eq_return"), "mean"] > 0.5
         assert _accuracy(result, path) > 0.93

@@ -237,7 +237,7 @@ def test_bad_covariate_input(synthetic):
     gap.iloc[120, gap.columns.get_loc("spread_change")] = np.nan
     expected = f"covariate 'spread_change' is missing on {gap.index[120]:%Y-%m-%d}"
     with pytest.raises(RegimeDataError, match=expected):
-        TVTPHMM(2, covariates=COVARIATES).fit(FeatureSet(gap, features.groups, "weekly")).result_
+        TVTPHMM(2, covariates=COVARIATES).fit(FeatureSet(gap, features.groups, "weekly"))
     constant = features.frame.copy()
     constant["spread_change"] = 1.5
     model = TVTPHMM(2, covariates=COVARIATES)

@@ -23,8 +23,8 @@ from regime_model.data.synthetic import (
     simulate_tvtp_features,
 )
 from regime_model.models import model_from_config
-from regime_model.models.estimator import load_run
 from regime_model.models.diagnostics import MAX_MEAN_OUTSIDE_BAND
+from regime_model.models.estimator import load_run
 from regime_model.results import RegimeResult
 
 SMALL = {"draws": 200, "tune": 200, "chains": 2, "cores": 1, "seed": 5, "progressbar": False}
