@@ -42,11 +42,15 @@ class Comparison:
     table: pd.DataFrame
     warnings: list[str]
     criterion: str
+    recommended: str | None = None
+    reason: str = ""
 
     def to_dict(self) -> dict:
         records = self.table.reset_index().to_dict(orient="records")
         return {
             "criterion": self.criterion,
+            "recommended": self.recommended,
+            "reason": self.reason,
             "runs": [{key: _plain(value) for key, value in row.items()} for row in records],
             "warnings": self.warnings,
         }
@@ -67,6 +71,13 @@ def compare_runs(runs: dict[str, RegimeResult]) -> Comparison:
                 * result.inference_data.posterior.sizes["draw"]
             ),
             "verdict": result.diagnostics().get("verdict", "n/a"),
+            # Values per posterior draw: the "size" by which the smaller model is chosen.
+            "parameters": int(
+                sum(
+                    np.prod(variable.shape[2:], dtype=int)
+                    for variable in result.inference_data.posterior.data_vars.values()
+                )
+            ),
         }
         for name, result in runs.items()
     }
@@ -78,12 +89,62 @@ def compare_runs(runs: dict[str, RegimeResult]) -> Comparison:
     key = "holdout_elpd" if criterion == "holdout" else "elpd_loo"
     table = table.sort_values(key, ascending=False, na_position="last")
     for name, result in runs.items():
-        if result.diagnostics().get("verdict") == "fail":
+        diagnostics = result.diagnostics()
+        if diagnostics.get("verdict") == "fail":
             messages.append(
-                f"{name}: MCMC diagnostics failed ({'; '.join(result.diagnostics()['failures'])})"
+                f"{name}: MCMC diagnostics failed ({'; '.join(diagnostics['failures'])})"
                 ": its scores are not reliable"
             )
-    return Comparison(table, messages, criterion)
+        for warning in [*diagnostics.get("warnings", []), *result.fit_info.get("warnings", [])]:
+            messages.append(f"{name}: {warning}")
+    points = holdout_points(runs) if criterion == "holdout" else loo_points(runs)
+    recommended, reason = recommend(table, points, criterion)
+    return Comparison(table, messages, criterion, recommended, reason)
+
+
+def recommend(
+    table: pd.DataFrame, points: pd.DataFrame | None, criterion: str
+) -> tuple[str | None, str]:
+    """The documented rule (docs/models.md, "How many regimes"): among runs whose
+    diagnostics do not fail, the smallest model (fewest regimes, then fewest parameters)
+    whose score is within two standard errors of the best such run's, the standard error
+    of each paired difference being sqrt(n var(d_t)). -> (run or None, why)."""
+    if points is None or points.empty:
+        return None, "no score to rank the runs by"
+    passing = [name for name in table.index if table.loc[name, "verdict"] != "fail"]
+    if not passing:
+        return None, "no run passes its diagnostics, so none is recommended (fit longer chains)"
+    totals = points[passing].sum()
+    best = str(totals.idxmax())
+    within = []
+    for name in passing:
+        difference = points[name] - points[best]
+        d, se = float(difference.sum()), _paired_se(difference)
+        if name == best or d >= -2 * se:
+            within.append(
+                (
+                    int(table.loc[name, "regimes"]),
+                    int(table.loc[name, "parameters"]),
+                    -float(totals[name]),
+                    name,
+                    d,
+                    se,
+                )
+            )
+    regimes, _, _, chosen, d, se = min(within)
+    scored = f"{len(points)} {'held-out' if criterion == 'holdout' else 'fitted'} dates"
+    if chosen == best:
+        others = [name for name in passing if name != best]
+        beaten = "the best passing run" + (
+            "; every smaller passing run is beaten by more than two standard errors"
+            if any(table.loc[o, "regimes"] < regimes for o in others)
+            else ""
+        )
+        return chosen, f"{chosen} ({regimes} regimes) is {beaten} ({scored})"
+    return chosen, (
+        f"{chosen} ({regimes} regimes) is within two standard errors of the best passing "
+        f"run {best} (d = {d:.1f} ± {se:.1f} on {scored}), so the smaller model is preferred"
+    )
 
 
 def load_runs(directories: list[str | Path]) -> dict[str, RegimeResult]:
@@ -135,6 +196,7 @@ def _check_comparable(runs: dict[str, RegimeResult]) -> None:
 
 def _loo_table(runs: dict[str, RegimeResult], messages: list[str]) -> pd.DataFrame:
     columns = ["elpd_loo", "loo_se", "p_loo", "d_loo", "d_loo_se", "pareto_k_over_0.7"]
+    columns.append("loo_dates")
     table = pd.DataFrame(index=list(runs), columns=columns, dtype=float)
     sampled = {}
     for name, result in runs.items():
@@ -153,42 +215,66 @@ def _loo_table(runs: dict[str, RegimeResult], messages: list[str]) -> pd.DataFra
             if issubclass(warning.category, UserWarning):  # ArviZ's own, not deprecations
                 first_sentence = str(warning.message).strip().split(". ")[0]
                 messages.append(f"{name}: PSIS-LOO: {first_sentence}")
-    ranked = None
-    if len(sampled) > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the same warnings again, already reported
-            ranked = az.compare(sampled, ic="loo", var_name="y")
     for name, result in loo.items():
         table.loc[name, "elpd_loo"] = float(result["elpd_loo"])
         table.loc[name, "loo_se"] = float(result["se"])
         table.loc[name, "p_loo"] = float(result["p_loo"])
         table.loc[name, "pareto_k_over_0.7"] = float((result["pareto_k"] > 0.7).sum())
-    if ranked is not None:
-        table.loc[ranked.index, "d_loo"] = ranked["elpd_diff"].astype(float)
-        table.loc[ranked.index, "d_loo_se"] = ranked["dse"].astype(float)
+        table.loc[name, "loo_dates"] = float(result["loo_i"].size)
+    _differences(table, pd.DataFrame({n: np.ravel(r["loo_i"]) for n, r in loo.items()}), "loo")
     return table
+
+
+def loo_points(runs: dict[str, RegimeResult]) -> pd.DataFrame | None:
+    """Per fitted date and run, the PSIS-LOO log predictive density (None: a point
+    estimate among the runs)."""
+    if any(_n_draws(result) < 2 for result in runs.values()):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported once by _loo_table
+        return pd.DataFrame(
+            {
+                name: np.ravel(az.loo(result.inference_data, pointwise=True, var_name="y")["loo_i"])
+                for name, result in runs.items()
+            }
+        )
+
+
+def holdout_points(runs: dict[str, RegimeResult]) -> pd.DataFrame | None:
+    """Per held-out date and run, log p(y_t | y_1..t-1) (None: a run without one)."""
+    scores = {name: result.holdout_log_predictive() for name, result in runs.items()}
+    if any(score is None for score in scores.values()):
+        return None
+    return pd.DataFrame(scores)
+
+
+def _differences(table: pd.DataFrame, points: pd.DataFrame, criterion: str) -> None:
+    """d_<criterion> (the run's total minus the best run's: 0 for the best, negative is
+    worse) and its paired standard error, into ``table``."""
+    if points.empty:
+        return
+    best = points.sum().idxmax()
+    for name in points:
+        difference = points[name] - points[best]
+        table.loc[name, f"d_{criterion}"] = difference.sum()
+        table.loc[name, f"d_{criterion}_se"] = _paired_se(difference)
 
 
 def _holdout_table(runs: dict[str, RegimeResult], messages: list[str]) -> pd.DataFrame:
     columns = ["holdout_dates", "holdout_elpd", "holdout_se", "d_holdout", "d_holdout_se"]
     table = pd.DataFrame(index=list(runs), columns=columns, dtype=float)
-    scores = {name: result.holdout_log_predictive() for name, result in runs.items()}
-    if any(score is None for score in scores.values()):
+    frame = holdout_points(runs)
+    if frame is None:
         messages.append(
             "no held-out score: refit with --holdout-start DATE to score the later dates "
             "one step ahead (recommended for time series)"
         )
         return table
-    frame = pd.DataFrame(scores)
-    n_dates = len(frame)
-    best = frame.sum().idxmax()
     for name in frame:
-        difference = frame[name] - frame[best]
-        table.loc[name, "holdout_dates"] = n_dates
+        table.loc[name, "holdout_dates"] = len(frame)
         table.loc[name, "holdout_elpd"] = frame[name].sum()
         table.loc[name, "holdout_se"] = _paired_se(frame[name])
-        table.loc[name, "d_holdout"] = difference.sum()
-        table.loc[name, "d_holdout_se"] = _paired_se(difference)
+    _differences(table, frame, "holdout")
     return table
 
 
@@ -225,22 +311,30 @@ def format_comparison(comparison: Comparison) -> str:
         "model",
         "regimes",
         "verdict",
+        "holdout_dates",
         "holdout_elpd",
         "d_holdout",
         "d_holdout_se",
+        "loo_dates",
         "elpd_loo",
         "d_loo",
         "d_loo_se",
         "p_loo",
         "pareto_k_over_0.7",
     ]
+    for column in ("holdout_dates", "loo_dates"):
+        table[column] = table[column].astype("Int64")
     text = table[shown].to_string(float_format=lambda value: f"{value:.1f}", na_rep="-")
     criterion = "held-out one-step score" if comparison.criterion == "holdout" else "PSIS-LOO"
     lines = [
         text,
         "",
-        f"ranked by {criterion} (higher is better; d_* is the difference to the best, with its "
-        "standard error)",
+        f"ranked by {criterion} (higher is better; d_* is each run's score minus the best "
+        "run's, so 0 is the best and negative is worse, with the standard error of the "
+        "paired difference)",
+        f"recommended: {comparison.recommended}: {comparison.reason}"
+        if comparison.recommended
+        else f"recommended: none: {comparison.reason}",
     ]
     lines += [f"warning: {message}" for message in comparison.warnings]
     return "\n".join(lines)

@@ -160,3 +160,39 @@ def test_compare_loo_between_sampled_runs_and_cli_json(synthetic, tmp_path, caps
     # the extra regime of K=3 buys nothing significant on data generated with K=2
     gain_of_k3 = rows["k3"]["holdout_elpd"] - rows["k2"]["holdout_elpd"]
     assert gain_of_k3 < 2 * runner_up["d_holdout_se"]
+    # One sign convention: 0 for the best, negative for the others, on both criteria.
+    for criterion in ("holdout", "loo"):
+        differences = sorted(row[f"d_{criterion}"] for row in rows.values())
+        assert differences[-1] == 0.0 and differences[0] < 0
+    held_out = int((features.frame.index >= pd.Timestamp(HOLDOUT)).sum())
+    assert {row["holdout_dates"] for row in rows.values()} == {held_out}
+    # The documented rule picks K = 2 (the truth) whether or not K = 3 scores higher,
+    # as long as both pass their diagnostics; the text states it in one line.
+    verdicts = {name: row["verdict"] for name, row in rows.items()}
+    if "fail" not in verdicts.values():
+        assert output["recommended"] == "k2", output["reason"]
+    assert main(["compare", str(tmp_path / "k2"), str(tmp_path / "k3")]) == 0
+    text = capsys.readouterr().out
+    line = next(line for line in text.splitlines() if line.startswith("recommended:"))
+    assert output["reason"] in line
+    assert "negative is worse" in text
+
+
+def test_the_recommendation_rule_prefers_the_smaller_model_within_two_standard_errors():
+    from regime_model.compare import recommend
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(-1.0, 0.5, 200)
+    points = pd.DataFrame({"k2": base, "k3": base + 0.01 + rng.normal(0, 0.2, 200)})
+    table = pd.DataFrame(
+        {"verdict": ["pass", "pass"], "regimes": [2, 3], "parameters": [10, 18]},
+        index=["k2", "k3"],
+    )
+    assert recommend(table, points, "holdout")[0] == "k2"  # +2 nats, se about 2.8
+    points["k3"] = base + 0.2 + rng.normal(0, 0.2, 200)  # +40 nats, se about 2.8
+    chosen, reason = recommend(table, points, "holdout")
+    assert chosen == "k3" and "beaten by more than two standard errors" in reason
+    table.loc["k3", "verdict"] = "fail"  # a failing run is never recommended
+    assert recommend(table, points, "holdout")[0] == "k2"
+    table["verdict"] = "fail"
+    assert recommend(table, points, "holdout")[0] is None

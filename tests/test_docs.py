@@ -32,3 +32,16 @@ def test_relative_links_in_the_docs_resolve():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(root)} -> {target}")
     assert not broken, broken
+
+
+def test_the_shipped_example_is_what_its_documented_command_writes(tmp_path):
+    """examples/weekly_features.csv (the quickstart's input) and its metadata and truth
+    are exactly `regime data build --source synthetic --freq weekly --seed 0`."""
+    from regime_model.cli import main
+
+    out = tmp_path / "weekly_features.csv"
+    arguments = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--seed", "0"]
+    assert main([*arguments, "--out", str(out)]) == 0
+    shipped = DOCS.parent / "examples"
+    for name in ("weekly_features.csv", "weekly_features.meta.json", "weekly_features.truth.csv"):
+        assert (shipped / name).read_bytes() == (tmp_path / name).read_bytes(), name
