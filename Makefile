@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install clean notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The notebooks at full size on the data snapshot beside the repository, outputs stored
+# (minutes; `make test` runs them at small size without storing).
+notebooks: $(STAMP)
+	$(BIN)/python docs/notebooks/execute.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

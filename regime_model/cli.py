@@ -27,7 +27,7 @@ from regime_model.commands.backtest import (
 )
 from regime_model.commands.data import run_build, run_fetch, run_show
 from regime_model.commands.demo import run_demo
-from regime_model.commands.reading import run_now, run_update
+from regime_model.commands.reading import run_now, run_report, run_update
 from regime_model.commands.runs import run_calibrate, run_compare, run_fit, run_plot, run_summary
 from regime_model.data.calendar import FREQUENCIES
 from regime_model.errors import RegimeModelError
@@ -348,34 +348,60 @@ def _add_plot(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_reading(commands: argparse._SubParsersAction) -> None:
-    update = commands.add_parser(
+    update = _reading_parser(
+        commands,
         "update",
-        help="filter new data through a fitted run (no refit)",
-        description="Run each stored posterior draw's forward pass over the dates FILE adds "
-        "after the fitted data: filtered and predicted P(regime) with HDI bands, nothing "
-        "resampled. FILE may hold only the new rows or the fitted data and the new rows; "
-        "fitted dates must keep their values.",
+        "filter new data through a fitted run (no refit)",
+        "Run each stored posterior draw's forward pass over the dates FILE adds after the "
+        "fitted data: filtered and predicted P(regime) with HDI bands, nothing resampled. "
+        "FILE may hold only the new rows or the fitted data and the new rows; fitted dates "
+        "must keep their values.",
+        features_required=True,
     )
-    update.add_argument("run", help="directory written by 'regime fit'")
-    update.add_argument("--features", required=True, help="feature CSV extending the fit's")
     update.add_argument("--out", help="CSV to write (date, regime, kind, mean, lower, upper)")
     update.add_argument("--last", type=positive, default=8, help="rows to print (default 8)")
-    update.add_argument("--hdi", type=probability, default=0.9, help="HDI (default 0.9)")
     update.set_defaults(handler=run_update)
-    now = commands.add_parser(
+    now = _reading_parser(
+        commands,
         "now",
-        help="the current reading: P(regime) now, its change, forecast, stale features",
-        description="For a run (and optionally new data filtered through it): the as-of "
-        "date, filtered P(each regime) with its HDI, the change over 4 and 13 periods, the "
-        "forecast 1, 4 and 13 periods ahead, the features missing or stale at the end, and "
-        "whether each value shown was read with parameters fitted on later data.",
+        "the current reading: P(regime) now, its change, forecast, stale features",
+        "For a run (and optionally new data filtered through it): the as-of date, filtered "
+        "P(each regime) with its HDI, the change over 4 and 13 periods, the forecast 1, 4 "
+        "and 13 periods ahead, the features missing or stale at the end, and whether each "
+        "value shown was read with parameters fitted on later data.",
     )
-    now.add_argument("run", help="directory written by 'regime fit'")
-    now.add_argument("--features", help="feature CSV extending the fit's (filtered, no refit)")
     now.add_argument("--format", choices=("table", "json"), default="table")
     now.add_argument("--figure", help="PNG file for the one-page figure")
-    now.add_argument("--hdi", type=probability, default=0.9, help="HDI (default 0.9)")
     now.set_defaults(handler=run_now)
+    report = _reading_parser(
+        commands,
+        "report",
+        "one self-contained HTML page of a run (reading, figures, tables)",
+        "The current reading, the regime figures, the transition matrix, durations, "
+        "emission parameters and diagnostics in one HTML file with the figures embedded: "
+        "readable offline.",
+    )
+    report.add_argument("--html", required=True, help="HTML file to write")
+    report.set_defaults(handler=run_report)
+
+
+def _reading_parser(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str,
+    features_required: bool = False,
+) -> argparse.ArgumentParser:
+    """A command reading a fitted run, with new data filtered through it (no refit)."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    parser.add_argument("run", help="directory written by 'regime fit'")
+    parser.add_argument(
+        "--features",
+        required=features_required,
+        help="feature CSV extending the fit's data (filtered through the fitted posterior)",
+    )
+    parser.add_argument("--hdi", type=probability, default=0.9, help="HDI (default 0.9)")
+    return parser
 
 
 def _add_fetch(commands: argparse._SubParsersAction) -> None:

@@ -108,12 +108,18 @@ def recommend(
     """The documented rule (docs/models.md, "How many regimes"): among runs whose
     diagnostics do not fail, the smallest model (fewest regimes, then fewest parameters)
     whose score is within two standard errors of the best such run's, the standard error
-    of each paired difference being sqrt(n var(d_t)). -> (run or None, why)."""
+    of each paired difference being sqrt(n var(d_t)). Point estimates are ranked but not
+    recommended. -> (run or None, why)."""
     if points is None or points.empty:
         return None, "no score to rank the runs by"
-    passing = [name for name in table.index if table.loc[name, "verdict"] != "fail"]
+    # A point estimate ("n/a") has no posterior whose convergence could be checked, and
+    # no band: it is ranked, but never recommended.
+    passing = [name for name in table.index if table.loc[name, "verdict"] == "pass"]
     if not passing:
-        return None, "no run passes its diagnostics, so none is recommended (fit longer chains)"
+        return None, (
+            "no run passes its diagnostics, so none is recommended (fit longer chains; a "
+            "point estimate has no diagnostics and is never recommended)"
+        )
     totals = points[passing].sum()
     best = str(totals.idxmax())
     within = []
@@ -323,7 +329,7 @@ def format_comparison(comparison: Comparison) -> str:
         "pareto_k_over_0.7",
     ]
     for column in ("holdout_dates", "loo_dates"):
-        table[column] = table[column].astype("Int64")
+        table[column] = [("-" if pd.isna(value) else str(int(value))) for value in table[column]]
     text = table[shown].to_string(float_format=lambda value: f"{value:.1f}", na_rep="-")
     criterion = "held-out one-step score" if comparison.criterion == "holdout" else "PSIS-LOO"
     lines = [

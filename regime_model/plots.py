@@ -14,46 +14,172 @@ from matplotlib.figure import Figure
 from regime_model.results import RegimeResult
 
 _COLOURS = ["#c0392b", "#7f8c8d", "#95a5a6", "#bdc3c7", "#27ae60"]
+HOLDOUT_COLOUR = "#2c3e50"
 
 
-def plot_regimes(result: RegimeResult, path: str | Path, kind: str = "filtered") -> Path:
-    """Anchor feature path on top, each regime's probability with its HDI band below."""
+def regime_colours(names: list[str]) -> dict[str, str]:
+    """One colour per regime, the same in every figure: the first (risk_off) red, the
+    last (risk_on) green, the ones between greys."""
+    return dict(zip(names, [_COLOURS[0], *_COLOURS[1 : len(names) - 1], _COLOURS[-1]], strict=True))
+
+
+def anchor_label(anchor: str) -> str:
+    """The anchor's axis label with its unit (the package's feature conventions)."""
+    if anchor.endswith("_return"):
+        return f"{anchor}\ncumulative log return (%)"
+    return anchor
+
+
+def plot_regimes(
+    result: RegimeResult, path: str | Path, kind: str = "filtered", hdi: float = 0.9
+) -> Path:
+    """Write :func:`regimes_figure` to ``path`` (PNG)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    probabilities = result.regime_probabilities(kind)
+    regimes_figure(result, kind, hdi).savefig(path, dpi=120)
+    return path
+
+
+def regimes_figure(result: RegimeResult, kind: str = "filtered", hdi: float = 0.9) -> Figure:
+    """The anchor feature's path on top, shaded by the regime whose mean P is above 0.5;
+    below, each regime's P with its HDI band; the held-out stretch (if any) marked and
+    the last date's value annotated."""
+    probabilities = result.regime_probabilities(kind, hdi)
     anchor = result.config.get("anchor") or result.columns[0]
+    colours = regime_colours(result.regime_names)
     figure = Figure(figsize=(11, 6))
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.3]})
     series = _anchor_path(result, anchor)
     if series is not None:
-        top.plot(result.dates, series, color="black", linewidth=0.8)
-        top.set_ylabel(f"{anchor}\n(cumulative)" if anchor.endswith("_return") else anchor)
-    top.set_title(f"{result.model}: {kind} regime probabilities")
-    # risk_off red, risk_on green, neutral regimes grey.
-    colours = [_COLOURS[0], *_COLOURS[1 : result.n_regimes - 1], _COLOURS[-1]]
-    for name, colour in zip(result.regime_names, colours, strict=True):
+        top.plot(result.dates, series, color="black", linewidth=0.8, label=anchor)
+        top.set_ylabel(anchor_label(anchor))
+    title = f"{result.model}: {kind} regime probabilities"
+    if kind == "smoothed":
+        title += " (use data after each date: for describing history)"
+    top.set_title(title)
+    for name in result.regime_names:
         frame = probabilities[name]
-        bottom.plot(result.dates, frame["mean"], color=colour, linewidth=0.9, label=name)
+        bottom.plot(
+            result.dates,
+            frame["mean"],
+            color=colours[name],
+            linewidth=0.9,
+            label=f"P({name}), posterior mean",
+        )
         if result.has_bands:
             bottom.fill_between(
-                result.dates, frame["lower"], frame["upper"], color=colour, alpha=0.25, linewidth=0
+                result.dates,
+                frame["lower"],
+                frame["upper"],
+                color=colours[name],
+                alpha=0.25,
+                linewidth=0,
+                label=f"{hdi:.0%} HDI",
             )
         top.fill_between(
             result.dates,
             0,
             1,
             where=frame["mean"] > 0.5,
-            color=colour,
+            color=colours[name],
             alpha=0.12,
             transform=top.get_xaxis_transform(),
             linewidth=0,
+            label=f"shaded: mean P({name}) > 0.5",
         )
+    holdout = result.fit_info.get("holdout_start")
+    if holdout:
+        for axis in (top, bottom):
+            axis.axvline(
+                pd.Timestamp(holdout),
+                color=HOLDOUT_COLOUR,
+                linestyle="--",
+                linewidth=0.9,
+                label=f"held out from {holdout} (not fitted)",
+            )
+    last = result.regime_names[-1]
+    value = probabilities[(last, "mean")].iloc[-1]
+    bottom.scatter([result.dates[-1]], [value], color=colours[last], zorder=3)
+    bottom.annotate(
+        f"P({last}) = {value:.2f} on {result.dates[-1]:%Y-%m-%d}",
+        (result.dates[-1], value),
+        textcoords="offset points",
+        xytext=(-170, 10),
+        fontsize=8,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+    )
     bottom.set_ylim(0, 1)
-    bottom.set_ylabel(f"P(regime), {kind}")
-    bottom.legend(loc="upper left", ncol=result.n_regimes, fontsize=8)
+    bottom.set_ylabel(f"P(regime), {kind}\n(probability, 0 to 1)")
+    freq = result.config.get("features_freq")
+    bottom.set_xlabel(f"date ({freq} data)" if freq else "date")
+    top.legend(loc="upper left", fontsize=7)
+    bottom.legend(loc="upper left", ncol=result.n_regimes, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path
+    return figure
+
+
+def reading_figure(table: pd.DataFrame, reading: dict, regime: str) -> Figure:
+    """One page of ``regime now``: the filtered P(``regime``) over ``table``'s dates (mean,
+    lower, upper) with its band, the fitted-through date and the as-of value marked, and
+    the forecast fan (``reading`` from :func:`regime_model.reading.current_reading`)."""
+    colour = regime_colours(list(reading["probability"]))[regime]
+    figure = Figure(figsize=(11, 4.8))
+    history, ahead = figure.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1]}, sharey=True)
+    history.plot(
+        table.index,
+        table["mean"],
+        color=colour,
+        linewidth=1.0,
+        label=f"P({regime}), filtered: posterior mean",
+    )
+    if reading["has_bands"]:
+        history.fill_between(
+            table.index,
+            table["lower"],
+            table["upper"],
+            color=colour,
+            alpha=0.25,
+            linewidth=0,
+            label=f"{reading['hdi']:.0%} HDI",
+        )
+    history.axvline(
+        pd.Timestamp(reading["fitted_through"]),
+        color=HOLDOUT_COLOUR,
+        linestyle="--",
+        linewidth=0.8,
+        label=f"parameters fitted through {reading['fitted_through']}",
+    )
+    as_of = pd.Timestamp(reading["as_of"])
+    value = reading["probability"][regime]["mean"]
+    history.scatter([as_of], [value], color="black", zorder=3)
+    history.annotate(
+        f"{value:.2f} on {reading['as_of']}",
+        (as_of, value),
+        textcoords="offset points",
+        xytext=(-120, 14),
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+    )
+    history.set_ylim(0, 1)
+    history.set_ylabel(f"P({regime}) (probability, 0 to 1)")
+    history.set_title(f"{reading['model']}: P({regime}) as of {reading['as_of']}")
+    history.legend(loc="lower left", fontsize=8)
+    steps = [row["steps"] for row in reading["forecast"]]
+    ahead.plot(
+        steps, [row[regime]["mean"] for row in reading["forecast"]], marker="o", color=colour
+    )
+    if reading["has_bands"]:
+        ahead.fill_between(
+            steps,
+            [row[regime]["lower"] for row in reading["forecast"]],
+            [row[regime]["upper"] for row in reading["forecast"]],
+            color=colour,
+            alpha=0.25,
+            linewidth=0,
+        )
+    ahead.set_xlabel(f"periods ahead ({reading['freq']})")
+    ahead.set_title("forecast")
+    figure.tight_layout()
+    return figure
 
 
 def _anchor_path(result: RegimeResult, anchor: str) -> np.ndarray | None:
@@ -94,7 +220,7 @@ def plot_probability_over_prices(
             0,
             1,
             where=smoothed["mean"].to_numpy() > 0.5,
-            color=_COLOURS[-1],
+            color=regime_colours(result.regime_names).get(regime, _COLOURS[-1]),
             alpha=0.15,
             transform=axis.get_xaxis_transform(),
             linewidth=0,

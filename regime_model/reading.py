@@ -208,11 +208,15 @@ def _band(value: dict, signed: bool = False) -> str:
 
 
 def plot_reading(
-    model: RegimeEstimator, reading: dict[str, Any], path: str | Path, new=None, periods: int = 156
+    model: RegimeEstimator,
+    reading: dict[str, Any],
+    path: str | Path,
+    new=None,
+    periods: int = 156,
 ) -> Path:
-    """One page: the filtered P(last regime) over the last ``periods`` dates with its band,
-    the fitted-through date and the as-of value marked, and the forecast fan."""
-    from matplotlib.figure import Figure
+    """Write the one-page figure of the reading (:func:`regime_model.plots.reading_figure`)
+    over the last ``periods`` dates (fitted and appended) to ``path``."""
+    from regime_model.plots import reading_figure
 
     result = model.result_
     name = result.regime_names[-1]
@@ -220,65 +224,9 @@ def plot_reading(
     if new is not None:
         appended = model.filter(new).probabilities("filtered", reading["hdi"])[name]
         table = pd.concat([table, appended])
-    table = table.iloc[-periods:]
-    figure = Figure(figsize=(11, 4.8))
-    history, ahead = figure.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1]}, sharey=True)
-    history.plot(
-        table.index,
-        table["mean"],
-        color="tab:green",
-        linewidth=1.0,
-        label=f"P({name}), filtered: posterior mean",
-    )
-    if result.has_bands:
-        history.fill_between(
-            table.index,
-            table["lower"],
-            table["upper"],
-            color="tab:green",
-            alpha=0.25,
-            linewidth=0,
-            label=f"{reading['hdi']:.0%} HDI",
-        )
-    fitted = pd.Timestamp(reading["fitted_through"])
-    history.axvline(
-        fitted,
-        color="black",
-        linestyle="--",
-        linewidth=0.8,
-        label=f"parameters fitted through {reading['fitted_through']}",
-    )
-    as_of = pd.Timestamp(reading["as_of"])
-    value = reading["probability"][name]["mean"]
-    history.scatter([as_of], [value], color="black", zorder=3)
-    history.annotate(
-        f"{value:.2f} on {reading['as_of']}",
-        (as_of, value),
-        textcoords="offset points",
-        xytext=(-110, 12),
-    )
-    history.set_ylim(0, 1)
-    history.set_ylabel(f"P({name}) (probability, 0 to 1)")
-    history.set_title(f"{result.model}: P({name}) as of {reading['as_of']}")
-    history.legend(loc="lower left", fontsize=8)
-    steps = [row["steps"] for row in reading["forecast"]]
-    means = [row[name]["mean"] for row in reading["forecast"]]
-    ahead.plot(steps, means, marker="o", color="tab:green")
-    if result.has_bands:
-        ahead.fill_between(
-            steps,
-            [row[name]["lower"] for row in reading["forecast"]],
-            [row[name]["upper"] for row in reading["forecast"]],
-            color="tab:green",
-            alpha=0.25,
-            linewidth=0,
-        )
-    ahead.set_xlabel(f"periods ahead ({reading['freq']})")
-    ahead.set_title("forecast")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    reading_figure(table.iloc[-periods:], reading, name).savefig(path, dpi=110)
     return path
 
 

@@ -209,3 +209,21 @@ def test_the_estimator_api_of_a_maximum_likelihood_fit(frame):
     assert model.score(frame) < model.score()  # more dates, more (negative) log density
     forecast = model.forecast(4)
     assert forecast.shape == (4, 6) and np.isnan(forecast[("risk_on", "lower")]).all()
+
+
+def test_the_html_report_is_one_offline_page(frame, head_file, features_file, tmp_path):
+    import re
+
+    run = tmp_path / "run"
+    arguments = ["fit", "--features", str(head_file), "--columns", ",".join(COLUMNS)]
+    arguments += ["--sampler", "map", "--out", str(run)]
+    assert main(arguments) == 0
+    page = tmp_path / "report.html"
+    assert main(["report", str(run), "--html", str(page), "--features", str(features_file)]) == 0
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert len(re.findall(r'<img alt="figure" src="data:image/png;base64,', text)) == 3
+    assert "<script" not in text and "http" not in text  # nothing fetched when opened
+    assert f"as of {frame['date'].iloc[-1]}" in text and "26 dates appended" in text
+    for heading in ("Transition matrix", "Expected durations", "Emission parameters"):
+        assert f"<h2>{heading}</h2>" in text

@@ -55,3 +55,14 @@ def run_now(args: argparse.Namespace) -> int:
     if args.figure:
         print(f"wrote {plot_reading(model, reading, args.figure, new)}")
     return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from regime_model.data.features import read_features
+    from regime_model.html_report import write_report
+    from regime_model.models.estimator import load_run
+
+    model = load_run(args.run)
+    new = read_features(args.features) if args.features else None
+    print(f"wrote {write_report(model, args.html, str(args.run), new, args.hdi)}")
+    return 0
