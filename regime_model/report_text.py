@@ -14,9 +14,18 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"{summary['model']} on {summary['n_dates']} dates, {summary['first_date']} to "
         f"{summary['last_date']}; features: {', '.join(summary['columns'])}",
+    ]
+    holdout = summary["fit_info"].get("holdout_start")
+    if holdout:
+        lines.append(
+            f"fitted on the dates before {holdout}; the {summary['fit_info']['holdout_dates']} "
+            "dates from it on are held out: filtered with those parameters, not fitted"
+        )
+    lines += [
         "",
-        f"Filtered regime probabilities on {summary['last_date']} (real-time; "
-        f"{summary['hdi']:.0%} HDI):",
+        f"Filtered regime probabilities on {summary['last_date']} (data up to that date; "
+        f"{summary['hdi']:.0%} HDI; `regime now RUN` adds the change, the forecast, stale "
+        "features and what is real-time):",
     ]
     for name, values in summary["latest_filtered"].items():
         band = (

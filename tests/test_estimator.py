@@ -227,3 +227,13 @@ def test_the_html_report_is_one_offline_page(frame, head_file, features_file, tm
     assert f"as of {frame['date'].iloc[-1]}" in text and "26 dates appended" in text
     for heading in ("Transition matrix", "Expected durations", "Emission parameters"):
         assert f"<h2>{heading}</h2>" in text
+
+
+def test_a_holdout_fit_says_where_the_fit_stopped(frame):
+    from regime_model.report_text import format_summary
+
+    cut = frame["date"].iloc[SPLIT]
+    result = EMHMM(2, n_restarts=2).fit(frame, COLUMNS, holdout_start=cut).result_
+    text = format_summary(result.summary())
+    assert f"fitted on the dates before {cut}; the 26 dates from it on are held out" in text
+    assert "held out" not in format_summary(EMHMM(2, n_restarts=2).fit(frame).result_.summary())

@@ -1,4 +1,6 @@
-"""Regime models: each turns a feature set into a :class:`~regime_model.results.RegimeResult`.
+"""Regime models: estimators whose ``fit`` returns the fitted model, with its
+:class:`~regime_model.results.RegimeResult` in ``result_``
+(:mod:`~regime_model.models.estimator`).
 
 :func:`model_from_config` is the one place where a configuration (from the CLI or a saved
 ``config.json``) becomes a model object.
