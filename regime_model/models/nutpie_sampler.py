@@ -36,9 +36,16 @@ from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache
 from pytensor.tensor.shape import SpecifyShape
 from pytensor.tensor.variable import TensorConstant
 
-# Functions evaluated once over all draws at a time: numpy on whole arrays is fast, and
-# Python mode skips the C compiler and most graph rewriting (seconds per fit).
-VECTORISED_MODE = "FAST_COMPILE"
+# Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
+from regime_model.models import numba_special  # noqa: F401
+
+# Functions evaluated once over all draws at a time. Compiled C (cached by graph), not
+# Python mode: Python mode evaluates an Elemwise whose scalar op has no numpy ufunc (a
+# Mul of three or more inputs, as the Student-t density has) element by element. On the
+# real daily Student-t design (2,873 dates, D = 6, 200 draws) the per-draw kernel inputs
+# took 28.5 s in FAST_COMPILE and 3.5 s (compiling included) in FAST_RUN; on the
+# diagonal Gaussian the two cost the same. docs/performance.md has the figures.
+VECTORISED_MODE = "FAST_RUN"
 
 
 def _without_shape_assertions(output):
