@@ -147,10 +147,10 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(
         "sampler",
         "--sampler",
-        "PyMC NUTS, nutpie if installed, or quick MAP / ADVI",
+        "nutpie (the default) or PyMC's NUTS; MAP or ADVI for a quick look",
         BAYESIAN,
         choices=SAMPLER_NAMES,
-        default="nuts",
+        default="nutpie",
     ),
     ModelOption(
         "draws", "--draws", "posterior draws per chain", BAYESIAN, int, default=1000, minimum=1

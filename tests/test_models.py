@@ -229,3 +229,7 @@ def test_full_covariance_fits_end_to_end(synthetic):
     result = model.fit(features).result_
     assert result.probabilities.smoothed.shape[0] == 120
     assert _accuracy(result, path) > 0.9
+    # numba has no native AdvancedIncSubtensor (in the gradient of the Cholesky factors):
+    # the default sampler, nutpie, hands the model to PyMC's NUTS and the run says so.
+    assert result.fit_info["sampler"] == "nuts"
+    assert "AdvancedIncSubtensor" in result.fit_info["sampler_note"]

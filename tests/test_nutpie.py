@@ -62,3 +62,25 @@ def test_nutpie_result_round_trips(nutpie_fit, tmp_path):
     loaded = RegimeResult.load(tmp_path / "run")
     pd.testing.assert_frame_equal(loaded.transition_matrix(), nutpie_fit.transition_matrix())
     assert loaded.diagnostics() == nutpie_fit.diagnostics()
+
+
+def test_without_nutpie_the_default_sampler_says_what_to_install(monkeypatch, tmp_path, capsys):
+    """nutpie is a dependency, but an environment can lack it: one line naming the
+    package, exit 2, nothing written; --sampler nuts still works."""
+    import sys
+
+    from regime_model.cli import main
+    from regime_model.models.nutpie_sampler import MissingBackendError
+
+    monkeypatch.setitem(sys.modules, "nutpie", None)  # import nutpie -> ImportError
+    features, _ = simulate_hmm(120, seed=1)
+    with pytest.raises(MissingBackendError, match="pip install nutpie"):
+        BayesianHMM(2, draws=20, tune=20, chains=2, progressbar=False).fit(features)
+    path = tmp_path / "features.csv"
+    features.save(path)
+    arguments = ["fit", "--features", str(path), "--draws", "20", "--tune", "20"]
+    assert main([*arguments, "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "pip install nutpie" in error and "--sampler nuts" in error
+    assert not (tmp_path / "run").exists()
+    assert main([*arguments, "--sampler", "nuts", "--out", str(tmp_path / "nuts")]) == 0

@@ -135,7 +135,7 @@ def test_a_fit_whose_sampling_was_interrupted_raises_instead_of_returning(monkey
 
     monkeypatch.setitem(sampler_registry.SAMPLERS, "nuts", interrupted)
     features, _ = simulate_tvtp_features(120, seed=1)
-    model = BayesianHMM(2, draws=30, tune=30, chains=2, cores=1, progressbar=False)
+    model = BayesianHMM(2, sampler="nuts", draws=30, tune=30, chains=2, cores=1, progressbar=False)
     with pytest.raises(KeyboardInterrupt, match="after 7 of 30 draws"):
         model.fit(features, ["eq_return", "crypto_return"])
 
@@ -153,7 +153,7 @@ def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path):
     assert quick.returncode == 0, quick.stderr
     before = _snapshot(run)
     process = subprocess.Popen(
-        [*fit, "--draws", "200000", "--tune", "100", "--force"],
+        [*fit, "--sampler", "nuts", "--draws", "200000", "--tune", "100", "--force"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

@@ -83,7 +83,8 @@ class RegimeHMM(RegimeEstimator):
         deviation (the default). False: in the features' own units, for data already on a
         unit scale; then the prior does not depend on the data, as simulation-based
         calibration (:meth:`simulate`) needs.
-    sampler: "nutpie" (if installed), "nuts" (PyMC), "map" or "advi" (quick exploration).
+    sampler: "nutpie" (the default), "nuts" (PyMC's NUTS), "map" or "advi" (quick
+        exploration).
     band_draws: how many posterior draws get a forward-backward pass for the bands.
     """
 
@@ -103,7 +104,7 @@ class RegimeHMM(RegimeEstimator):
         covariates: list[str] | None = None,
         coefficient_scale: float = DEFAULT_COEFFICIENT_SCALE,
         standardise: bool = True,
-        sampler: str = "nuts",
+        sampler: str = "nutpie",
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
@@ -479,7 +480,12 @@ class RegimeHMM(RegimeEstimator):
             config={**self.get_config(), "anchor": observations.columns[observations.anchor]},
             has_bands=n_chains * n_draws > 1,
             fit_info={
-                "sampler": self.sampler,
+                "sampler": posterior.attrs.get("sampler", self.sampler),
+                **(
+                    {"sampler_note": posterior.attrs["sampler_note"]}
+                    if "sampler_note" in posterior.attrs
+                    else {}
+                ),
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import textwrap
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -37,7 +38,19 @@ from pytensor.tensor.shape import SpecifyShape
 from pytensor.tensor.variable import TensorConstant
 
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
+from regime_model.errors import RegimeModelError
 from regime_model.models import numba_special  # noqa: F401
+
+
+class MissingBackendError(RegimeModelError, ImportError):
+    """A sampler's package is not installed."""
+
+
+class NotCompilableError(RegimeModelError):
+    """The model's log density has a node numba cannot compile natively (PyTensor would
+    run it in object mode: slow, and a callback holding Python objects must not be
+    loaded from the disk cache by another process; it crashed doing so)."""
+
 
 # Functions evaluated once over all draws at a time. Compiled C (cached by graph), not
 # Python mode: Python mode evaluates an Elemwise whose scalar op has no numpy ufunc (a
@@ -178,8 +191,15 @@ def sample_with_nutpie(
     ``start_values``: a point in the model's (untransformed) variables; every chain starts
     from it plus a small jitter.
     """
-    import nutpie  # optional dependency
-    from nutpie.compile_pymc import CompiledPyMCModel
+    try:
+        import nutpie
+        from nutpie.compile_pymc import CompiledPyMCModel
+    except ImportError as exc:  # a dependency, but an environment can lack it
+        raise MissingBackendError(
+            f"the nutpie sampler needs the nutpie package ({exc}): pip install nutpie "
+            "(a dependency of regime-model, so reinstalling it brings nutpie), or choose "
+            "--sampler nuts"
+        ) from None
 
     frozen = frozen_model(model)
     values = [frozen.rvs_to_values[rv] for rv in frozen.free_RVs]
@@ -197,12 +217,28 @@ def sample_with_nutpie(
     }
     logp, gradient, constants, data_inputs = log_density_graph(frozen)
     data = [np.ascontiguousarray(constant.data, dtype=np.float64) for constant in constants]
-    with frozen:
+    with frozen, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         logp_function = compile_pymc(
             [flat, *data_inputs],
             pytensor.clone_replace([logp, gradient], unflatten),
             mode="NUMBA",
         )
+    object_mode = sorted(
+        {
+            str(w.message).split("'s perform")[0].split("run ")[-1]
+            for w in caught
+            if "object mode" in str(w.message)
+        }
+    )
+    if object_mode:
+        raise NotCompilableError(
+            f"nutpie cannot sample this model: numba has no native implementation of "
+            f"{', '.join(object_mode)} in its log density"
+        )
+    for warning in caught:  # the others, as they would have been shown
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    with frozen:
         names = {rv.name for rv in frozen.unobserved_RVs}
         reported = [var for var in frozen.unobserved_value_vars if var.name in names]
         # All draws in one call: the reported variables' graph vectorised over a leading

@@ -11,6 +11,7 @@ as xarray Datasets with chain and draw dimensions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from regime_model.models.nutpie_sampler import sample_with_nutpie
+from regime_model.models.nutpie_sampler import NotCompilableError, sample_with_nutpie
 
 ADVI_ITERATIONS = 20_000
 
@@ -58,6 +59,19 @@ def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
 
 
 def sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):
+    """nutpie; PyMC's NUTS instead, saying so, for a model whose log density numba cannot
+    compile natively (full covariance today)."""
+    try:
+        return _sample_nutpie(model, starts, settings)
+    except NotCompilableError as exc:
+        logging.getLogger("regime_model").warning("%s: sampling with PyMC's NUTS instead", exc)
+        posterior, stats = sample_nuts(model, starts, settings)
+        posterior.attrs["sampler"] = "nuts"
+        posterior.attrs["sampler_note"] = f"{exc}: sampled with PyMC's NUTS"
+        return posterior, stats
+
+
+def _sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):
     return sample_with_nutpie(
         model,
         starts[0],
