@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from regime_model.models.estimator import RegimeEstimator
-from regime_model.reading import current_reading, format_reading
+from regime_model.reading import current_reading, format_reading, last_years
 
 _STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -56,7 +56,7 @@ def write_report(
         _facts(result, reading),
         "<h2>The current reading</h2>",
         f"<pre>{html.escape(format_reading(reading, run))}</pre>",
-        _image(reading_figure(table.iloc[-156:], reading, name)),
+        _image(reading_figure(last_years(table), reading, name)),
         "<h2>Regime probabilities</h2>",
         "<p>Filtered: what the model says on each date from the data up to it. Smoothed: "
         "with all the data, for describing history only.</p>",

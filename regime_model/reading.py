@@ -212,10 +212,10 @@ def plot_reading(
     reading: dict[str, Any],
     path: str | Path,
     new=None,
-    periods: int = 156,
+    years: float = 3.0,
 ) -> Path:
     """Write the one-page figure of the reading (:func:`regime_model.plots.reading_figure`)
-    over the last ``periods`` dates (fitted and appended) to ``path``."""
+    over the last ``years`` of dates (fitted and appended) to ``path``."""
     from regime_model.plots import reading_figure
 
     result = model.result_
@@ -226,8 +226,13 @@ def plot_reading(
         table = pd.concat([table, appended])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    reading_figure(table.iloc[-periods:], reading, name).savefig(path, dpi=110)
+    reading_figure(last_years(table, years), reading, name).savefig(path, dpi=110)
     return path
+
+
+def last_years(table: pd.DataFrame, years: float = 3.0) -> pd.DataFrame:
+    """The rows of a date-indexed table within ``years`` of its last date."""
+    return table.loc[table.index > table.index[-1] - pd.Timedelta(days=round(365.25 * years))]
 
 
 def _day(date: pd.Timestamp) -> str:
