@@ -196,7 +196,7 @@ def test_now_flags_a_feature_that_stopped_before_the_end(frame, tmp_path, capsys
     assert "no bands: point estimate" in text
 
 
-def test_the_estimator_api_of_a_maximum_likelihood_fit(frame):
+def test_the_estimator_api_of_a_maximum_likelihood_fit(frame, tmp_path):
     model = EMHMM(2, n_restarts=2).fit(frame.iloc[:SPLIT], COLUMNS)
     assert repr(model) == "EMHMM(n_restarts=2)"
     assert len(repr(model.result_)) < 300
@@ -206,6 +206,13 @@ def test_the_estimator_api_of_a_maximum_likelihood_fit(frame):
         filtered.filtered[0], whole.result_.probabilities.filtered[0, SPLIT:], atol=1e-10
     )
     assert model.score() == pytest.approx(model.criteria_["loglik"], abs=1e-8)
+    loaded = load_run(model.result_.save(tmp_path / "run"))  # a saved EM fit comes back whole
+    assert loaded.criteria_ == model.criteria_
+    for name in ("initial", "transition", "mean", "sigma"):
+        np.testing.assert_array_equal(
+            getattr(loaded.estimate_, name), getattr(model.estimate_, name)
+        )
+    np.testing.assert_array_equal(loaded.filter(frame).filtered, filtered.filtered)
     assert model.score(frame) < model.score()  # more dates, more (negative) log density
     forecast = model.forecast(4)
     assert forecast.shape == (4, 6) and np.isnan(forecast[("risk_on", "lower")]).all()

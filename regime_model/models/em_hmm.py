@@ -213,7 +213,7 @@ class EMHMM(RegimeEstimator):
             n_iter=int(attrs["n_iter"]),
             n_complete=int(attrs["n_complete"]),
         )
-        self.criteria_ = self.result_.fit_info["criteria"] if hasattr(self, "result_") else None
+        self.criteria_ = self.result_.fit_info["criteria"]
 
     def estimate(self, observations: Observations) -> EMEstimate:
         """Best of ``n_restarts`` EM runs on complete dates, regimes ordered and named."""

@@ -275,8 +275,8 @@ class RegimeEstimator(ABC):
         self.observations_ = self.observations(
             self.inputs_, result.columns, result.fit_info.get("holdout_start")
         )
-        self._restore_fitted(result.inference_data["model_posterior"])
         self.result_, self.inference_data_ = result, result.inference_data
+        self._restore_fitted(result.inference_data["model_posterior"])
         return self
 
     # ------------------------------------------------------------------ helpers
