@@ -293,7 +293,13 @@ def main() -> None:
             result = model.fit(features).result_
             rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
     if "numpyro" in wanted:
-        rows["numpyro"] = numpyro_row(features, args, path)
+        try:
+            rows["numpyro"] = numpyro_row(features, args, path)
+        except ImportError as exc:  # an optional backend: one line, the other rows go on
+            print(
+                f"implementation=numpyro skipped: {exc}; install the benchmark extra "
+                "(pip install -c constraints.txt -e '.[bench]')"
+            )
     if "scan" in wanted:
         model = ScanHMM(
             args.regimes,
