@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from regime_model.models.estimator import RegimeEstimator
-from regime_model.reading import current_reading, format_reading, last_years
+from regime_model.reading import current_reading, filtered_history, format_reading, last_years
 
 _STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -42,14 +42,13 @@ def write_report(
     from regime_model.plots import reading_figure, regimes_figure
 
     result = model.result_
-    reading = current_reading(model, new, hdi)
+    appended = None if new is None else model.filter(new)
+    reading = current_reading(model, new, hdi, appended)
     summary = result.summary(hdi)
     diagnostics = result.diagnostics()
     verdict = diagnostics.get("verdict", "n/a (point estimate)")
     name = result.regime_names[-1]
-    table = result.regime_probabilities("filtered", hdi)[name]
-    if new is not None:
-        table = pd.concat([table, model.filter(new).probabilities("filtered", hdi)[name]])
+    table = filtered_history(model, name, hdi, appended)
     parts = [
         f"<h1>{html.escape(run or result.model)}: {html.escape(result.model)}, "
         f"{result.n_regimes} regimes</h1>",

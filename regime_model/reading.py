@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from regime_model.data.features import validated
-from regime_model.models.estimator import RegimeEstimator
+from regime_model.models.estimator import FilteredDates, RegimeEstimator
 from regime_model.results import bands
 
 CHANGE_PERIODS = (4, 13)
@@ -31,17 +31,22 @@ FORECAST_STEPS = (1, 4, 13)
 
 
 def current_reading(
-    model: RegimeEstimator, new: pd.DataFrame | Any | None = None, hdi: float = 0.9
+    model: RegimeEstimator,
+    new: pd.DataFrame | Any | None = None,
+    hdi: float = 0.9,
+    appended: FilteredDates | None = None,
 ) -> dict[str, Any]:
     """The reading as plain data (see the module docstring); ``new``: data extending the
-    fitted data (filtered, not refitted), None for the fitted data's last date."""
+    fitted data (filtered, not refitted), None for the fitted data's last date;
+    ``appended``: ``model.filter(new)`` when the caller has it already."""
     result = model.result_
     dates = result.dates
     draws = result.probabilities.filtered  # (S, T, K) for the band draws
     inputs = model.inputs_.frame
     fitted_through = model.observations_.dates[model.observations_.n_fit - 1]
     if new is not None:
-        appended = model.filter(new)
+        if appended is None:
+            appended = model.filter(new)
         dates = dates.append(appended.dates)
         draws = np.concatenate([draws, appended.filtered], axis=1)
         later = validated(new, "new data").frame[inputs.columns]
@@ -211,23 +216,30 @@ def plot_reading(
     model: RegimeEstimator,
     reading: dict[str, Any],
     path: str | Path,
-    new=None,
+    appended: FilteredDates | None = None,
     years: float = 3.0,
 ) -> Path:
     """Write the one-page figure of the reading (:func:`regime_model.plots.reading_figure`)
-    over the last ``years`` of dates (fitted and appended) to ``path``."""
+    over the last ``years`` of dates (fitted and ``appended``) to ``path``."""
     from regime_model.plots import reading_figure
 
-    result = model.result_
-    name = result.regime_names[-1]
-    table = result.regime_probabilities("filtered", reading["hdi"])[name]
-    if new is not None:
-        appended = model.filter(new).probabilities("filtered", reading["hdi"])[name]
-        table = pd.concat([table, appended])
+    name = model.result_.regime_names[-1]
+    table = last_years(filtered_history(model, name, reading["hdi"], appended), years)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    reading_figure(last_years(table, years), reading, name).savefig(path, dpi=110)
+    reading_figure(table, reading, name).savefig(path, dpi=110)
     return path
+
+
+def filtered_history(
+    model: RegimeEstimator, regime: str, hdi: float, appended: FilteredDates | None = None
+) -> pd.DataFrame:
+    """Filtered P(``regime``) per date, mean and HDI: the fitted dates, then the
+    ``appended`` ones."""
+    table = model.result_.regime_probabilities("filtered", hdi)[regime]
+    if appended is None:
+        return table
+    return pd.concat([table, appended.probabilities("filtered", hdi)[regime]])
 
 
 def last_years(table: pd.DataFrame, years: float = 3.0) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.special import logsumexp
 
 from regime_model.data.cache import write_text_atomic
 from regime_model.errors import MalformedFileError
@@ -82,6 +83,25 @@ def probability_table(
     frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["regime", "statistic"])
     frame.attrs.update(kind=kind, hdi=hdi, has_bands=has_bands)
     return frame
+
+
+def probability_rows(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Wide tables of :func:`probability_table` (each of one kind) as rows: date, regime,
+    kind, mean, lower, upper, sorted by date, kind and regime (the run's CSV layout)."""
+    frames = []
+    for wide in tables:
+        for name in wide.columns.get_level_values("regime").unique():
+            part = wide[name].reset_index()
+            part.insert(1, "regime", name)
+            part.insert(2, "kind", wide.attrs["kind"])
+            frames.append(part)
+    long = pd.concat(frames, ignore_index=True)
+    return long.sort_values(["date", "kind", "regime"], kind="stable").reset_index(drop=True)
+
+
+def log_mean_exp(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """log mean exp along ``axis``: per-draw log densities averaged as densities."""
+    return logsumexp(values, axis=axis) - np.log(values.shape[axis])
 
 
 @dataclass
@@ -195,16 +215,9 @@ class RegimeResult:
 
     def probabilities_long(self, hdi: float = 0.9) -> pd.DataFrame:
         """Filtered and smoothed probabilities as rows: date, regime, kind, mean, lower, upper."""
-        frames = []
-        for kind in ("filtered", "smoothed"):
-            wide = self.regime_probabilities(kind, hdi)
-            for name in self.regime_names:
-                part = wide[name].reset_index()
-                part.insert(1, "regime", name)
-                part.insert(2, "kind", kind)
-                frames.append(part)
-        long = pd.concat(frames, ignore_index=True)
-        return long.sort_values(["date", "kind", "regime"], kind="stable").reset_index(drop=True)
+        return probability_rows(
+            [self.regime_probabilities(kind, hdi) for kind in ("filtered", "smoothed")]
+        )
 
     def transition_matrix(self, hdi: float = 0.9) -> pd.DataFrame:
         """P(regime_to | regime_from) per step: mean and HDI, one row per pair."""
@@ -294,10 +307,8 @@ class RegimeResult:
             return None
         pointwise = self.inference_data.log_likelihood["y_holdout"]
         draws = pointwise.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
-        peak = draws.max(axis=0)
-        values = peak + np.log(np.exp(draws - peak).mean(axis=0))
         return pd.Series(
-            values,
+            log_mean_exp(draws),
             index=pd.DatetimeIndex(pointwise["holdout_date"].to_numpy(), name="date"),
             name="log_predictive_density",
         )

@@ -1,6 +1,6 @@
 """A fitted run's directory as one unit: written whole or not at all, and verified on load.
 
-A run is written into a temporary sibling directory (``.NAME.partial-XXXX``) and renamed
+A run is written into a temporary sibling directory (``.NAME.partial-<random suffix>``) and renamed
 into place only when every file is there, with ``manifest.json`` listing each file's
 sha256 and size, the draws actually taken, the input data's hash and the command. So an
 interrupt (Ctrl-C, SIGTERM, a full disk) leaves either no run or the previous one, never

@@ -40,6 +40,27 @@ def _snapshot(directory: Path) -> dict[str, str]:
     return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
 
 
+def _weekly_features(directory: Path) -> Path:
+    """A synthetic weekly feature file built by the CLI in ``directory``."""
+    features = directory / "features.csv"
+    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
+    assert main(build) == 0
+    return features
+
+
+def _assert_group_exits(group: int, seconds: float, message: str) -> None:
+    """Wait until every process of ``group`` has ended; fail with ``message`` if one is
+    still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail(message)
+
+
 def _leftovers(parent: Path) -> list[str]:
     return sorted(
         p.name for p in parent.iterdir() if ".partial-" in p.name or ".replaced-" in p.name
@@ -143,9 +164,7 @@ def test_a_fit_whose_sampling_was_interrupted_raises_instead_of_returning(monkey
 def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path):
     """A real fit in a child process, interrupted (SIGINT to its process group, as a
     terminal's Ctrl-C) once sampling has started: exit 130, the old run unchanged."""
-    features = tmp_path / "features.csv"
-    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
-    assert main(build) == 0
+    features = _weekly_features(tmp_path)
     run = tmp_path / "run"
     fit = [sys.executable, "-m", "regime_model.cli", "fit", "--features", str(features)]
     fit += ["--columns", "iwm_return,btc_return", "--out", str(run), "--chains", "2"]
@@ -169,15 +188,7 @@ def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path):
     assert process.returncode == 130, errors
     assert "regime: interrupted" in errors and "draws" in errors
     # No sampler worker outlives it: its process group empties (within a few seconds).
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("a process of the interrupted fit is still running")
+    _assert_group_exits(process.pid, 20, "a process of the interrupted fit is still running")
     assert _snapshot(run) == before
     assert _leftovers(tmp_path) == []
 
@@ -208,9 +219,7 @@ def test_a_many_fit_output_directory_is_resumed_or_refused_never_mixed(tmp_path)
 
 
 def test_cli_backtest_refuses_an_output_of_other_settings(tmp_path, capsys):
-    features = tmp_path / "features.csv"
-    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
-    assert main(build) == 0
+    features = _weekly_features(tmp_path)
     out = tmp_path / "bt"
     backtest = ["backtest", "--features", str(features), "--columns", "iwm_return,btc_return"]
     backtest += ["--model", "em-hmm", "--restarts", "2", "--scheduler", "serial"]
@@ -248,9 +257,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.parametrize("existing", [False, True])
 def test_a_real_sigint_mid_save_leaves_the_old_run_or_nothing(tmp_path, existing):
-    features = tmp_path / "features.csv"
-    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
-    assert main(build) == 0
+    features = _weekly_features(tmp_path)
     run = tmp_path / "run"
     fit = ["fit", "--features", str(features), "--columns", "iwm_return,btc_return"]
     fit += ["--out", str(run), "--sampler", "map", "--force"]
@@ -282,9 +289,7 @@ def test_ctrl_c_during_a_dask_backtest_leaves_no_worker_and_a_resumable_store(tm
     terminal's Ctrl-C once refits are coming back: exit 130, every process of its group
     gone, no manifest (the outputs are not a finished set), and the segments stored so far
     are reused by the next run."""
-    features = tmp_path / "features.csv"
-    build = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--out", str(features)]
-    assert main(build) == 0
+    features = _weekly_features(tmp_path)
     out = tmp_path / "backtest"
     backtest = [sys.executable, "-m", "regime_model.cli", "backtest", "--features", str(features)]
     backtest += ["--columns", "iwm_return,btc_return", "--model", "em-hmm", "--restarts", "40"]
@@ -303,15 +308,9 @@ def test_ctrl_c_during_a_dask_backtest_leaves_no_worker_and_a_resumable_store(tm
     os.killpg(process.pid, signal.SIGINT)
     _, errors = process.communicate(timeout=120)
     assert process.returncode == 130, errors
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("a Dask worker or nanny of the interrupted backtest is still running")
+    _assert_group_exits(
+        process.pid, 30, "a Dask worker or nanny of the interrupted backtest is still running"
+    )
     assert not (out / MANIFEST).exists()
     stored = len(list((out / "segments").glob("*.json")))
     assert 3 <= stored < 30

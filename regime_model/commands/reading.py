@@ -14,17 +14,7 @@ def run_update(args: argparse.Namespace) -> int:
 
     model = load_run(args.run)
     filtered = model.filter(read_features(args.features))
-    long = []
-    for kind in ("filtered", "predicted"):
-        table = filtered.probabilities(kind, args.hdi)
-        for name in filtered.regime_names:
-            part = table[name].reset_index()
-            part.insert(1, "regime", name)
-            part.insert(2, "kind", kind)
-            long.append(part)
-    import pandas as pd
-
-    rows = pd.concat(long, ignore_index=True).sort_values(["date", "kind", "regime"])
+    rows = filtered.probabilities_long(args.hdi)
     rows["date"] = rows["date"].dt.strftime("%Y-%m-%d")
     print(
         f"{args.run}: {len(filtered.dates)} dates after the fit "
@@ -47,13 +37,14 @@ def run_now(args: argparse.Namespace) -> int:
 
     model = load_run(args.run)
     new = read_features(args.features) if args.features else None
-    reading = current_reading(model, new, args.hdi)
+    appended = None if new is None else model.filter(new)  # once, for text and figure
+    reading = current_reading(model, new, args.hdi, appended)
     if args.format == "json":
         print(json.dumps(reading, indent=2))
     else:
         print(format_reading(reading, str(args.run)))
     if args.figure:
-        print(f"wrote {plot_reading(model, reading, args.figure, new)}")
+        print(f"wrote {plot_reading(model, reading, args.figure, appended)}")
     return 0
 
 

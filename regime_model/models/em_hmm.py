@@ -8,7 +8,6 @@ masked. A point estimate has no bands; the result says so.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -63,6 +62,8 @@ class EMHMM(RegimeEstimator):
     ``criteria_`` (:class:`~regime_model.models.estimator.RegimeEstimator`).
     """
 
+    name = "em-hmm"
+
     def __init__(
         self,
         n_regimes: int = 2,
@@ -87,14 +88,6 @@ class EMHMM(RegimeEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
-
-    def get_config(self) -> dict:
-        """Hyperparameters as passed to ``__init__``, plus the model name."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {
-            "model": "em-hmm",
-            **{name: getattr(self, name) for name in names if name != "self"},
-        }
 
     def observations(
         self,

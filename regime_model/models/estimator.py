@@ -22,6 +22,7 @@ DatetimeIndex (or a ``date`` column); see :func:`~regime_model.data.features.val
 from __future__ import annotations
 
 import inspect
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,14 @@ import xarray as xr
 from regime_model.data.features import FeatureSet, validated
 from regime_model.errors import DateRangeError, RegimeDataError, RegimeModelError
 from regime_model.models.observations import Observations, select_features
-from regime_model.results import KINDS, ProbabilityDraws, RegimeResult, probability_table
+from regime_model.results import (
+    KINDS,
+    ProbabilityDraws,
+    RegimeResult,
+    log_mean_exp,
+    probability_rows,
+    probability_table,
+)
 
 # InferenceData group holding the model inputs as fitted (raw units, every input column).
 INPUTS_GROUP = "observed_data"
@@ -68,11 +76,18 @@ class FilteredDates:
         table.attrs["fitted_through"] = self.fitted_through.strftime("%Y-%m-%d")
         return table
 
+    def probabilities_long(self, hdi: float = 0.9) -> pd.DataFrame:
+        """Filtered and predicted probabilities as rows: date, regime, kind, mean, lower,
+        upper (the layout of a run's regime_probabilities.csv)."""
+        return probability_rows(
+            [self.probabilities(kind, hdi) for kind in ("filtered", "predicted")]
+        )
+
     def log_predictive_density(self) -> pd.Series:
         """log p(y_t | y_1..t-1) per date, averaged over the draws as a density."""
-        peak = self.pointwise_loglik.max(axis=0)
-        values = peak + np.log(np.exp(self.pointwise_loglik - peak).mean(axis=0))
-        return pd.Series(values, index=self.dates, name="log_predictive_density")
+        return pd.Series(
+            log_mean_exp(self.pointwise_loglik), index=self.dates, name="log_predictive_density"
+        )
 
 
 class RegimeEstimator(ABC):
@@ -84,10 +99,16 @@ class RegimeEstimator(ABC):
 
     covariates: list[str] | None = None
 
-    # ------------------------------------------------------------------ a model's part
-    @abstractmethod
+    name = "regime-model"  # the --model name; each model sets its own
+
     def get_config(self) -> dict[str, Any]:
-        """The settings (``__init__`` arguments) plus the model name."""
+        """The settings (``__init__`` arguments, :func:`setting_names`) plus the name."""
+        return {
+            "model": self.name,
+            **{name: getattr(self, name) for name in setting_names(type(self))},
+        }
+
+    # ------------------------------------------------------------------ a model's part
 
     @abstractmethod
     def observations(
@@ -254,8 +275,7 @@ class RegimeEstimator(ABC):
         band draws as a density: log mean_s prod_t p_s(y_t | y_1..t-1) (a maximum-
         likelihood fit: its log-likelihood)."""
         totals = self._probability_draws(self.extended(X)).pointwise_loglik.sum(axis=1)
-        peak = totals.max()
-        return float(peak + np.log(np.exp(totals - peak).mean()))
+        return float(log_mean_exp(totals))
 
     def forecast(self, horizon: int = 1, hdi: float = 0.9) -> pd.DataFrame:
         """P(regime) 1..``horizon`` steps after the last fitted date, mean and HDI."""
@@ -286,7 +306,10 @@ class RegimeEstimator(ABC):
 
     def __repr__(self) -> str:
         """The settings that differ from the defaults, as scikit-learn shows them."""
-        defaults = type(self)().get_config()
+        try:  # the defaults as resolved by the constructor (identification, ...)
+            defaults = type(self)().get_config()
+        except ValueError:  # a family with a required setting (tvtp: covariates)
+            defaults = _signature_defaults(type(self))
         shown = [
             f"{name}={value!r}"
             for name, value in self.get_config().items()
@@ -312,8 +335,6 @@ def _check_same_values(stored: pd.DataFrame, given: pd.DataFrame) -> None:
 def inputs_dataset(inputs: FeatureSet) -> xr.Dataset:
     """The input columns as fitted, for the run's InferenceData (dims input_date x
     input_column; groups and frequency as attributes)."""
-    import json
-
     return xr.Dataset(
         {"inputs": (("input_date", "input_column"), inputs.frame.to_numpy(dtype=float))},
         coords={
@@ -325,8 +346,7 @@ def inputs_dataset(inputs: FeatureSet) -> xr.Dataset:
 
 
 def inputs_from_dataset(dataset: xr.Dataset) -> FeatureSet:
-    import json
-
+    """The input columns stored by :func:`inputs_dataset`, as a FeatureSet."""
     frame = pd.DataFrame(
         dataset["inputs"].to_numpy(),
         index=pd.DatetimeIndex(dataset["input_date"].to_numpy(), name="date"),
@@ -346,13 +366,35 @@ def load_run(directory) -> RegimeEstimator:
     return model._restore(result)
 
 
+def setting_names(cls: type) -> list[str]:
+    """A model class's settings: the union of the ``__init__`` signatures along its
+    hierarchy (a family names its own options and passes the rest on as ``**options``),
+    without the display-only ``cores`` and ``progressbar``."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__ or klass is object:
+            continue
+        for parameter in inspect.signature(klass.__init__).parameters.values():
+            if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                continue
+            if parameter.name not in (*names, "self", "cores", "progressbar"):
+                names.append(parameter.name)
+    return names
+
+
+def _signature_defaults(cls: type) -> dict[str, Any]:
+    """Each setting's default as the nearest ``__init__`` along the hierarchy declares it."""
+    defaults: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if "__init__" in klass.__dict__ and klass is not object:
+            for parameter in inspect.signature(klass.__init__).parameters.values():
+                defaults.setdefault(parameter.name, parameter.default)
+    return defaults
+
+
 def settings_of(config: dict[str, Any]) -> dict[str, Any]:
     """A run's config.json without what the run added beside the model's settings."""
     from regime_model.models import MODELS
 
-    cls = MODELS[config["model"]]
-    names = {"model"}
-    for klass in cls.__mro__:
-        if "__init__" in klass.__dict__:
-            names.update(inspect.signature(klass.__init__).parameters)
+    names = {"model", *setting_names(MODELS[config["model"]])}
     return {name: value for name, value in config.items() if name in names}

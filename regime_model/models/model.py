@@ -16,7 +16,6 @@ calibration and the diagnostics (:mod:`~regime_model.models.diagnostics`).
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from abc import abstractmethod
@@ -174,21 +173,6 @@ class RegimeHMM(RegimeEstimator):
         duplicated = sorted({name for name in covariates or [] if covariates.count(name) > 1})
         if duplicated:
             raise ValueError(f"covariate listed twice: {', '.join(duplicated)}")
-
-    def get_config(self) -> dict[str, Any]:
-        """Hyperparameters as passed to ``__init__`` (except display ones), plus the name."""
-        # A family names its own options and passes the rest on as **options, so the
-        # options are the union of the signatures along the class hierarchy.
-        names: list[str] = []
-        for cls in type(self).__mro__:
-            if "__init__" not in cls.__dict__ or cls is object:
-                continue
-            for parameter in inspect.signature(cls.__init__).parameters.values():
-                if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
-                    continue
-                if parameter.name not in (*names, "self", "cores", "progressbar"):
-                    names.append(parameter.name)
-        return {"model": self.name, **{name: getattr(self, name) for name in names}}
 
     # ------------------------------------------------------------------ a family's part
     @abstractmethod
