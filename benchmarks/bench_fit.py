@@ -48,11 +48,12 @@ from regime_model.inference import hmm_smoother
 from regime_model.models import EMHMM, BayesianHMM
 from regime_model.models.observations import prepare_observations, select_features
 
-ROWS = ("em", "nuts", "nutpie", "numpyro", "scan")
+ROWS = ("em", "nuts", "nutpie", "ar1", "numpyro", "scan")
 LABELS = {
     "em": "hmmlearn-em",
     "nuts": "package (PyMC NUTS)",
     "nutpie": "package (nutpie)",
+    "ar1": "package (nutpie), AR(1) emissions on every feature",
     "numpyro": "numpyro (hand-written)",
     "scan": "pytensor-scan (PyMC NUTS)",
 }
@@ -292,6 +293,21 @@ def main() -> None:
             start = time.perf_counter()
             result = model.fit(features).result_
             rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
+    if "ar1" in wanted:  # the intercept-form AR component on the same data (phi -> 0)
+        model = BayesianHMM(
+            args.regimes,
+            draws=args.draws,
+            tune=args.tune,
+            identification=args.identification,
+            ar_order=1,
+            **settings,
+        )
+        start = time.perf_counter()
+        result = model.fit(features).result_
+        rows["ar1"] = package_row(LABELS["ar1"], result, time.perf_counter() - start, path)
+        if "nutpie" in rows:
+            ratio = rows["ar1"]["wall_s"] / rows["nutpie"]["wall_s"]
+            print(f"wall ratio {LABELS['ar1']} / {LABELS['nutpie']}: {ratio:.3g}x")
     if "numpyro" in wanted:
         try:
             rows["numpyro"] = numpyro_row(features, args, path)

@@ -33,6 +33,7 @@ from regime_model.data.calendar import FREQUENCIES
 from regime_model.errors import RegimeModelError
 from regime_model.evaluation.schedule import EVERY
 from regime_model.model_options import MODEL_HELP, MODEL_OPTIONS, help_text
+from regime_model.progress import hide_phases, show_phases
 
 DEFAULT_CACHE = Path.home() / ".cache" / "regime-model"
 EXIT_DATA_ERROR = 2
@@ -52,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # removed, exit 130. Only the main thread may set handlers (main() may run in others).
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
+    phases = None if getattr(args, "quiet", False) else show_phases()
     try:
         return int(args.handler(args) or 0)
     except RegimeModelError as exc:
@@ -72,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"regime: interrupted{detail}", file=sys.stderr)
         return 130
     finally:
+        if phases is not None:
+            hide_phases(phases)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -131,11 +135,12 @@ def _add_fit(commands: argparse._SubParsersAction) -> None:
     fit = commands.add_parser(
         "fit",
         help="fit a regime model to a feature file",
-        description="Fit a Bayesian HMM (PyMC, NUTS by default) or a maximum-likelihood "
-        "HMM (hmmlearn EM) and write DIR/posterior.nc, DIR/regime_probabilities.csv "
-        "(filtered and smoothed, with HDI bands), DIR/summary.json, DIR/config.json and "
-        "DIR/manifest.json (every file's sha256: the run is written whole or not at all, "
-        "and later commands refuse it if a file is missing or changed).",
+        description="Fit a Bayesian HMM (PyMC, sampled by nutpie by default) or a "
+        "maximum-likelihood HMM (hmmlearn EM) and write DIR/posterior.nc, "
+        "DIR/regime_probabilities.csv (filtered and smoothed, with HDI bands), "
+        "DIR/summary.json, DIR/config.json and DIR/manifest.json (every file's sha256: "
+        "the run is written whole or not at all, and later commands refuse it if a file "
+        "is missing or changed).",
     )
     _add_model_options(fit)
     fit.add_argument(
@@ -229,10 +234,22 @@ def _add_model_options(parser: argparse.ArgumentParser, features: bool = True) -
             help="group of a column of a bare CSV (repeatable); build writes them already",
         )
     parser.add_argument("--model", choices=MODEL_NAMES, default="bayes-hmm", help=MODEL_HELP)
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (phase lines, progress bar, tasks done); results and "
+        "errors are still printed",
+    )
     sections: dict[str, Any] = {"model": parser}
     for option in MODEL_OPTIONS:
         if option.section not in sections:
             sections[option.section] = parser.add_argument_group(option.section)
+        if option.type is bool:  # a switch: given (True) or not (the default)
+            sections[option.section].add_argument(
+                option.flag, dest=option.name, action="store_const", const=True,
+                help=help_text(option),
+            )  # fmt: skip
+            continue
         sections[option.section].add_argument(
             option.flag,
             dest=option.name,

@@ -27,6 +27,7 @@ from regime_model.choices import (
 BAYESIAN = tuple(name for name in MODEL_NAMES if name != "em-hmm")
 GAUSSIAN = ("bayes-hmm", "tvtp", "leadlag")  # the families with free switching and covariance
 COVARIATE_FAMILIES = ("tvtp", "hierarchical", "leadlag")  # covariate-driven transitions
+AUTOREGRESSIVE = ("bayes-hmm", "tvtp")  # the families whose emissions can be AR(p)
 
 
 def comma_list(value: str) -> list[str]:
@@ -187,6 +188,34 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         section="covariate-driven transitions",
         minimum=0,
         above=True,
+    ),
+    ModelOption(
+        "ar_order",
+        "--ar-order",
+        "P >= 1: regime-switching AR(P) dynamics (intercept form) on the --ar-columns",
+        AUTOREGRESSIVE,
+        int,
+        default=0,
+        section="autoregressive emissions",
+        metavar="P",
+        minimum=0,
+    ),
+    ModelOption(
+        "ar_columns",
+        "--ar-columns",
+        "the features with AR dynamics (default: every feature; the others stay i.i.d.)",
+        AUTOREGRESSIVE,
+        comma_list,
+        section="autoregressive emissions",
+        metavar="COL,COL",
+    ),
+    ModelOption(
+        "switching_ar",
+        "--switching-ar",
+        "the AR coefficients differ between regimes (default: shared)",
+        AUTOREGRESSIVE,
+        bool,
+        section="autoregressive emissions",
     ),
     ModelOption(
         "lead_group",

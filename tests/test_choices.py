@@ -69,6 +69,9 @@ def test_every_model_option_matches_the_families_constructors():
             "order_by": {"order_by": "volatility"},
             "covariates": {"covariates": ["x"]},
             "coefficient_scale": {"covariates": ["x"], "coefficient_scale": 2.0},
+            "ar_order": {"ar_order": 1},
+            "ar_columns": {"ar_columns": ["x"]},
+            "switching_ar": {"switching_ar": True},
         }
         assert unlisted <= set(refused), (name, unlisted)
         for option in unlisted:

@@ -50,7 +50,7 @@ def run_walk_forward(args: argparse.Namespace) -> int:
         spec,
         args.out,
         executor(args),
-        progress=print_progress,
+        progress=None if args.quiet else print_progress,
         provenance=provenance,
         force=args.force,
     )
@@ -124,7 +124,7 @@ def run_allocation(
             baseline_spec,
             out,
             executor(args),
-            progress=print_progress,
+            progress=None if args.quiet else print_progress,
             provenance={**provenance, **baseline_spec.to_dict()},
             force=args.force,
         )

@@ -19,6 +19,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
     check_writable(args.out, args.force)  # before minutes of sampling
     model = model_from_config(model_config(args))  # checked before the data are read
+    model.progressbar = not args.quiet
     features, columns = model_inputs(args)
     holdout_start = None
     if args.holdout_start:
@@ -89,7 +90,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         spec,
         args.out,
         executor(args),
-        progress=lambda done, total: print_progress(done, total, "replicates"),
+        progress=None
+        if args.quiet
+        else lambda done, total: print_progress(done, total, "replicates"),
         force=args.force,
     )
     summary = save_calibration(result, args.out)

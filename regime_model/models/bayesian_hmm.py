@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from regime_model.choices import COVARIANCES, EMISSIONS, SWITCHING
+from regime_model.models.ar_emissions import AutoregressiveEmissions
 from regime_model.models.composition import Regimes
 from regime_model.models.em_hmm import EMHMM, EMEstimate
 from regime_model.models.gaussian_emissions import GaussianEmissions
@@ -43,10 +44,14 @@ class BayesianHMM(RegimeHMM):
     covariance: "diag" or "full" (LKJ(2) prior on each regime's correlation matrix).
     anchor: feature the regimes are named on (default: the first equity return).
     order_by: "mean" or "volatility" (default: mean, or volatility when switching="variance").
+    ar_order: p >= 1 gives the ``ar_columns`` (default: every feature) regime-switching AR(p)
+        dynamics, intercept form (:mod:`regime_model.models.ar_emissions`); 0, i.i.d.
+    switching_ar: the AR coefficients differ between regimes (default: shared).
     (``covariates`` belong to the families that take them: tvtp, hierarchical, leadlag.)
     """
 
     name = "bayes-hmm"
+    autoregressive_allowed = True  # whether the emissions can take AR(p) dynamics
 
     def __init__(
         self,
@@ -56,6 +61,9 @@ class BayesianHMM(RegimeHMM):
         covariance: str = "diag",
         anchor: str | None = None,
         order_by: str | None = None,
+        ar_order: int = 0,
+        ar_columns: list[str] | None = None,
+        switching_ar: bool = False,
         **options: Any,
     ) -> None:
         for value, choices, name in (
@@ -68,10 +76,27 @@ class BayesianHMM(RegimeHMM):
         order_by = order_by or ("volatility" if switching == "variance" else "mean")
         if (order_by, switching) in (("mean", "variance"), ("volatility", "mean")):
             raise ValueError(f"cannot order by {order_by} when only the other one switches")
+        if (ar_order or ar_columns or switching_ar) and not self.autoregressive_allowed:
+            raise ValueError(
+                f"the {self.name} model's emissions are not autoregressive (ar_order, "
+                "ar_columns and switching_ar are for bayes-hmm and tvtp)"
+            )
+        if switching_ar and not ar_order:
+            raise ValueError("switching_ar needs ar_order >= 1")
+        if ar_order and (emission, covariance) != ("gaussian", "diag"):
+            raise ValueError(
+                "autoregressive emissions (ar_order > 0) are Gaussian with a diagonal "
+                f"covariance, not emission={emission!r}, covariance={covariance!r}"
+            )
+        if ar_columns and not ar_order:
+            raise ValueError("ar_columns needs ar_order >= 1")
         super().__init__(n_regimes, anchor=anchor, order_by=order_by, **options)
         self.emission = emission
         self.switching = switching
         self.covariance = covariance
+        self.ar_order = ar_order
+        self.ar_columns = ar_columns
+        self.switching_ar = switching_ar
 
     def initial_estimate(self, observations: Observations) -> EMEstimate:
         """A maximum-likelihood fit in the model's regime order, to start chains from."""
@@ -86,12 +111,34 @@ class BayesianHMM(RegimeHMM):
     def components(self, observations: Observations, start: EMEstimate) -> Regimes:
         """Gaussian emissions (their anchor's means or scales ordered under
         ``identification="ordered"``) and this family's transitions."""
-        return Regimes(self.emission_component(), self.transition_component(), self.order_by)
+        return Regimes(
+            self.emission_component(observations), self.transition_component(), self.order_by
+        )
 
-    def emission_component(self) -> GaussianEmissions:
+    def emission_component(
+        self, observations: Observations | None = None
+    ) -> GaussianEmissions | AutoregressiveEmissions:
+        """Gaussian or Student-t emissions; with ``ar_order``, AR(p) dynamics on the
+        ``ar_columns`` of ``observations`` (default: every feature)."""
         ordered = self.order_by if self.identification == "ordered" else None
-        return GaussianEmissions(
-            self.n_regimes, self.emission, self.switching, self.covariance, ordered
+        if not self.ar_order:
+            return GaussianEmissions(
+                self.n_regimes, self.emission, self.switching, self.covariance, ordered
+            )
+        columns = observations.columns
+        names = self.ar_columns or columns
+        unknown = [name for name in names if name not in columns]
+        if unknown:
+            raise ValueError(
+                f"ar_columns {', '.join(unknown)} are not among the features ({', '.join(columns)})"
+            )
+        return AutoregressiveEmissions(
+            self.n_regimes,
+            self.ar_order,
+            [columns.index(name) for name in names],
+            self.switching_ar,
+            self.switching,
+            ordered,
         )
 
     def transition_component(self) -> StickyDirichlet | CovariateLogit:

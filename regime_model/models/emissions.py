@@ -18,7 +18,10 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor import TensorVariable
 
-from regime_model.models.diagonal_gaussian import diagonal_gaussian_log_density
+from regime_model.models.diagonal_densities import (
+    diagonal_gaussian_log_density,
+    diagonal_student_t_log_density,
+)
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -30,22 +33,15 @@ def diagonal_log_density(
     sigma: TensorVariable,
     nu: TensorVariable | None = None,
 ) -> TensorVariable:
-    """Independent Gaussian (``nu`` None) or Student-t margins per feature. -> (T, K).
+    """Independent Gaussian (``nu`` None) or Student-t margins per feature (``nu`` (D,) or
+    (), one per feature or shared). -> (T, K).
 
-    The Gaussian case is a compiled Op with an analytic gradient
-    (:mod:`regime_model.models.diagonal_gaussian`), the default model's emission."""
+    Both are compiled Ops with analytic gradients
+    (:mod:`regime_model.models.diagonal_densities`)."""
     if nu is None:
         return diagonal_gaussian_log_density(y, observed, mean, sigma)
-    z = (y[:, None, :] - mean[None, :, :]) / sigma[None, :, :]
-    nu = pt.broadcast_to(nu, sigma.shape[-1:])[None, None, :]
-    log_density = (
-        pt.gammaln((nu + 1) / 2)
-        - pt.gammaln(nu / 2)
-        - 0.5 * pt.log(nu * np.pi)
-        - pt.log(sigma)[None]
-        - (nu + 1) / 2 * pt.log1p(z**2 / nu)
-    )
-    return (log_density * observed[:, None, :]).sum(axis=-1)
+    nu = pt.broadcast_to(pt.as_tensor(nu), sigma.shape[-1:])
+    return diagonal_student_t_log_density(y, observed, mean, sigma, nu)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,16 @@ class GaussianEmissions:
     ) -> pt.TensorVariable:
         """Priors (``mean``, ``sigma`` registered with ``dims``, and
         ``correlation_cholesky`` when ``report_correlation``) -> (T, K) log densities."""
+        return log_density(observations, *self.parameters(observations, dims, report_correlation))
+
+    def parameters(
+        self,
+        observations: Observations,
+        dims: tuple[str, str] = ("regime", "feature"),
+        report_correlation: bool = True,
+    ) -> tuple:
+        """The priors, registered as :meth:`build` says -> (mean (K, D), sigma (K, D),
+        correlation_cholesky (K, D, D) or None, nu or None)."""
         n_features = observations.n_features
         mean = self._means(observations)
         sigma = self._scales(observations)
@@ -97,7 +107,7 @@ class GaussianEmissions:
         pm.Deterministic("sigma", sigma, dims=dims)
         if correlation_cholesky is not None and report_correlation:
             pm.Deterministic("correlation_cholesky", correlation_cholesky)
-        return log_density(observations, mean, sigma, correlation_cholesky, nu)
+        return mean, sigma, correlation_cholesky, nu
 
     def _means(self, observations: Observations) -> pt.TensorVariable:
         k, d, anchor = self.n_regimes, observations.n_features, observations.anchor

@@ -65,6 +65,7 @@ class HierarchicalHMM(BayesianHMM):
 
     name = "hierarchical"
     covariates_allowed = True  # covariate-driven transitions on the pooled emissions
+    autoregressive_allowed = False
 
     def __init__(
         self,

@@ -69,6 +69,7 @@ class LeadLagHMM(BayesianHMM):
 
     name = "leadlag"
     covariates_allowed = True  # covariate-driven transitions of the lead chain
+    autoregressive_allowed = False
 
     def __init__(
         self,

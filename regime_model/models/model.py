@@ -52,6 +52,7 @@ from regime_model.models.relabelling import (
 from regime_model.models.samplers import SAMPLERS, SamplerSettings, point_as_posterior
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.models.transitions import DEFAULT_COEFFICIENT_SCALE
+from regime_model.progress import phase
 from regime_model.results import (
     KINDS,
     DrawProbabilities,
@@ -242,7 +243,9 @@ class RegimeHMM(RegimeEstimator):
         ``components_`` (the composition), ``parameter_draws_`` (the posterior of the
         model's free variables, relabelled) and, when relabelled, ``labelling_``."""
         fitted = observations.fitted_part()
+        phase("maximum-likelihood start (EM) on %d dates x %d features", *fitted.values.shape)
         start = self.initial_estimate(fitted)
+        phase("building the model")
         composition = self.components(fitted, start)
         # The sampled model holds the fitted dates only, so its graph depends on nothing
         # else and a compiled logp is reused by the next refit (see nutpie_sampler); the

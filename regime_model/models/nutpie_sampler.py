@@ -40,6 +40,13 @@ from pytensor.tensor.variable import TensorConstant
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.errors import RegimeModelError
 from regime_model.models import numba_special  # noqa: F401
+from regime_model.progress import (
+    SAMPLING_INTERVAL,
+    on_terminal,
+    phase,
+    sampling_line,
+    showing_phases,
+)
 
 
 class MissingBackendError(RegimeModelError, ImportError):
@@ -201,6 +208,7 @@ def sample_with_nutpie(
             "--sampler nuts"
         ) from None
 
+    phase("compiling the log density and its gradient for nutpie (cached after a first fit)")
     frozen = frozen_model(model)
     values = [frozen.rvs_to_values[rv] for rv in frozen.free_RVs]
     start = make_initial_point_fn(
@@ -328,19 +336,17 @@ def sample_with_nutpie(
         logp_func=None,
         expand_func=None,
     )
+    phase("sampling with nutpie: %d chains x (%d tuning + %d draws)", chains, tune, draws)
     started = time.perf_counter()
-    data = nutpie.sample(
-        compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores,
-        seed=seed,
-        target_accept=target_accept,
-        progress_bar=progressbar,
-        save_warmup=False,
+    settings = dict(
+        draws=draws, tune=tune, chains=chains, cores=cores, seed=seed, target_accept=target_accept
     )
+    if progressbar and showing_phases() and not on_terminal():
+        data = _sample_reporting_lines(nutpie, compiled, settings)
+    else:  # nutpie's own bar: on a terminal, in a notebook, or nothing
+        data = nutpie.sample(compiled, progress_bar=progressbar, save_warmup=False, **settings)
     seconds = time.perf_counter() - started
+    phase("sampled in %.1f s; post-processing %d draws", seconds, chains * draws)
     points = data.posterior["point"].to_numpy()
     n_chains, n_draws = points.shape[:2]
     expanded = expand(points.reshape(n_chains * n_draws, n_dim))
@@ -355,3 +361,50 @@ def sample_with_nutpie(
         coords.update({dim: list(frozen.coords[dim]) for dim in dims if dim in frozen.coords})
     posterior = xr.Dataset(variables, coords=coords, attrs={"sampling_time": seconds})
     return posterior, data.sample_stats
+
+
+def _sample_reporting_lines(nutpie, compiled, settings: dict):
+    """nutpie's trace (warm-up dropped), sampled in the background with a phase line every
+    ``SAMPLING_INTERVAL`` seconds; an interrupt stops the chains and is re-raised (nutpie's
+    own blocking call would return the draws taken so far instead)."""
+    sampler = nutpie.sample(
+        compiled, progress_bar=False, save_warmup=True, blocking=False, **settings
+    )
+    started = time.perf_counter()
+    try:
+        while True:
+            try:  # nutpie raises TimeoutError while the chains are still running
+                data = sampler.wait(timeout=SAMPLING_INTERVAL)
+                break
+            except TimeoutError:
+                trace = sampler.inspect()
+                tuned, drawn = (
+                    _iterations(trace, name) for name in ("warmup_posterior", "posterior")
+                )
+                elapsed = time.perf_counter() - started
+                phase(
+                    "%s",
+                    sampling_line(
+                        tuned,
+                        settings["tune"],
+                        drawn,
+                        settings["draws"],
+                        settings["chains"],
+                        elapsed,
+                    ),
+                )
+    except BaseException:
+        sampler.cancel()
+        raise
+    for group in ("warmup_posterior", "warmup_sample_stats"):
+        if group in data.groups():
+            del data[group]
+    return data
+
+
+def _iterations(trace, group: str) -> int:
+    """Iterations done in ``group`` of a trace in progress, summed over chains."""
+    if group not in trace.groups():
+        return 0
+    points = trace[group]["point"].to_numpy()  # (chain, draw, n_dim); NaN past a chain's end
+    return int(np.isfinite(points[..., 0]).sum())

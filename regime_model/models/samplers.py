@@ -12,6 +12,7 @@ as xarray Datasets with chain and draw dimensions.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,13 @@ import pymc as pm
 import xarray as xr
 
 from regime_model.models.nutpie_sampler import NotCompilableError, sample_with_nutpie
+from regime_model.progress import (
+    SAMPLING_INTERVAL,
+    on_terminal,
+    phase,
+    sampling_line,
+    showing_phases,
+)
 
 ADVI_ITERATIONS = 20_000
 
@@ -42,6 +50,13 @@ Sampler = Callable[[pm.Model, Starts, SamplerSettings], tuple[xr.Dataset, xr.Dat
 
 
 def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
+    phase(
+        "sampling with PyMC's NUTS: %d chains x (%d tuning + %d draws), compiling first",
+        settings.chains,
+        settings.tune,
+        settings.draws,
+    )
+    lines = settings.progressbar and showing_phases() and not on_terminal()
     with model:
         data = pm.sample(
             draws=settings.draws,
@@ -52,10 +67,40 @@ def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
             initvals=starts,
             init="adapt_diag",
             target_accept=settings.target_accept,
-            progressbar=settings.progressbar,
+            progressbar=settings.progressbar and not lines,
+            callback=_LineReporter(settings) if lines else None,
             compute_convergence_checks=False,
         )
     return data.posterior, data.sample_stats
+
+
+class _LineReporter:
+    """pm.sample's per-draw callback: a phase line every ``SAMPLING_INTERVAL`` seconds."""
+
+    def __init__(self, settings: SamplerSettings) -> None:
+        self.settings = settings
+        self.tuned = self.drawn = 0
+        self.started = time.perf_counter()
+        self.next_line = self.started + SAMPLING_INTERVAL
+
+    def __call__(self, trace, draw) -> None:
+        if draw.tuning:
+            self.tuned += 1
+        else:
+            self.drawn += 1
+        now = time.perf_counter()
+        if now >= self.next_line:
+            settings = self.settings
+            line = sampling_line(
+                self.tuned,
+                settings.tune,
+                self.drawn,
+                settings.draws,
+                settings.chains,
+                now - self.started,
+            )
+            phase("%s", line)
+            self.next_line = now + SAMPLING_INTERVAL
 
 
 def sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):

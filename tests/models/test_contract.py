@@ -57,12 +57,25 @@ def _with_driver(simulated):
     return FeatureSet(frame, {**features.groups, "driver": "macro"}, features.freq), truth
 
 
+def _ms_ar_world():
+    """An i.i.d. return and an AR(1) level whose drift switches (test_ar_emissions.py);
+    the truth is the path itself."""
+    from test_ar_emissions import simulate_ms_ar
+
+    return simulate_ms_ar(300, seed=8)
+
+
 CONFIGS = {
     "bayes-hmm": Config(
         {"model": "bayes-hmm"},
         lambda: simulate_tvtp_features(300, seed=7),
         lambda truth: truth.regimes,
         columns=["eq_return", "crypto_return"],
+    ),
+    "bayes-hmm-ar": Config(
+        {"model": "bayes-hmm", "ar_order": 1, "ar_columns": ["level"]},
+        lambda: _ms_ar_world(),
+        lambda truth: truth,
     ),
     "tvtp": Config(
         {"model": "tvtp", "covariates": ["breadth_change", "spread_change"]},

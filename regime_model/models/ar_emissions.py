@@ -1,0 +1,170 @@
+"""Regime-switching autoregressive emissions, intercept form: the emission component for
+features that depend on their own past (slow levels: breadth, log VIX, spreads).
+
+For an autoregressive feature d, with p lags,
+
+    y[t, d] = c[s_t, d] + sum_{i=1..p} phi[s_t, i, d] y[t-i, d] + e,  e ~ N(0, sigma[s_t, d]^2),
+
+and the other features are independent Gaussians, as in
+:class:`~regime_model.models.gaussian_emissions.GaussianEmissions` (whose priors, starts
+and ordering this component reuses: ``mean`` is the intercept c for an autoregressive
+feature and the mean for the others). Only the current regime enters, so the state space
+stays K. ``switching_ar``: phi differs between regimes (K, p, A), or is shared (p, A).
+Prior phi ~ Normal(0, AR_SD), weak: levels sit near phi = 1.
+
+Missing values and the first dates: an autoregressive feature's density at date t needs
+its value and its p lags; where any of them is missing (and on the first p dates) that
+feature drops out of date t's likelihood: the date is conditioned on, not imputed, and the
+regime chain runs through it. This is exact for what remains (the likelihood of the
+observed values given observed lags); it discards the information in a value whose lag
+is missing. The mean-adjusted (Hamilton) form is in
+:mod:`~regime_model.models.autoregression`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from regime_model.models.em_hmm import EMEstimate
+from regime_model.models.gaussian_emissions import START_JITTER, GaussianEmissions
+from regime_model.models.observations import Observations
+from regime_model.models.relabelling import RegimeAxes
+
+AR_SD = 1.0
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features: np.ndarray):
+    """(lags (T, p, D), usable (T, D)): lags[t, i, d] = values[t - 1 - i, d] for the
+    autoregressive ``features`` (0 elsewhere and before the first date); usable[t, d] is
+    1.0 where y[t, d] enters the likelihood (observed, and all its lags observed)."""
+    n_dates, n_features = values.shape
+    lags = np.zeros((n_dates, order, n_features))
+    usable = observed.astype(float).copy()
+    for i in range(order):
+        lag = i + 1
+        lags[lag:, i, features] = values[:-lag, features]
+        lag_observed = np.zeros((n_dates, len(features)))
+        lag_observed[lag:] = observed[:-lag, features]
+        usable[:, features] *= lag_observed
+    return lags, usable
+
+
+def autoregressive_log_density(
+    values: np.ndarray,
+    observed: np.ndarray,
+    order: int,
+    features: np.ndarray,
+    n_regimes: int,
+    intercept,
+    sigma,
+    coefficients,
+) -> pt.TensorVariable:
+    """(T, K) log densities. ``values``, ``observed`` (T, D) as in
+    :class:`~regime_model.models.observations.Observations`; ``intercept``, ``sigma``
+    (K, D); ``coefficients`` (K, p, A) or (p, A) for the A autoregressive ``features``."""
+    n_features = values.shape[1]
+    lags, usable = lagged_values(values, observed, order, features)
+    coefficients = pt.as_tensor(coefficients)
+    if coefficients.ndim == 2:
+        coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(features)))
+    full = pt.zeros((n_regimes, order, n_features))
+    full = pt.set_subtensor(full[:, :, features], coefficients)
+    predicted = intercept[None] + (full[None] * lags[:, None, :, :]).sum(axis=2)  # (T, K, D)
+    z = (values[:, None, :] - predicted) / sigma[None]
+    per_feature = -0.5 * z**2 - pt.log(sigma)[None] - 0.5 * _LOG_2PI
+    return (per_feature * usable[:, None, :]).sum(axis=-1)
+
+
+class AutoregressiveEmissions:
+    """Gaussian emissions with AR(p) dynamics on some features (see the module docstring)."""
+
+    def __init__(
+        self,
+        n_regimes: int,
+        order: int,
+        ar_features: list[int],
+        switching_ar: bool = False,
+        switching: str = "both",
+        ordered: str | None = None,
+    ) -> None:
+        if order < 1:
+            raise ValueError(f"an autoregressive emission needs order >= 1, not {order}")
+        self.n_regimes = n_regimes
+        self.order = order
+        self.ar_features = np.asarray(ar_features, dtype=int)
+        self.switching_ar = switching_ar
+        self.gaussian = GaussianEmissions(n_regimes, "gaussian", switching, "diag", ordered)
+        self.emission = "gaussian"
+        self.covariance = "diag"
+        axes: dict[str, RegimeAxes] = {"ar_coefficient": (("regime", 0),)} if switching_ar else {}
+        self.regime_axes = {**self.gaussian.regime_axes, **axes}
+
+    def coords(self, observations: Observations) -> dict[str, list[str]]:
+        return {
+            "ar_lag": [f"lag{i + 1}" for i in range(self.order)],
+            "ar_feature": [observations.columns[d] for d in self.ar_features],
+        }
+
+    def build(self, observations: Observations) -> pt.TensorVariable:
+        """Priors (``mean``, ``sigma``, ``ar_coefficient``) -> (T, K) log densities."""
+        intercept, sigma, _, _ = self.gaussian.parameters(observations)
+        dims = ("regime", "ar_lag", "ar_feature") if self.switching_ar else ("ar_lag", "ar_feature")
+        coefficients = pm.Normal("ar_coefficient", 0.0, AR_SD, dims=dims)
+        return autoregressive_log_density(
+            observations.values,
+            observations.observed,
+            self.order,
+            self.ar_features,
+            self.n_regimes,
+            intercept,
+            sigma,
+            coefficients,
+        )
+
+    def starts(
+        self, estimate: EMEstimate, observations: Observations, n_chains: int, seed: int
+    ) -> list[dict[str, np.ndarray]]:
+        """The Gaussian starts (intercepts at the EM means) with coefficients near 0."""
+        points = self.gaussian.starts(estimate, observations, n_chains, seed)
+        rng = np.random.default_rng([seed, 1])
+        shape = (self.order, len(self.ar_features))
+        if self.switching_ar:
+            shape = (self.n_regimes, *shape)
+        for point in points:
+            point["ar_coefficient"] = START_JITTER * rng.standard_normal(shape)
+        return points
+
+    def simulate(
+        self, parameters: dict[str, np.ndarray], states: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(T, D) observations (model units) along ``states`` (T,), date by date."""
+        intercept, sigma = parameters["mean"], parameters["sigma"]
+        coefficients = np.asarray(parameters["ar_coefficient"])
+        n_dates, n_features = len(states), intercept.shape[1]
+        y = np.zeros((n_dates, n_features))
+        noise = rng.standard_normal((n_dates, n_features))
+        for t, state in enumerate(np.asarray(states, dtype=int)):
+            phi = coefficients[state] if self.switching_ar else coefficients  # (p, A)
+            y[t] = intercept[state] + sigma[state] * noise[t]
+            for i in range(min(self.order, t)):
+                y[t, self.ar_features] += phi[i] * y[t - 1 - i, self.ar_features]
+        return y
+
+    def reported(self, posterior: xr.Dataset, observations: Observations):
+        """The Gaussian component's variables and the autoregressive coefficients
+        (unit-free, on the standardised features). An autoregressive feature's
+        ``emission_mean`` is its predicted value when its lags sit at the feature's
+        average (the intercept, in the features' units)."""
+        reported, dims, coords = self.gaussian.reported(posterior, observations)
+        reported["ar_coefficient"] = posterior["ar_coefficient"].to_numpy()
+        ar_dims = ["ar_lag", "ar_feature"]
+        dims["ar_coefficient"] = ["regime", *ar_dims] if self.switching_ar else ar_dims
+        coords.update(self.coords(observations))
+        return reported, dims, coords
+
+    def annotate(self, result, posterior: xr.Dataset, observations: Observations) -> None:
+        """Add what this component reports to a fitted result: nothing."""
