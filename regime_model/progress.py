@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TextIO
 
 LOGGER = logging.getLogger("regime_model.progress")
@@ -32,6 +33,25 @@ def showing_phases() -> bool:
 def on_terminal() -> bool:
     """True if stderr is a terminal (a progress bar can be drawn there)."""
     return sys.stderr.isatty()
+
+
+def reporting_lines(progressbar: bool) -> bool:
+    """True if sampling should report in phase lines: progress wanted, phase lines shown,
+    and no terminal to draw the sampler's own bar on."""
+    return progressbar and showing_phases() and not on_terminal()
+
+
+class SamplingReporter:
+    """The sampling lines of one run: iterations done (summed over chains) in, a phase
+    line with the time left out."""
+
+    def __init__(self, tune: int, draws: int, chains: int) -> None:
+        self.tune, self.draws, self.chains = tune, draws, chains
+        self.started = time.perf_counter()
+
+    def report(self, tuned: int, drawn: int) -> None:
+        elapsed = time.perf_counter() - self.started
+        phase("%s", sampling_line(tuned, self.tune, drawn, self.draws, self.chains, elapsed))
 
 
 def show_phases(stream: TextIO | None = None) -> logging.Handler:

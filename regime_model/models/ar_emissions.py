@@ -29,12 +29,12 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from regime_model.models.em_hmm import EMEstimate
+from regime_model.models.emissions import normal_log_density
 from regime_model.models.gaussian_emissions import START_JITTER, GaussianEmissions
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
 
 AR_SD = 1.0
-_LOG_2PI = float(np.log(2 * np.pi))
 
 
 def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features: np.ndarray):
@@ -74,8 +74,7 @@ def autoregressive_log_density(
     full = pt.zeros((n_regimes, order, n_features))
     full = pt.set_subtensor(full[:, :, features], coefficients)
     predicted = intercept[None] + (full[None] * lags[:, None, :, :]).sum(axis=2)  # (T, K, D)
-    z = (values[:, None, :] - predicted) / sigma[None]
-    per_feature = -0.5 * z**2 - pt.log(sigma)[None] - 0.5 * _LOG_2PI
+    per_feature = normal_log_density(values[:, None, :] - predicted, sigma[None])
     return (per_feature * usable[:, None, :]).sum(axis=-1)
 
 
@@ -98,8 +97,6 @@ class AutoregressiveEmissions:
         self.ar_features = np.asarray(ar_features, dtype=int)
         self.switching_ar = switching_ar
         self.gaussian = GaussianEmissions(n_regimes, "gaussian", switching, "diag", ordered)
-        self.emission = "gaussian"
-        self.covariance = "diag"
         axes: dict[str, RegimeAxes] = {"ar_coefficient": (("regime", 0),)} if switching_ar else {}
         self.regime_axes = {**self.gaussian.regime_axes, **axes}
 

@@ -33,7 +33,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor import TensorVariable
 
-_LOG_2PI = float(np.log(2 * np.pi))
+from regime_model.models.emissions import normal_log_density
 
 
 def regime_histories(n_regimes: int, order: int) -> np.ndarray:
@@ -91,7 +91,7 @@ def mean_adjusted_log_emission(
     coefficients = ar[current] if ar.ndim == 2 else pt.broadcast_to(ar, (len(histories), order))
     residual = deviations[:, :, 0] - (coefficients[None] * deviations[:, :, 1:]).sum(axis=-1)
     scale = sigma[current] if sigma.ndim == 1 else pt.broadcast_to(sigma, (len(histories),))
-    return -0.5 * (residual / scale[None]) ** 2 - pt.log(scale)[None] - 0.5 * _LOG_2PI
+    return normal_log_density(residual, scale[None])
 
 
 def regime_marginals(history_probabilities: np.ndarray, n_regimes: int, order: int):

@@ -212,12 +212,8 @@ def _contiguous(inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.ascontiguousarray(value, dtype=np.float64) for value in inputs]
 
 
-def _parameter_names(family: str) -> tuple[str, ...]:
-    return ("mean", "sigma") if family == "gaussian" else ("mean", "sigma", "nu")
-
-
-def _parameter_ranks(family: str) -> tuple[int, ...]:
-    return (2, 2) if family == "gaussian" else (2, 2, 1)
+# Each family's parameters after (y, observed), with their number of axes.
+_PARAMETERS = {"gaussian": {"mean": 2, "sigma": 2}, "student-t": {"mean": 2, "sigma": 2, "nu": 1}}
 
 
 class DiagonalLogDensityOp(Op):
@@ -237,8 +233,8 @@ class DiagonalLogDensityOp(Op):
         inputs = _float_inputs(y, observed, *parameters)
         _check_ranks(
             inputs,
-            ("y", "observed", *_parameter_names(self.family)),
-            (2, 2) + _parameter_ranks(self.family),
+            ("y", "observed", *_PARAMETERS[self.family]),
+            (2, 2, *_PARAMETERS[self.family].values()),
         )
         output = pt.tensor(
             dtype="float64", shape=(inputs[0].type.shape[0], inputs[2].type.shape[0])

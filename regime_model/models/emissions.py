@@ -26,6 +26,12 @@ from regime_model.models.diagonal_densities import (
 _LOG_2PI = float(np.log(2 * np.pi))
 
 
+def normal_log_density(residual: TensorVariable, scale: TensorVariable) -> TensorVariable:
+    """Elementwise log N(residual; 0, scale^2) (broadcasting), for densities whose mean
+    depends on the date as well as the regime (autoregressive emissions)."""
+    return -0.5 * (residual / scale) ** 2 - pt.log(scale) - 0.5 * _LOG_2PI
+
+
 def diagonal_log_density(
     y: TensorVariable,
     observed: TensorVariable,

@@ -40,13 +40,7 @@ from pytensor.tensor.variable import TensorConstant
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.errors import RegimeModelError
 from regime_model.models import numba_special  # noqa: F401
-from regime_model.progress import (
-    SAMPLING_INTERVAL,
-    on_terminal,
-    phase,
-    sampling_line,
-    showing_phases,
-)
+from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 
 class MissingBackendError(RegimeModelError, ImportError):
@@ -341,7 +335,7 @@ def sample_with_nutpie(
     settings = dict(
         draws=draws, tune=tune, chains=chains, cores=cores, seed=seed, target_accept=target_accept
     )
-    if progressbar and showing_phases() and not on_terminal():
+    if reporting_lines(progressbar):
         data = _sample_reporting_lines(nutpie, compiled, settings)
     else:  # nutpie's own bar: on a terminal, in a notebook, or nothing
         data = nutpie.sample(compiled, progress_bar=progressbar, save_warmup=False, **settings)
@@ -370,7 +364,7 @@ def _sample_reporting_lines(nutpie, compiled, settings: dict):
     sampler = nutpie.sample(
         compiled, progress_bar=False, save_warmup=True, blocking=False, **settings
     )
-    started = time.perf_counter()
+    reporter = SamplingReporter(settings["tune"], settings["draws"], settings["chains"])
     try:
         while True:
             try:  # nutpie raises TimeoutError while the chains are still running
@@ -378,20 +372,8 @@ def _sample_reporting_lines(nutpie, compiled, settings: dict):
                 break
             except TimeoutError:
                 trace = sampler.inspect()
-                tuned, drawn = (
-                    _iterations(trace, name) for name in ("warmup_posterior", "posterior")
-                )
-                elapsed = time.perf_counter() - started
-                phase(
-                    "%s",
-                    sampling_line(
-                        tuned,
-                        settings["tune"],
-                        drawn,
-                        settings["draws"],
-                        settings["chains"],
-                        elapsed,
-                    ),
+                reporter.report(
+                    _iterations(trace, "warmup_posterior"), _iterations(trace, "posterior")
                 )
     except BaseException:
         sampler.cancel()

@@ -21,13 +21,7 @@ import pymc as pm
 import xarray as xr
 
 from regime_model.models.nutpie_sampler import NotCompilableError, sample_with_nutpie
-from regime_model.progress import (
-    SAMPLING_INTERVAL,
-    on_terminal,
-    phase,
-    sampling_line,
-    showing_phases,
-)
+from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 ADVI_ITERATIONS = 20_000
 
@@ -56,7 +50,7 @@ def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
         settings.tune,
         settings.draws,
     )
-    lines = settings.progressbar and showing_phases() and not on_terminal()
+    lines = reporting_lines(settings.progressbar)
     with model:
         data = pm.sample(
             draws=settings.draws,
@@ -75,32 +69,21 @@ def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
 
 
 class _LineReporter:
-    """pm.sample's per-draw callback: a phase line every ``SAMPLING_INTERVAL`` seconds."""
+    """pm.sample's per-draw callback: a sampling line every ``SAMPLING_INTERVAL`` seconds."""
 
     def __init__(self, settings: SamplerSettings) -> None:
-        self.settings = settings
+        self.reporter = SamplingReporter(settings.tune, settings.draws, settings.chains)
         self.tuned = self.drawn = 0
-        self.started = time.perf_counter()
-        self.next_line = self.started + SAMPLING_INTERVAL
+        self.next_line = time.perf_counter() + SAMPLING_INTERVAL
 
     def __call__(self, trace, draw) -> None:
         if draw.tuning:
             self.tuned += 1
         else:
             self.drawn += 1
-        now = time.perf_counter()
-        if now >= self.next_line:
-            settings = self.settings
-            line = sampling_line(
-                self.tuned,
-                settings.tune,
-                self.drawn,
-                settings.draws,
-                settings.chains,
-                now - self.started,
-            )
-            phase("%s", line)
-            self.next_line = now + SAMPLING_INTERVAL
+        if time.perf_counter() >= self.next_line:
+            self.reporter.report(self.tuned, self.drawn)
+            self.next_line = time.perf_counter() + SAMPLING_INTERVAL
 
 
 def sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):

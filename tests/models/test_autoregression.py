@@ -56,20 +56,19 @@ def _history_inputs(y, transition, mean, ar, sigma, order):
     for covariate-driven transitions)."""
     k = len(mean)
     log_transition = np.log(np.maximum(transition, 1e-20))  # statsmodels' floor
-    if transition.ndim == 2:
-        oldest = stationary_numpy(transition)
+    if transition.ndim == 2:  # stationary, then p moves by the one matrix
+        log_stationary = np.log(np.maximum(stationary_numpy(transition), 1e-20))
         first_moves = np.broadcast_to(log_transition, (order, k, k))
+        log_initial = history_log_initial(log_stationary, first_moves, k, order).eval()
         moves = log_transition
     else:
         # statsmodels: the oldest regime (the date before the sample) is stationary under
-        # the first matrix, and the moves into dates 0..p build the first history.
+        # the first matrix, and the moves into dates 0..p build the first history (the
+        # oldest regime then summed out).
         oldest = np.log(np.maximum(stationary_numpy(transition[0]), 1e-20))
         joint = history_log_initial(oldest, log_transition[: order + 1], k, order + 1).eval()
         log_initial = np.logaddexp.reduce(joint.reshape(k ** (order + 1), k), axis=-1)
         moves = log_transition[order + 1 :]
-    if transition.ndim == 2:
-        log_stationary = np.log(np.maximum(oldest, 1e-20))
-        log_initial = history_log_initial(log_stationary, first_moves, k, order).eval()
     log_history_transition = history_log_transition(moves, k, order).eval()
     log_emission = mean_adjusted_log_emission(
         lag_matrix(y, order), mean, ar, sigma, k, order
