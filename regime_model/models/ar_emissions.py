@@ -10,7 +10,14 @@ and the other features are independent Gaussians, as in
 and ordering this component reuses: ``mean`` is the intercept c for an autoregressive
 feature and the mean for the others). Only the current regime enters, so the state space
 stays K. ``switching_ar``: phi differs between regimes (K, p, A), or is shared (p, A).
-Prior phi ~ Normal(0, AR_SD), weak: levels sit near phi = 1.
+
+Prior: every regime's AR(p) is stationary. phi is sampled through its partial
+autocorrelations r_1..r_p, each Uniform(-1, 1), mapped to phi by the Durbin-Levinson
+recursion (Barndorff-Nielsen & Schou 1973; Jones 1987): a bijection between (-1, 1)^p and
+the stationary region, so no draw is explosive. (A Normal prior on phi puts a third of
+its mass on |phi| > 1 at p = 1: simulated series that explode within a few hundred
+dates, and a posterior that cannot be calibrated.) Levels near a unit root stay
+reachable: r_1 close to 1.
 
 Missing values and the first dates: an autoregressive feature's density at date t needs
 its value and its p lags; where any of them is missing (and on the first p dates) that
@@ -33,8 +40,6 @@ from regime_model.models.emissions import normal_log_density
 from regime_model.models.gaussian_emissions import START_JITTER, GaussianEmissions
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
-
-AR_SD = 1.0
 
 
 def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features: np.ndarray):
@@ -78,6 +83,20 @@ def autoregressive_log_density(
     return (per_feature * usable[:, None, :]).sum(axis=-1)
 
 
+def coefficients_from_partial_autocorrelations(partial, order: int):
+    """AR coefficients (..., p, A) of a stationary AR(p) from its partial
+    autocorrelations (..., p, A) in (-1, 1), by the Durbin-Levinson recursion:
+    phi^(k)_j = phi^(k-1)_j - r_k phi^(k-1)_(k-j) for j < k, and phi^(k)_k = r_k. Works
+    on numpy arrays and on PyTensor variables (``order`` = p, given because a PyTensor
+    variable's shape is symbolic)."""
+    phi = [partial[..., 0, :]]
+    for k in range(1, order):
+        r = partial[..., k, :]
+        phi = [phi[j] - r * phi[k - 1 - j] for j in range(k)] + [r]
+    stack = pt.stack if isinstance(partial, pt.TensorVariable) else np.stack
+    return stack(phi, axis=-2)
+
+
 class AutoregressiveEmissions:
     """Gaussian emissions with AR(p) dynamics on some features (see the module docstring)."""
 
@@ -97,7 +116,9 @@ class AutoregressiveEmissions:
         self.ar_features = np.asarray(ar_features, dtype=int)
         self.switching_ar = switching_ar
         self.gaussian = GaussianEmissions(n_regimes, "gaussian", switching, "diag", ordered)
-        axes: dict[str, RegimeAxes] = {"ar_coefficient": (("regime", 0),)} if switching_ar else {}
+        axes: dict[str, RegimeAxes] = {}
+        if switching_ar:
+            axes = {name: (("regime", 0),) for name in ("ar_coefficient", "ar_partial")}
         self.regime_axes = {**self.gaussian.regime_axes, **axes}
 
     def coords(self, observations: Observations) -> dict[str, list[str]]:
@@ -107,10 +128,16 @@ class AutoregressiveEmissions:
         }
 
     def build(self, observations: Observations) -> pt.TensorVariable:
-        """Priors (``mean``, ``sigma``, ``ar_coefficient``) -> (T, K) log densities."""
+        """Priors (``mean``, ``sigma``, ``ar_partial``; ``ar_coefficient`` from the
+        partial autocorrelations) -> (T, K) log densities."""
         intercept, sigma, _, _ = self.gaussian.parameters(observations)
         dims = ("regime", "ar_lag", "ar_feature") if self.switching_ar else ("ar_lag", "ar_feature")
-        coefficients = pm.Normal("ar_coefficient", 0.0, AR_SD, dims=dims)
+        partial = pm.Uniform("ar_partial", -1.0, 1.0, dims=dims)
+        coefficients = pm.Deterministic(
+            "ar_coefficient",
+            coefficients_from_partial_autocorrelations(partial, self.order),
+            dims=dims,
+        )
         return autoregressive_log_density(
             observations.values,
             observations.observed,
@@ -132,7 +159,7 @@ class AutoregressiveEmissions:
         if self.switching_ar:
             shape = (self.n_regimes, *shape)
         for point in points:
-            point["ar_coefficient"] = START_JITTER * rng.standard_normal(shape)
+            point["ar_partial"] = START_JITTER * rng.standard_normal(shape)
         return points
 
     def simulate(
