@@ -22,8 +22,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/regime demo
 
+# One test process per core (pytest-xdist).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The notebooks at full size on the data snapshot beside the repository, outputs stored
 # (minutes; `make test` runs them at small size without storing).
