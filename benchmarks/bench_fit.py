@@ -10,6 +10,9 @@ relabelled, or ordered) for every Bayesian row:
 * nutpie:  the same model sampled by nutpie (the Op's numba dispatch, NUMBA mode);
 * numpyro: the model written by hand in numpyro (forward pass in jax.lax.scan, JAX
            autodiff, numpyro's NUTS; benchmarks/numpyro_reference.py), same EM starts;
+* stan:    the same model in Stan with its built-in ``hmm_marginal`` (pystan 3;
+           benchmarks/stan_reference.py), same EM starts, relabelled only; its wall is
+           the sample call (the model built, or loaded from httpstan's cache, before);
 * scan:    the PyMC model with the forward algorithm written as a pytensor.scan
            (hand-written max-shifted logsumexp), the common way; a shorter run.
 
@@ -48,13 +51,14 @@ from regime_model.inference import hmm_smoother
 from regime_model.models import EMHMM, BayesianHMM
 from regime_model.models.observations import prepare_observations, select_features
 
-ROWS = ("em", "nuts", "nutpie", "ar1", "numpyro", "scan")
+ROWS = ("em", "nuts", "nutpie", "ar1", "numpyro", "stan", "scan")
 LABELS = {
     "em": "hmmlearn-em",
     "nuts": "package (PyMC NUTS)",
     "nutpie": "package (nutpie)",
     "ar1": "package (nutpie), AR(1) emissions on every feature",
     "numpyro": "numpyro (hand-written)",
+    "stan": "Stan hmm_marginal (pystan)",
     "scan": "pytensor-scan (PyMC NUTS)",
 }
 
@@ -164,11 +168,9 @@ def package_row(name: str, result, wall: float, path: np.ndarray) -> dict:
     return row
 
 
-def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
-    """The hand-written numpyro model from the package's own EM-based chain starts."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from numpyro_reference import fit_numpyro
-
+def reference_starts(features: FeatureSet, args) -> tuple:
+    """(observations, the package's EM-based chain starts, its target_accept): what the
+    hand-written references start from."""
     model = BayesianHMM(
         args.regimes, identification=args.identification, chains=args.chains, seed=1
     )
@@ -176,39 +178,89 @@ def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
     fitted = observations.fitted_part()
     start = model.initial_estimate(fitted)
     initvals = model.components(fitted, start).starts(start, fitted, model.chains, model.seed)
+    return observations, initvals, model.target_accept
+
+
+def draws_row(name: str, draws: dict, wall: float, compile_s: float, diverging, smoothed, path):
+    """A reference's row from its (chain, draw, ...) draws of mean, sigma, transition."""
+    ess = min(float(az.ess(az.convert_to_dataset(v)).to_array().min()) for v in draws.values())
+    rhat = max(float(az.rhat(az.convert_to_dataset(v)).to_array().max()) for v in draws.values())
+    row = {
+        "implementation": name,
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "sampling_s": wall - compile_s,
+        "min_ess_bulk": ess,
+        "ess_per_s": ess / wall,
+        "max_rhat": rhat,
+        "divergences": int(np.sum(diverging)),
+        "accuracy": accuracy(smoothed, path),
+    }
+    print_row(row)
+    return row
+
+
+def stan_row(features: FeatureSet, args, path: np.ndarray) -> dict:
+    """Stan's hmm_marginal from the package's own EM-based chain starts."""
+    if args.identification != "relabelled":
+        raise ImportError("the Stan reference is written for identification=relabelled")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from stan_reference import fit_stan
+
+    observations, initvals, target_accept = reference_starts(features, args)
+    fit = fit_stan(
+        observations, args.regimes, initvals, args.draws, args.tune, target_accept, seed=1
+    )
+    draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
+    initial = _stationary(fit.transition)
+    smoothed = _reference_smoothed(fit.mean, fit.sigma, fit.transition, initial, observations)
+    label = f"{LABELS['stan']}, build {fit.build_seconds:.3g} s not in wall"
+    row = draws_row(label, draws, fit.wall_seconds, 0.0, fit.diverging, smoothed, path)
+    print(f"stan leapfrog steps (kept draws, all chains): {fit.leapfrog_steps}")
+    return row
+
+
+def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
+    """The hand-written numpyro model from the package's own EM-based chain starts."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from numpyro_reference import fit_numpyro
+
+    observations, initvals, target_accept = reference_starts(features, args)
     fit = fit_numpyro(
         observations,
         args.regimes,
         initvals,
         draws=args.draws,
         tune=args.tune,
-        target_accept=model.target_accept,
+        target_accept=target_accept,
         seed=1,
         chain_method=args.numpyro_chain_method,
         identification=args.identification,
     )
     draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
-    ess = min(float(az.ess(az.convert_to_dataset(v)).to_array().min()) for v in draws.values())
-    rhat = max(float(az.rhat(az.convert_to_dataset(v)).to_array().max()) for v in draws.values())
-    row = {
-        "implementation": f"{LABELS['numpyro']} [{fit.chain_method}]",
-        "wall_s": fit.wall_seconds,
-        "compile_s": fit.compile_seconds,
-        "sampling_s": fit.wall_seconds - fit.compile_seconds,
-        "min_ess_bulk": ess,
-        "ess_per_s": ess / fit.wall_seconds,
-        "max_rhat": rhat,
-        "divergences": int(fit.diverging.sum()),
-        "accuracy": accuracy(_numpyro_smoothed(fit, observations), path),
-    }
-    print_row(row)
-    return row
+    smoothed = _reference_smoothed(fit.mean, fit.sigma, fit.transition, fit.initial, observations)
+    name = f"{LABELS['numpyro']} [{fit.chain_method}]"
+    return draws_row(
+        name, draws, fit.wall_seconds, fit.compile_seconds, fit.diverging, smoothed, path
+    )
 
 
-def _numpyro_smoothed(fit, observations, n_draws: int = 400) -> np.ndarray:
-    """(T, K) posterior mean of P(regime | all data) over evenly spaced draws (not timed)."""
-    mean, sigma = (x.reshape(-1, *x.shape[2:]) for x in (fit.mean, fit.sigma))
-    transition, initial = (x.reshape(-1, *x.shape[2:]) for x in (fit.transition, fit.initial))
+def _stationary(transition: np.ndarray) -> np.ndarray:
+    """(..., K) stationary distributions of (..., K, K) transition matrices."""
+    k = transition.shape[-1]
+    system = np.swapaxes(transition, -1, -2) - np.eye(k)
+    system[..., -1, :] = 1.0
+    unit_last = np.zeros(transition.shape[:-1])
+    unit_last[..., -1] = 1.0
+    return np.linalg.solve(system, unit_last[..., None])[..., 0]
+
+
+def _reference_smoothed(mean, sigma, transition, initial, observations, n_draws: int = 400):
+    """(T, K) posterior mean of P(regime | all data) over evenly spaced draws (not timed)
+    from a reference's (chain, draw, ...) draws."""
+    mean, sigma, transition, initial = (
+        x.reshape(-1, *x.shape[2:]) for x in (mean, sigma, transition, initial)
+    )
     values, observed = observations.values, observations.observed
     total = np.zeros((len(values), mean.shape[1]))
     picks = np.unique(np.linspace(0, len(mean) - 1, n_draws).astype(int))
@@ -316,6 +368,14 @@ def main() -> None:
                 f"implementation=numpyro skipped: {exc}; install the benchmark extra "
                 "(pip install -c constraints.txt -e '.[bench]')"
             )
+    if "stan" in wanted:
+        try:
+            rows["stan"] = stan_row(features, args, path)
+        except ImportError as exc:  # an optional backend: one line, the other rows go on
+            print(
+                f"implementation=stan skipped: {exc}; install the benchmark extra "
+                "(pip install -c constraints.txt -e '.[bench]')"
+            )
     if "scan" in wanted:
         model = ScanHMM(
             args.regimes,
@@ -329,7 +389,7 @@ def main() -> None:
         label = f"{LABELS['scan']}, {args.scan_draws} tune + {args.scan_draws} draws"
         rows["scan"] = package_row(label, result, time.perf_counter() - start, path)
 
-    for reference in ("scan", "numpyro"):
+    for reference in ("scan", "numpyro", "stan"):
         if reference not in rows:
             continue
         for name, row in rows.items():

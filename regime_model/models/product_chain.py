@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytensor.tensor as pt
-from scipy.special import logsumexp
 
 from regime_model.inference import hmm_filter, hmm_smoother
-from regime_model.inference.fixed_lag import fixed_lag_joint
+from regime_model.inference.fixed_lag import fixed_lag_joint, log_sum_exp
 from regime_model.models.observations import regime_names
 from regime_model.results import DrawProbabilities
 
@@ -103,7 +102,7 @@ def lead_lag_date_quantities(
         log_filtered = np.log(product.filtered_probs[:n_dates])
         log_predicted = np.log(product.predicted_probs[:n_dates])
     filtered_joint = fixed_lag_joint(log_filtered, steps, lead_window, tags, n_lag_regimes)
-    log_norm = logsumexp(filtered_joint, axis=(1, 2))
+    log_norm = log_sum_exp(filtered_joint, axis=(1, 2))
     cumulative = cumulative_steps[:n_dates] + log_norm
     filtered = _date_states(np.exp(filtered_joint - log_norm[:, None, None]), n_lag_regimes)
     if not with_bands:  # the filtered states still serve to match labels across draws
@@ -116,14 +115,14 @@ def lead_lag_date_quantities(
     if lag:
         predicted_window[:, -1] = 0.0
     predicted_joint = fixed_lag_joint(predicted_start, steps, predicted_window, tags, n_lag_regimes)
-    predicted_joint -= logsumexp(predicted_joint, axis=(1, 2))[:, None, None]
+    predicted_joint -= log_sum_exp(predicted_joint, axis=(1, 2))[:, None, None]
     predicted = _date_states(np.exp(predicted_joint), n_lag_regimes)
 
     # All data: P(c_t | x_{t+L}, data to step t+L) (later data add nothing given x_{t+L})
     # times the smoothed P(x_{t+L}).
     smoothed_joint = fixed_lag_joint(log_filtered, steps, log_emission[window], tags, n_lag_regimes)
     with np.errstate(invalid="ignore"):
-        conditional = np.exp(smoothed_joint - logsumexp(smoothed_joint, axis=1, keepdims=True))
+        conditional = np.exp(smoothed_joint - log_sum_exp(smoothed_joint, axis=1, keepdims=True))
     weights = np.nan_to_num(conditional * product.smoothed_probs[lag:][:, None, :])
     smoothed = _date_states(weights, n_lag_regimes)
     return DrawProbabilities(

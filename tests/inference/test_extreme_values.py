@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp as scipy_logsumexp
 
 from regime_model.inference import (
     hmm_loglik_and_grad,
     hmm_posterior_sample,
     hmm_smoother,
 )
+from regime_model.inference.fixed_lag import log_sum_exp
 from regime_model.inference.forward_backward import _forward
 
 
@@ -189,3 +191,20 @@ def test_zero_likelihood_is_minus_infinity():
     assert hmm_smoother(log_initial, log_transition, log_emission).marginal_loglik == -np.inf
     with pytest.raises(ValueError, match="zero likelihood"):
         hmm_posterior_sample(np.random.default_rng(0), log_initial, log_transition, log_emission)
+
+
+@pytest.mark.parametrize(("axis", "keepdims"), [((1, 2), False), (1, True), (2, False)])
+def test_log_sum_exp_matches_scipy_with_huge_and_infinite_terms(axis, keepdims):
+    """The per-draw pass's log-sum-exp equals scipy's, rows of -inf and terms of +-900
+    included (no overflow, -inf where every term is -inf)."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(40, 3, 4)) * 300.0
+    values[0] = -np.inf
+    values[1, 0] = -np.inf
+    values[2, 1, 2] = 900.0
+    ours = log_sum_exp(values, axis, keepdims)
+    expected = scipy_logsumexp(values, axis=axis, keepdims=keepdims)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, rtol=1e-14)
+    assert np.array_equal(np.isneginf(ours), np.isneginf(expected))
+    assert np.isneginf(ours).any()
