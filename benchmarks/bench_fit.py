@@ -18,9 +18,13 @@ relabelled, or ordered) for every Bayesian row:
 
 Prints wall time, compile time, min bulk ESS, ESS per second (ESS / wall), max R-hat,
 divergences and accuracy of the argmax smoothed regime, then each row's ESS/s as a
-multiple of the scan and numpyro rows'. A package row's wall is its whole ``fit()`` call:
-EM start, compiling (or loading compiled code from the caches), sampling, and the
-per-draw forward-backward behind the bands and diagnostics.
+multiple of the scan and numpyro rows'. The nutpie rows add the gradient evaluations
+(leapfrog steps of tuning and draws, all chains), the median time of one logp + gradient
+of the same model compiled in NUMBA mode, and the ideal sampling time, evaluations x
+time per gradient / cores: how far the sampler is from the cost of its gradients. A
+package row's wall is its whole ``fit()`` call: EM start, compiling (or loading compiled
+code from the caches), sampling, and the per-draw forward-backward behind the bands and
+diagnostics.
 
     python benchmarks/bench_fit.py --scan-draws 100   # all rows, T=2500, K=2, D=3, 4 x 1000+1000
     python benchmarks/bench_fit.py --regimes 3 --true-regimes 3 --skip-scan  # K=3 data and fit
@@ -35,6 +39,7 @@ For a cold start, point both compile caches at empty directories:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +49,7 @@ import numpy as np
 import pandas as pd
 import pytensor
 import pytensor.tensor as pt
+from bench_kernel import median_seconds
 
 from regime_model.choices import IDENTIFICATIONS
 from regime_model.data.features import FeatureSet
@@ -142,6 +148,42 @@ def print_row(row: dict) -> None:
             f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
             for key, value in row.items()
         ),
+        flush=True,
+    )
+
+
+def gradient_seconds(model: BayesianHMM) -> float:
+    """Median seconds of one logp + gradient of the fitted ``model``'s PyMC model, NUMBA
+    mode (as nutpie evaluates it, with the data as constants), at its initial point."""
+    pm_model = model.model_
+    values = [pm_model.rvs_to_values[rv] for rv in pm_model.free_RVs]
+    logp = pm_model.logp()
+    function = pm_model.compile_fn(
+        [logp, *pytensor.grad(logp, values)], inputs=values, mode="NUMBA", point_fn=False
+    )
+    point = pm_model.initial_point()
+    arguments = [point[value.name] for value in values]
+    return median_seconds(lambda: function(*arguments))
+
+
+def add_ideal_time(row: dict, model: BayesianHMM, result) -> None:
+    """The nutpie row's gradient count, time per gradient and ideal sampling time."""
+    evaluations = result.fit_info.get("gradient_evaluations")
+    if evaluations is None:
+        return
+    cores = min(model.chains, os.cpu_count() or 1)
+    per_gradient = gradient_seconds(model)
+    ideal = evaluations * per_gradient / cores
+    row.update(
+        gradient_evaluations=int(evaluations),
+        us_per_gradient=per_gradient * 1e6,
+        ideal_sampling_s=ideal,
+        sampling_over_ideal=row["sampling_s"] / ideal,
+    )
+    print(
+        f"  {row['implementation']}: {evaluations} gradients x {per_gradient * 1e6:.0f} us / "
+        f"{cores} cores = ideal {ideal:.2f} s; sampling {row['sampling_s']:.2f} s "
+        f"({row['sampling_s'] / ideal:.2f}x the ideal)",
         flush=True,
     )
 
@@ -345,6 +387,7 @@ def main() -> None:
             start = time.perf_counter()
             result = model.fit(features).result_
             rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
+            add_ideal_time(rows[sampler], model, result)
     if "ar1" in wanted:  # the intercept-form AR component on the same data (phi -> 0)
         model = BayesianHMM(
             args.regimes,
@@ -357,6 +400,7 @@ def main() -> None:
         start = time.perf_counter()
         result = model.fit(features).result_
         rows["ar1"] = package_row(LABELS["ar1"], result, time.perf_counter() - start, path)
+        add_ideal_time(rows["ar1"], model, result)
         if "nutpie" in rows:
             ratio = rows["ar1"]["wall_s"] / rows["nutpie"]["wall_s"]
             print(f"wall ratio {LABELS['ar1']} / {LABELS['nutpie']}: {ratio:.3g}x")

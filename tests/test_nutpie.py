@@ -42,6 +42,11 @@ def test_nutpie_recovers_truth_with_diagnostics(nutpie_fit, synthetic):
     assert diagnostics["min_ess_bulk"] > 100
     assert not diagnostics["label_switching"]
     assert nutpie_fit.fit_info["sampling_seconds"] > 0  # nutpie's own draw time
+    # The gradient count covers tuning too: more than the kept draws' steps, and at least
+    # one step per iteration of every chain.
+    kept = int(nutpie_fit.inference_data.sample_stats["n_steps"].sum())
+    counted = nutpie_fit.fit_info["gradient_evaluations"]
+    assert counted > kept and counted >= 2 * (300 + 300)
 
 
 def test_nutpie_chains_start_in_order_and_are_reproducible(nutpie_fit, synthetic):

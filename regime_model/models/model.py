@@ -476,6 +476,12 @@ class RegimeHMM(RegimeEstimator):
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
+                # Leapfrog steps of tuning and draws, all chains (nutpie reports them).
+                **(
+                    {"gradient_evaluations": int(posterior.attrs["gradient_evaluations"])}
+                    if "gradient_evaluations" in posterior.attrs
+                    else {}
+                ),
                 **({"labels": labels} if labels else {}),
                 **holdout_info(observations),
             },

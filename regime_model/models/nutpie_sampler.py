@@ -338,8 +338,17 @@ def sample_with_nutpie(
     if reporting_lines(progressbar):
         data = _sample_reporting_lines(nutpie, compiled, settings)
     else:  # nutpie's own bar: on a terminal, in a notebook, or nothing
-        data = nutpie.sample(compiled, progress_bar=progressbar, save_warmup=False, **settings)
+        data = nutpie.sample(compiled, progress_bar=progressbar, save_warmup=True, **settings)
     seconds = time.perf_counter() - started
+    # Every leapfrog step is one logp + gradient: the tuning's and the draws'.
+    gradient_evaluations = sum(
+        int(data[group]["n_steps"].sum())
+        for group in ("warmup_sample_stats", "sample_stats")
+        if group in data.groups()
+    )
+    for group in ("warmup_posterior", "warmup_sample_stats"):
+        if group in data.groups():
+            del data[group]
     phase("sampled in %.1f s; post-processing %d draws", seconds, chains * draws)
     points = data.posterior["point"].to_numpy()
     n_chains, n_draws = points.shape[:2]
@@ -353,12 +362,13 @@ def sample_with_nutpie(
         )
         variables[var.name] = (("chain", "draw", *dims), stacked)
         coords.update({dim: list(frozen.coords[dim]) for dim in dims if dim in frozen.coords})
-    posterior = xr.Dataset(variables, coords=coords, attrs={"sampling_time": seconds})
+    attrs = {"sampling_time": seconds, "gradient_evaluations": gradient_evaluations}
+    posterior = xr.Dataset(variables, coords=coords, attrs=attrs)
     return posterior, data.sample_stats
 
 
 def _sample_reporting_lines(nutpie, compiled, settings: dict):
-    """nutpie's trace (warm-up dropped), sampled in the background with a phase line every
+    """nutpie's trace (warm-up kept), sampled in the background with a phase line every
     ``SAMPLING_INTERVAL`` seconds; an interrupt stops the chains and is re-raised (nutpie's
     own blocking call would return the draws taken so far instead)."""
     sampler = nutpie.sample(
@@ -378,9 +388,6 @@ def _sample_reporting_lines(nutpie, compiled, settings: dict):
     except BaseException:
         sampler.cancel()
         raise
-    for group in ("warmup_posterior", "warmup_sample_stats"):
-        if group in data.groups():
-            del data[group]
     return data
 
 
