@@ -16,24 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import xarray as xr
-
-from regime_model.results import KINDS, RegimeResult
-
-
-def draws_dataset(result: RegimeResult) -> xr.Dataset:
-    """regime_draws.nc's content, as ``RegimeResult._write_files`` builds it."""
-    return xr.Dataset(
-        {
-            kind: (("band_draw", "date", "regime"), getattr(result.probabilities, kind))
-            for kind in KINDS
-        }
-        | {
-            "pointwise_loglik": (("band_draw", "date"), result.probabilities.pointwise_loglik),
-            "band_index": (("band_draw",), result.band_draws),
-        },
-        coords={"date": result.dates, "regime": result.regime_names},
-    )
+from regime_model.results import RegimeResult
 
 
 def median_write(write, path: Path, repeats: int) -> tuple[float, int]:
@@ -58,7 +41,7 @@ def main() -> None:
     for group in data.groups():
         for variable in getattr(data, group).variables.values():
             variable.encoding = {}
-    draws = draws_dataset(result)
+    draws = result.draws_dataset()
     shape = data.log_likelihood["y"].shape
     print(
         f"run {args.run}: pointwise log-likelihood {shape}, regime draws {draws['filtered'].shape}"

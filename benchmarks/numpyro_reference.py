@@ -112,14 +112,16 @@ def make_model(
     return model
 
 
-def _sorted_on_anchor(samples: dict[str, np.ndarray], anchor: int) -> dict[str, np.ndarray]:
+def sorted_on_anchor(samples: dict[str, np.ndarray], anchor: int) -> dict[str, np.ndarray]:
     """Each draw's regimes in increasing order of the anchor's mean (as the package's
-    relabelling does): mean, sigma, initial and both axes of transition permuted alike."""
+    relabelling does): mean, sigma, initial (where present) and both axes of transition
+    permuted alike. Draws are (C, N, ...); also used by the Stan reference."""
     order = np.argsort(samples["mean"][..., anchor], axis=-1)  # (C, N, K)
     rows = order[..., :, None]
     by_regime = {
         name: np.take_along_axis(samples[name], rows if samples[name].ndim == 4 else order, 2)
         for name in ("mean", "sigma", "initial")
+        if name in samples
     }
     transition = np.take_along_axis(samples["transition"], rows, 2)
     transition = np.take_along_axis(transition, order[..., None, :], 3)
@@ -181,7 +183,7 @@ def fit_numpyro(
     diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
     wall = time.perf_counter() - started
     if identification == "relabelled":
-        samples = _sorted_on_anchor(samples, observations.anchor)
+        samples = sorted_on_anchor(samples, observations.anchor)
 
     # Compile time, estimated afterwards: a fresh model and sampler, 1 chain x (2 + 2) draws.
     started = time.perf_counter()

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from numpyro_reference import sorted_on_anchor  # no jax at import: it imports it lazily
 
 from regime_model.models.gaussian_emissions import LOG_SCALE_SD
 from regime_model.models.observations import Observations
@@ -82,14 +83,6 @@ def _by_chain(flat: np.ndarray, n_chains: int) -> np.ndarray:
     return np.moveaxis(values, (-1, -2), (0, 1))
 
 
-def _sorted_on_anchor(mean, sigma, transition, anchor: int):
-    order = np.argsort(mean[..., anchor], axis=-1)  # (C, N, K)
-    rows = order[..., :, None]
-    mean, sigma = (np.take_along_axis(x, rows, 2) for x in (mean, sigma))
-    transition = np.take_along_axis(np.take_along_axis(transition, rows, 2), order[..., None, :], 3)
-    return mean, sigma, transition
-
-
 def fit_stan(
     observations: Observations,
     n_regimes: int,
@@ -135,15 +128,17 @@ def fit_stan(
     )
     wall = time.perf_counter() - started
     n_chains = len(initvals)
-    mean = _by_chain(fit["regime_mean"], n_chains)
-    sigma = _by_chain(fit["regime_scale"], n_chains)
-    # transition_row is (K rows, K entries, draws): row k is the move from regime k.
-    transition = _by_chain(fit["transition_row"], n_chains)
-    mean, sigma, transition = _sorted_on_anchor(mean, sigma, transition, observations.anchor)
+    draws = {
+        "mean": _by_chain(fit["regime_mean"], n_chains),
+        "sigma": _by_chain(fit["regime_scale"], n_chains),
+        # transition_row is (K rows, K entries, draws): row k is the move from regime k.
+        "transition": _by_chain(fit["transition_row"], n_chains),
+    }
+    draws = sorted_on_anchor(draws, observations.anchor)
     return StanFit(
-        mean=mean,
-        sigma=sigma,
-        transition=transition,
+        mean=draws["mean"],
+        sigma=draws["sigma"],
+        transition=draws["transition"],
         diverging=_by_chain(fit["divergent__"][0], n_chains).astype(bool),
         leapfrog_steps=int(fit["n_leapfrog__"].sum()),
         wall_seconds=wall,

@@ -354,19 +354,8 @@ class RegimeResult:
         # log densities and probabilities, which zlib shrinks by 6-11% at 4-30x the time
         # (the real daily fit: 5.9 s of writing against 1.0 s; benchmarks/bench_write.py).
         self.inference_data.to_netcdf(str(directory / "posterior.nc"), compress=False)
-        draws = xr.Dataset(
-            {
-                kind: (("band_draw", "date", "regime"), getattr(self.probabilities, kind))
-                for kind in KINDS
-            }
-            | {
-                "pointwise_loglik": (("band_draw", "date"), self.probabilities.pointwise_loglik),
-                "band_index": (("band_draw",), self.band_draws),
-            },
-            coords={"date": self.dates, "regime": self.regime_names},
-        )
         # Full precision: a loaded run reads new data exactly as the fitted model.
-        draws.to_netcdf(directory / "regime_draws.nc")
+        self.draws_dataset().to_netcdf(directory / "regime_draws.nc")
         long = self.probabilities_long()
         long["date"] = long["date"].dt.strftime("%Y-%m-%d")
         write_text_atomic(
@@ -379,6 +368,21 @@ class RegimeResult:
         config = {**self.config, "model": self.model, "columns": self.columns}
         write_text_atomic(
             json.dumps(config, indent=2, default=_json_default) + "\n", directory / "config.json"
+        )
+
+    def draws_dataset(self) -> xr.Dataset:
+        """What regime_draws.nc holds: the band draws' probabilities (S, T, K) of each
+        kind, their pointwise log-likelihoods (S, T) and their draw indices (S,)."""
+        return xr.Dataset(
+            {
+                kind: (("band_draw", "date", "regime"), getattr(self.probabilities, kind))
+                for kind in KINDS
+            }
+            | {
+                "pointwise_loglik": (("band_draw", "date"), self.probabilities.pointwise_loglik),
+                "band_index": (("band_draw",), self.band_draws),
+            },
+            coords={"date": self.dates, "regime": self.regime_names},
         )
 
     @classmethod
