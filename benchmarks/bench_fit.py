@@ -4,6 +4,10 @@ One run, same data (synthetic 2- or 3-regime Gaussian HMM, T dates, D features) 
 priors and regime identification (``--identification``: the package's default,
 relabelled, or ordered) for every Bayesian row:
 
+* cli:     the default ``regime fit`` as a user runs it, timed from outside: a fresh
+           process (imports, reading the features file, EM start, compiling or loading
+           the compiled code, sampling with the default sampler and tuning, the
+           post-processing, writing the run directory); its ESS/s is ESS / that wall;
 * em:      hmmlearn EM (10 restarts), for speed and accuracy reference;
 * nuts:    the package's BayesianHMM (compiled forward-backward Op with an analytic
            gradient) sampled by PyMC's NUTS;
@@ -40,7 +44,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,9 +62,12 @@ from regime_model.data.features import FeatureSet
 from regime_model.inference import hmm_smoother
 from regime_model.models import EMHMM, BayesianHMM
 from regime_model.models.observations import prepare_observations, select_features
+from regime_model.results import RegimeResult
 
-ROWS = ("em", "nuts", "nutpie", "ar1", "numpyro", "stan", "scan")
+REFERENCE_TUNE = 1000  # Stan's default warm-up, also used for numpyro (which has none)
+ROWS = ("cli", "em", "nuts", "nutpie", "ar1", "numpyro", "stan", "scan")
 LABELS = {
+    "cli": "regime fit (the default, whole process)",
     "em": "hmmlearn-em",
     "nuts": "package (PyMC NUTS)",
     "nutpie": "package (nutpie)",
@@ -196,7 +205,7 @@ def package_row(name: str, result, wall: float, path: np.ndarray) -> dict:
     rhat = float(az.rhat(posterior, var_names=names).to_array().max())
     smoothed = smoothed_matrix(result)
     row = {
-        "implementation": name,
+        "implementation": f"{name} [tune {result.fit_info.get('tuning_steps', '?')}]",
         "wall_s": wall,
         "compile_s": float(result.fit_info["sample_call_seconds"]) - sampling,
         "sampling_s": sampling,
@@ -208,6 +217,26 @@ def package_row(name: str, result, wall: float, path: np.ndarray) -> dict:
     }
     print_row(row)
     return row
+
+
+def cli_row(features: FeatureSet, args, path: np.ndarray) -> dict:
+    """``regime fit`` in a fresh process on ``features`` written to a file; the row of
+    the run it writes, its wall the whole process."""
+    with tempfile.TemporaryDirectory() as directory:
+        csv = features.save(Path(directory) / "synthetic.csv")
+        run = Path(directory) / "run"
+        command = [
+            *(sys.executable, "-m", "regime_model.cli", "fit", "--quiet"),
+            *("--features", str(csv), "--out", str(run), "--regimes", str(args.regimes)),
+            *("--chains", str(args.chains), "--draws", str(args.draws), "--seed", "1"),
+            *("--identification", args.identification),
+            *(() if args.tune is None else ("--tune", str(args.tune))),
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        result = RegimeResult.load(run)
+        return package_row(LABELS["cli"], result, wall, path)
 
 
 def reference_starts(features: FeatureSet, args) -> tuple:
@@ -248,13 +277,12 @@ def stan_row(features: FeatureSet, args, path: np.ndarray) -> dict:
     from stan_reference import fit_stan
 
     observations, initvals, target_accept = reference_starts(features, args)
-    fit = fit_stan(
-        observations, args.regimes, initvals, args.draws, args.tune, target_accept, seed=1
-    )
+    tune = reference_tune(args)
+    fit = fit_stan(observations, args.regimes, initvals, args.draws, tune, target_accept, seed=1)
     draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
     initial = _stationary(fit.transition)
     smoothed = _reference_smoothed(fit.mean, fit.sigma, fit.transition, initial, observations)
-    label = f"{LABELS['stan']}, build {fit.build_seconds:.3g} s not in wall"
+    label = f"{LABELS['stan']} [tune {tune}], build {fit.build_seconds:.3g} s not in wall"
     row = draws_row(label, draws, fit.wall_seconds, 0.0, fit.diverging, smoothed, path)
     print(f"stan leapfrog steps (kept draws, all chains): {fit.leapfrog_steps}")
     return row
@@ -271,7 +299,7 @@ def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
         args.regimes,
         initvals,
         draws=args.draws,
-        tune=args.tune,
+        tune=reference_tune(args),
         target_accept=target_accept,
         seed=1,
         chain_method=args.numpyro_chain_method,
@@ -279,10 +307,15 @@ def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
     )
     draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
     smoothed = _reference_smoothed(fit.mean, fit.sigma, fit.transition, fit.initial, observations)
-    name = f"{LABELS['numpyro']} [{fit.chain_method}]"
+    name = f"{LABELS['numpyro']} [{fit.chain_method}, tune {reference_tune(args)}]"
     return draws_row(
         name, draws, fit.wall_seconds, fit.compile_seconds, fit.diverging, smoothed, path
     )
+
+
+def reference_tune(args) -> int:
+    """Tuning steps of the numpyro and Stan rows: ``--tune``, else Stan's default."""
+    return REFERENCE_TUNE if args.tune is None else args.tune
 
 
 def _stationary(transition: np.ndarray) -> np.ndarray:
@@ -323,7 +356,12 @@ def main() -> None:
     )
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument(
+        "--tune",
+        type=int,
+        help="tuning steps per chain for every row (default: each row's own default: the "
+        f"package's sampler default, {REFERENCE_TUNE} for numpyro and Stan)",
+    )
     parser.add_argument("--scan-draws", type=int, default=150, help="draws and tune for scan")
     parser.add_argument("--skip-scan", action="store_true")
     parser.add_argument(
@@ -355,11 +393,13 @@ def main() -> None:
     print(
         f"T={args.dates} K={args.regimes} true K={args.true_regimes} D={args.features} "
         f"chains={args.chains} identification={args.identification} "
-        f"draws={args.draws} tune={args.tune} rows={','.join(wanted)}",
+        f"draws={args.draws} tune={args.tune or 'each row default'} rows={','.join(wanted)}",
         flush=True,
     )
 
     rows: dict[str, dict] = {}
+    if "cli" in wanted:
+        rows["cli"] = cli_row(features, args, path)
     if "em" in wanted:
         start = time.perf_counter()
         em = EMHMM(args.regimes, n_restarts=10).fit(features).result_

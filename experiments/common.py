@@ -21,17 +21,19 @@ from regime_model.data.universe import load_universe
 
 @dataclass(frozen=True)
 class FitSettings:
-    """MCMC length: the defaults for real answers, a short run for ``--quick`` (CI smoke)."""
+    """MCMC length: the defaults for real answers, a short run for ``--quick`` (CI smoke).
+    ``tune`` None: each model's own default (its sampler's, ``choices.DEFAULT_TUNE``)."""
 
     draws: int
-    tune: int
+    tune: int | None
     chains: int
 
     def as_kwargs(self) -> dict[str, int]:
-        return {"draws": self.draws, "tune": self.tune, "chains": self.chains}
+        tune = {} if self.tune is None else {"tune": self.tune}
+        return {"draws": self.draws, **tune, "chains": self.chains}
 
 
-FULL = FitSettings(draws=1000, tune=1000, chains=4)
+FULL = FitSettings(draws=1000, tune=None, chains=4)
 QUICK = FitSettings(draws=100, tune=150, chains=2)
 
 
@@ -51,7 +53,9 @@ def parse_args(
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, help=f"draws per chain (default {FULL.draws})")
-    parser.add_argument("--tune", type=int, help=f"tuning steps per chain (default {FULL.tune})")
+    parser.add_argument(
+        "--tune", type=int, help="tuning steps per chain (default: the model's, its sampler's)"
+    )
     if extra_arguments is not None:
         extra_arguments(parser)
     args = parser.parse_args(argv)

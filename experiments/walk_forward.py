@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     command = ["backtest", "--features", str(feature_file), "--columns", ",".join(COLUMNS)]
     command += ["--model", "bayes-hmm", "--sampler", sampler, "--seed", str(args.seed)]
     command += ["--identification", args.identification]
-    command += ["--draws", str(args.settings.draws), "--tune", str(args.settings.tune)]
+    command += ["--draws", str(args.settings.draws)]
+    command += [] if args.settings.tune is None else ["--tune", str(args.settings.tune)]
     command += ["--chains", str(args.settings.chains), "--start", start, "--every", every]
     command += ["--allocate", ",".join(ASSETS), "--cost-bps", str(COST_BPS), "--out", str(out)]
     if args.scheduler:

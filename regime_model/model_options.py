@@ -156,7 +156,14 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(
         "draws", "--draws", "posterior draws per chain", BAYESIAN, int, default=1000, minimum=1
     ),
-    ModelOption("tune", "--tune", "tuning steps per chain", BAYESIAN, int, default=1000, minimum=0),
+    ModelOption(
+        "tune",
+        "--tune",
+        "tuning steps per chain (default: 300 with nutpie, its own default; 1000 with nuts)",
+        BAYESIAN,
+        int,
+        minimum=0,
+    ),
     ModelOption("chains", "--chains", "MCMC chains", BAYESIAN, int, default=4, minimum=1),
     ModelOption("seed", "--seed", "random seed", type=int, default=0, minimum=0),
     ModelOption(

@@ -17,7 +17,8 @@ from regime_model.results import RegimeResult
 
 pytestmark = pytest.mark.slow
 
-SETTINGS = dict(sampler="nutpie", draws=300, tune=300, chains=2, seed=3, progressbar=False)
+# No tune: the default, nutpie's 300 steps.
+SETTINGS = dict(sampler="nutpie", draws=300, chains=2, seed=3, progressbar=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def test_nutpie_recovers_truth_with_diagnostics(nutpie_fit, synthetic):
     assert diagnostics["min_ess_bulk"] > 100
     assert not diagnostics["label_switching"]
     assert nutpie_fit.fit_info["sampling_seconds"] > 0  # nutpie's own draw time
+    assert nutpie_fit.fit_info["tuning_steps"] == 300
     # The gradient count covers tuning too: more than the kept draws' steps, and at least
     # one step per iteration of every chain.
     kept = int(nutpie_fit.inference_data.sample_stats["n_steps"].sum())

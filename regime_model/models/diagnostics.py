@@ -12,10 +12,13 @@ reading and what to try.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import arviz as az
 import numpy as np
+from arviz.utils import Numba
 
 from regime_model.results import (
     MAX_CHAIN_DISAGREEMENT,
@@ -45,6 +48,30 @@ MAX_DISCORDANT_DRAWS = 0.05
 MIN_NAME_SEPARATION = 0.9
 
 
+@contextlib.contextmanager
+def _arviz_in_numpy() -> Iterator[None]:
+    """ArviZ's numpy code paths for the duration. With numba installed ArviZ jit-compiles
+    its variance for R-hat afresh in every process (0.5 s, never cached); numpy gives the
+    same figures at these sizes in milliseconds. The flag is restored, for the caller's
+    own ArviZ use."""
+    flag = Numba.numba_flag
+    Numba.numba_flag = False
+    try:
+        yield
+    finally:
+        Numba.numba_flag = flag
+
+
+def convergence(data: az.InferenceData, names: list[str]) -> dict[str, float]:
+    """max R-hat and min bulk and tail ESS over the posterior variables ``names``."""
+    with _arviz_in_numpy():
+        return {
+            "max_rhat": float(az.rhat(data, var_names=names).to_array().max()),
+            "min_ess_bulk": float(az.ess(data, var_names=names, method="bulk").to_array().min()),
+            "min_ess_tail": float(az.ess(data, var_names=names, method="tail").to_array().min()),
+        }
+
+
 def label_checks(probabilities: np.ndarray) -> dict[str, float]:
     """Per-date label-mixing measures of ``probabilities`` (S, T, K), the band draws."""
     mean = probabilities.mean(axis=0)
@@ -65,9 +92,10 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
     if n_chains * n_draws < 2 or "sample_stats" not in data.groups():
         return {"verdict": "not applicable", "reason": "no MCMC draws (point estimate or ADVI)"}
     names = list(data.posterior.data_vars)  # every reported parameter
-    rhat = float(az.rhat(data, var_names=names).to_array().max())
-    ess_bulk = float(az.ess(data, var_names=names, method="bulk").to_array().min())
-    ess_tail = float(az.ess(data, var_names=names, method="tail").to_array().min())
+    statistics = convergence(data, names)
+    rhat, ess_bulk, ess_tail = (
+        statistics[key] for key in ("max_rhat", "min_ess_bulk", "min_ess_tail")
+    )
     divergences = int(data.sample_stats["diverging"].sum())
     # Label switching between chains: a chain whose last-state probability path
     # disagrees with the pooled one.

@@ -26,13 +26,14 @@ The answer is the posterior of mu[event, a] − mu[any time, a] per asset.
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from regime_model.choices import DEFAULT_TUNE
 from regime_model.errors import InsufficientDataError
+from regime_model.models.diagnostics import convergence
 from regime_model.results import hdi_bounds
 
 GROUPS = ("event", "any_time")
@@ -63,7 +64,9 @@ def tiling_starts(dates: pd.DatetimeIndex, horizon: int) -> pd.DatetimeIndex:
 class EventStudy:
     """Posterior of forward returns after events vs any time (see the module docstring)."""
 
-    def __init__(self, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self, draws: int = 1000, tune: int | None = None, chains: int = 4, seed: int = 0
+    ) -> None:
         self.draws = draws
         self.tune = tune
         self.chains = chains
@@ -94,7 +97,7 @@ class EventStudy:
             )
             data = pm.sample(
                 draws=self.draws,
-                tune=self.tune,
+                tune=DEFAULT_TUNE["nuts"] if self.tune is None else self.tune,
                 chains=self.chains,
                 random_seed=self.seed,
                 target_accept=0.95,
@@ -139,9 +142,10 @@ class EventStudy:
     def diagnostics(self) -> dict[str, float]:
         data = self.inference_data_
         names = [name for name in ("mean", "shock_scale", "noise_scale") if name in data.posterior]
+        statistics = convergence(data, names)
         return {
-            "max_rhat": float(az.rhat(data, var_names=names).to_array().max()),
-            "min_ess_bulk": float(az.ess(data, var_names=names).to_array().min()),
+            "max_rhat": statistics["max_rhat"],
+            "min_ess_bulk": statistics["min_ess_bulk"],
             "divergences": int(data.sample_stats["diverging"].sum()),
         }
 

@@ -25,7 +25,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from regime_model.choices import IDENTIFICATIONS, INITIALS
+from regime_model.choices import DEFAULT_TUNE, IDENTIFICATIONS, INITIALS
 from regime_model.data.features import FeatureSet, validated
 from regime_model.inference import hmm_log_likelihood
 from regime_model.model_options import check_option_values
@@ -85,6 +85,8 @@ class RegimeHMM(RegimeEstimator):
         calibration (:meth:`simulate`) needs.
     sampler: "nutpie" (the default), "nuts" (PyMC's NUTS), "map" or "advi" (quick
         exploration).
+    tune: tuning steps per chain; None (the default): the sampler's own default,
+        ``choices.DEFAULT_TUNE`` (300 for nutpie, 1000 for PyMC's NUTS).
     band_draws: how many posterior draws get a forward-backward pass for the bands.
     """
 
@@ -106,7 +108,7 @@ class RegimeHMM(RegimeEstimator):
         standardise: bool = True,
         sampler: str = "nutpie",
         draws: int = 1000,
-        tune: int = 1000,
+        tune: int | None = None,
         chains: int = 4,
         cores: int | None = None,
         target_accept: float = 0.9,
@@ -288,12 +290,17 @@ class RegimeHMM(RegimeEstimator):
             np.stack([draw.pointwise_loglik for draw in values]),
         )
 
+    @property
+    def tuning_steps(self) -> int:
+        """Tuning steps per chain this estimator runs: ``tune``, else its sampler's default."""
+        return self.tune if self.tune is not None else DEFAULT_TUNE.get(self.sampler, 0)
+
     def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
         """(posterior, sample_stats or None) from the sampler named ``sampler``
         (:data:`~regime_model.models.samplers.SAMPLERS`)."""
         settings = SamplerSettings(
             draws=self.draws,
-            tune=self.tune,
+            tune=self.tuning_steps,
             chains=self.chains,
             cores=self.cores or min(self.chains, os.cpu_count() or 1),
             seed=self.seed,
@@ -476,6 +483,7 @@ class RegimeHMM(RegimeEstimator):
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
+                "tuning_steps": self.tuning_steps,
                 # Leapfrog steps of tuning and draws, all chains (nutpie reports them).
                 **(
                     {"gradient_evaluations": int(posterior.attrs["gradient_evaluations"])}

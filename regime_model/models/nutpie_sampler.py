@@ -58,7 +58,10 @@ class NotCompilableError(RegimeModelError):
 # Mul of three or more inputs, as the Student-t density has) element by element. On the
 # real daily Student-t design (2,873 dates, D = 6, 200 draws) the per-draw kernel inputs
 # took 28.5 s in FAST_COMPILE and 3.5 s (compiling included) in FAST_RUN; on the
-# diagonal Gaussian the two cost the same. docs/performance.md has the figures.
+# diagonal Gaussian the two cost the same. NUMBA would spare the scan of PyTensor's C
+# cache that a process's first C compilation makes (1.2 s with 560 cached modules), but
+# some vectorised graphs then run in object mode (Blockwise of ViewOp) or cannot be
+# cached (data constants), and are compiled again by every fit. docs/performance.md.
 VECTORISED_MODE = "FAST_RUN"
 
 
