@@ -40,6 +40,7 @@ from pytensor.tensor.variable import TensorConstant
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.errors import RegimeModelError
 from regime_model.models import numba_special  # noqa: F401
+from regime_model.models.vectorised import compile_over_draws
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 
@@ -51,18 +52,6 @@ class NotCompilableError(RegimeModelError):
     """The model's log density has a node numba cannot compile natively (PyTensor would
     run it in object mode: slow, and a callback holding Python objects must not be
     loaded from the disk cache by another process; it crashed doing so)."""
-
-
-# Functions evaluated once over all draws at a time. Compiled C (cached by graph), not
-# Python mode: Python mode evaluates an Elemwise whose scalar op has no numpy ufunc (a
-# Mul of three or more inputs, as the Student-t density has) element by element. On the
-# real daily Student-t design (2,873 dates, D = 6, 200 draws) the per-draw kernel inputs
-# took 28.5 s in FAST_COMPILE and 3.5 s (compiling included) in FAST_RUN; on the
-# diagonal Gaussian the two cost the same. NUMBA would spare the scan of PyTensor's C
-# cache that a process's first C compilation makes (1.2 s with 560 cached modules), but
-# some vectorised graphs then run in object mode (Blockwise of ViewOp) or cannot be
-# cached (data constants), and are compiled again by every fit. docs/performance.md.
-VECTORISED_MODE = "FAST_RUN"
 
 
 def _without_shape_assertions(output):
@@ -249,11 +238,9 @@ def sample_with_nutpie(
         # All draws in one call: the reported variables' graph vectorised over a leading
         # draw axis (a per-draw call costs ~0.25 ms, a second for 4,000 draws).
         flat_points = pt.matrix("flat_points", shape=(None, n_dim), dtype="float64")
-        expand = compile_pymc(
+        expand = compile_over_draws(
             [flat_points],
             vectorize_graph(pytensor.clone_replace(reported, unflatten), {flat: flat_points}),
-            on_unused_input="ignore",
-            mode=VECTORISED_MODE,
         )
 
     # nutpie's C signatures; return codes > 0 reject a point, < 0 abort sampling.

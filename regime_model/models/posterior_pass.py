@@ -15,8 +15,8 @@ import xarray as xr
 from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph.replace import vectorize_graph
 
-from regime_model.models.nutpie_sampler import VECTORISED_MODE
 from regime_model.models.relabelling import label_dates
+from regime_model.models.vectorised import compile_over_draws
 from regime_model.results import KINDS, ProbabilityDraws
 
 KERNEL_INPUT_CHUNK = 250  # draws per vectorised evaluation of the kernel's inputs
@@ -61,7 +61,7 @@ def draw_kernel_inputs(
         # e.g. the Cholesky factors of full covariance: evaluate one draw at a time.
         single = compile_pymc(free, list(inputs), on_unused_input="ignore")
         return lambda index: tuple(single(*(flat[rv.name][index] for rv in free)))
-    evaluate = compile_pymc(batched, vectorised, on_unused_input="ignore", mode=VECTORISED_MODE)
+    evaluate = compile_over_draws(batched, vectorised)
     chunks: dict[int, list[np.ndarray]] = {}
 
     def kernel_inputs(index: int) -> tuple[np.ndarray, ...]:
