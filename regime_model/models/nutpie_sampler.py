@@ -40,7 +40,7 @@ from pytensor.tensor.variable import TensorConstant
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.errors import RegimeModelError
 from regime_model.models import numba_special  # noqa: F401
-from regime_model.models.vectorised import compile_over_draws
+from regime_model.models.vectorised import compile_over_draws, input_for
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 
@@ -106,14 +106,7 @@ def _data_as_inputs(outputs: list) -> tuple[list, list]:
         and variable.ndim >= 1
         and variable.dtype.startswith("float")
     ]
-    inputs = [
-        pt.tensor(
-            dtype=constant.dtype,
-            shape=tuple(1 if size == 1 else None for size in constant.data.shape),
-            name=f"data_{index}",
-        )
-        for index, constant in enumerate(constants)
-    ]
+    inputs = [input_for(constant, f"data_{index}") for index, constant in enumerate(constants)]
     return constants, inputs
 
 

@@ -55,6 +55,14 @@ def without_views(outputs: Sequence[Variable]) -> list[Variable]:
     return list(pytensor.clone_replace(outputs, views, rebuild_strict=False))
 
 
+def input_for(constant: TensorConstant, name: str) -> pt.TensorVariable:
+    """An input variable to stand for ``constant``: its dtype, its length-1 axes kept
+    static (broadcasting relies on them), every other length free, so the compiled code
+    (and its cache key) serves data of any size."""
+    shape = tuple(1 if size == 1 else None for size in constant.data.shape)
+    return pt.tensor(dtype=constant.dtype, shape=shape, name=name)
+
+
 def _array_constants(outputs: Sequence[Variable]) -> list[TensorConstant]:
     return [
         variable
@@ -71,14 +79,7 @@ def compile_over_draws(
     would need object mode)."""
     outputs = without_views(outputs)
     constants = _array_constants(outputs)
-    data_inputs = [
-        pt.tensor(
-            dtype=constant.dtype,
-            shape=tuple(1 if size == 1 else None for size in constant.data.shape),
-            name=f"data_{index}",
-        )
-        for index, constant in enumerate(constants)
-    ]
+    data_inputs = [input_for(constant, f"data_{index}") for index, constant in enumerate(constants)]
     outputs = pytensor.clone_replace(
         outputs, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
     )
