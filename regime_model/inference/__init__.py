@@ -15,6 +15,7 @@ from regime_model.inference.forward_backward import (
     HMMGradient,
     HMMSmootherResult,
     hmm_filter,
+    hmm_filter_draws,
     hmm_loglik_and_grad,
     hmm_smoother,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "HMMLogLikelihoodOp",
     "HMMSmootherResult",
     "hmm_filter",
+    "hmm_filter_draws",
     "hmm_forecast",
     "hmm_log_likelihood",
     "hmm_loglik_and_grad",

@@ -566,3 +566,47 @@ def hmm_loglik_and_grad(
     if not time_varying:
         grad_transition = grad_transition[0]
     return HMMGradient(float(marginal_loglik), grad_initial, grad_transition, grad_emission)
+
+
+@numba.njit(cache=True)
+def _filter_draws(log_initial, log_transition, log_emission):
+    n_draws, n_steps, n_states = log_emission.shape
+    log_predictive = np.empty((n_draws, n_steps))
+    filtered = np.empty((n_draws, n_steps, n_states))
+    for draw in range(n_draws):
+        transition = np.exp(log_transition[draw])
+        forward_pass = _forward(
+            log_initial[draw], transition, log_transition[draw], log_emission[draw]
+        )
+        filtered[draw] = forward_pass[1]
+        log_predictive[draw] = forward_pass[6]
+    return log_predictive, filtered
+
+
+def hmm_filter_draws(
+    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The forward filter of N parameter draws in one compiled loop: (log_predictive
+    (N, T), filtered (N, T, K)), each draw's as :func:`hmm_filter` gives them.
+
+    Shapes: log_initial (N, K), log_transition (N, K, K) or (N, T-1, K, K), log_emission
+    (N, T, K). One call instead of N saves the per-call validation and Python work, about
+    half of a draw's cost at T = 2,873, K = 2."""
+    log_initial = np.ascontiguousarray(log_initial, dtype=np.float64)
+    log_transition = np.ascontiguousarray(log_transition, dtype=np.float64)
+    log_emission = np.ascontiguousarray(log_emission, dtype=np.float64)
+    if log_emission.ndim != 3 or log_emission.shape[1] < 1:
+        raise ValueError(f"log_emission must have shape (N, T, K), got {log_emission.shape}")
+    n_draws, n_steps, n_states = log_emission.shape
+    if log_initial.shape != (n_draws, n_states):
+        raise ValueError(
+            f"log_initial must have shape ({n_draws}, {n_states}), got {log_initial.shape}"
+        )
+    if log_transition.shape == (n_draws, n_states, n_states):
+        log_transition = log_transition[:, np.newaxis]
+    elif log_transition.shape != (n_draws, n_steps - 1, n_states, n_states):
+        raise ValueError(
+            f"log_transition must have shape ({n_draws}, {n_states}, {n_states}) or "
+            f"({n_draws}, {n_steps - 1}, {n_states}, {n_states}), got {log_transition.shape}"
+        )
+    return _filter_draws(log_initial, np.ascontiguousarray(log_transition), log_emission)

@@ -20,6 +20,8 @@ The contract (both classes implement it):
   relabelling`);
 * ``simulate(parameters, log_initial, log_transition, observations, rng)``;
 * ``date_quantities(inputs, with_bands)`` -> (DrawProbabilities, extra per draw);
+  optionally ``filtered_draws(inputs)``, the same without bands for many draws at once
+  (inputs with a leading draw axis) -> (log predictive (N, T), filtered (N, T, S));
 * ``inputs_at(parameters, observations)``: the kernel's numpy inputs at one point, or
   None to evaluate the sampled graph there;
 * ``reported(posterior, observations)`` -> (variables, dims, coords) and
@@ -35,7 +37,7 @@ import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
 
-from regime_model.inference import hmm_filter, sample_markov_path
+from regime_model.inference import hmm_filter, hmm_filter_draws, sample_markov_path
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.relabelling import (
@@ -163,6 +165,11 @@ class Regimes:
 
     def date_quantities(self, inputs: tuple, with_bands: bool) -> tuple[DrawProbabilities, None]:
         return regime_date_quantities(*inputs, with_bands=with_bands), None
+
+    def filtered_draws(self, inputs: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """(log predictive (N, T), filtered (N, T, K)) of N draws in one call: what
+        ``date_quantities(..., with_bands=False)`` gives each."""
+        return hmm_filter_draws(*inputs)
 
     def inputs_at(self, parameters: dict, observations: Observations) -> tuple | None:
         """The kernel's inputs at one point when the emission component computes its

@@ -96,17 +96,42 @@ def evaluate_draws(
     dates = label_dates(n_dates)
     signal = None
     band_values, extras = [], []
-    for index in range(n_total):
-        with_bands = index in band_set
-        values, extra = composition.date_quantities(kernel_inputs(index), with_bands)
-        pointwise[index] = values.pointwise_loglik
+    # Draws without bands need the filter alone: many at once when the composition can.
+    filtered_draws = getattr(composition, "filtered_draws", None)
+    waiting: list[tuple[int, tuple]] = []
+
+    def keep(index: int, log_predictive: np.ndarray, filtered: np.ndarray) -> None:
+        nonlocal signal
+        pointwise[index] = log_predictive
         if with_signal:
             if signal is None:
-                signal = np.empty((n_total, len(dates), values.filtered.shape[1]), np.float32)
-            signal[index] = values.filtered[dates]
+                signal = np.empty((n_total, len(dates), filtered.shape[1]), np.float32)
+            signal[index] = filtered[dates]
+
+    def filter_waiting() -> None:
+        if waiting:
+            stacked = tuple(
+                np.stack(parts) for parts in zip(*(values for _, values in waiting), strict=True)
+            )
+            for (index, _), log_predictive, filtered in zip(
+                waiting, *filtered_draws(stacked), strict=True
+            ):
+                keep(index, log_predictive, filtered)
+            waiting.clear()
+
+    for index in range(n_total):
+        with_bands = index in band_set
+        if filtered_draws is not None and not with_bands:
+            waiting.append((index, kernel_inputs(index)))
+            if len(waiting) == KERNEL_INPUT_CHUNK:
+                filter_waiting()
+            continue
+        values, extra = composition.date_quantities(kernel_inputs(index), with_bands)
+        keep(index, values.pointwise_loglik, values.filtered)
         if with_bands:
             band_values.append(values)
             extras.append(extra)
+    filter_waiting()
     probabilities = ProbabilityDraws(
         *(np.stack([getattr(draw, kind) for draw in band_values]) for kind in KINDS),
         np.stack([draw.pointwise_loglik for draw in band_values]),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hmm_brute_force import brute_force, random_hmm
 
-from regime_model.inference import hmm_filter, hmm_loglik_and_grad, hmm_smoother
+from regime_model.inference import hmm_filter, hmm_filter_draws, hmm_loglik_and_grad, hmm_smoother
 from regime_model.inference.forward_backward import (
     loglik_and_grad_homogeneous,
     loglik_and_grad_time_varying,
@@ -145,3 +145,34 @@ def test_shape_errors_are_reported():
         loglik_and_grad_homogeneous(np.zeros(2), np.zeros((3, 3)), np.zeros((5, 2)))
     with pytest.raises(ValueError, match="T-1"):
         loglik_and_grad_time_varying(np.zeros(2), np.zeros((5, 2, 2)), np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("time_varying", [False, True])
+def test_filtering_many_draws_at_once_matches_one_at_a_time(time_varying):
+    """hmm_filter_draws (the post-processing's batched filter) gives every draw
+    hmm_filter's log predictive densities and filtered probabilities, to rounding (the
+    transitions' exponential is numba's, not numpy's), including a draw whose emissions
+    are so far apart that the filter steps in log space."""
+    rng = np.random.default_rng(4)
+    n_draws, n_steps, n_states = 5, 60, 3
+    log_initial = np.log(rng.dirichlet(np.ones(n_states), size=n_draws))
+    shape = (n_draws, n_steps - 1) if time_varying else (n_draws,)
+    log_transition = np.log(rng.dirichlet(np.ones(n_states), size=(*shape, n_states)))
+    log_emission = rng.normal(size=(n_draws, n_steps, n_states))
+    log_emission[2] *= 1e4  # every step of draw 2 underflows in linear space
+    log_predictive, filtered = hmm_filter_draws(log_initial, log_transition, log_emission)
+    assert log_predictive.shape == (n_draws, n_steps)
+    assert filtered.shape == (n_draws, n_steps, n_states)
+    for draw in range(n_draws):
+        one = hmm_filter(log_initial[draw], log_transition[draw], log_emission[draw])
+        np.testing.assert_allclose(log_predictive[draw], one.log_predictive, rtol=1e-13)
+        np.testing.assert_allclose(filtered[draw], one.filtered_probs, rtol=1e-12, atol=1e-300)
+
+
+def test_filtering_many_draws_refuses_mismatched_shapes():
+    log_initial = np.log(np.full((2, 2), 0.5))
+    log_emission = np.zeros((2, 10, 2))
+    with pytest.raises(ValueError, match="log_transition must have shape"):
+        hmm_filter_draws(log_initial, np.zeros((2, 3, 2, 2)), log_emission)
+    with pytest.raises(ValueError, match="log_initial must have shape"):
+        hmm_filter_draws(log_initial[:1], np.zeros((2, 2, 2)), log_emission)
