@@ -21,3 +21,8 @@ SAMPLER_NAMES = ("nuts", "nutpie", "map", "advi")
 # steps (300 is its default); PyMC's NUTS adapts from draws only and needs its 1000.
 # Measured on every family, the daily and the synthetic benchmark (docs/performance.md).
 DEFAULT_TUNE = {"nutpie": 300, "nuts": 1000}
+
+
+def tuning_steps(tune: int | None, sampler: str) -> int:
+    """``tune`` if given, else ``sampler``'s default (0 for samplers that do not tune)."""
+    return tune if tune is not None else DEFAULT_TUNE.get(sampler, 0)

@@ -93,9 +93,8 @@ def mcmc_diagnostics(result: RegimeResult, n_draws: int) -> dict[str, Any]:
         return {"verdict": "not applicable", "reason": "no MCMC draws (point estimate or ADVI)"}
     names = list(data.posterior.data_vars)  # every reported parameter
     statistics = convergence(data, names)
-    rhat, ess_bulk, ess_tail = (
-        statistics[key] for key in ("max_rhat", "min_ess_bulk", "min_ess_tail")
-    )
+    rhat, ess_bulk = statistics["max_rhat"], statistics["min_ess_bulk"]
+    ess_tail = statistics["min_ess_tail"]
     divergences = int(data.sample_stats["diverging"].sum())
     # Label switching between chains: a chain whose last-state probability path
     # disagrees with the pooled one.

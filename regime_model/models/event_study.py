@@ -31,7 +31,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from regime_model.choices import DEFAULT_TUNE
+from regime_model.choices import tuning_steps
 from regime_model.errors import InsufficientDataError
 from regime_model.models.diagnostics import convergence
 from regime_model.results import hdi_bounds
@@ -97,7 +97,7 @@ class EventStudy:
             )
             data = pm.sample(
                 draws=self.draws,
-                tune=DEFAULT_TUNE["nuts"] if self.tune is None else self.tune,
+                tune=tuning_steps(self.tune, "nuts"),
                 chains=self.chains,
                 random_seed=self.seed,
                 target_accept=0.95,

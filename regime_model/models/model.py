@@ -25,7 +25,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from regime_model.choices import DEFAULT_TUNE, IDENTIFICATIONS, INITIALS
+from regime_model.choices import IDENTIFICATIONS, INITIALS, tuning_steps
 from regime_model.data.features import FeatureSet, validated
 from regime_model.inference import hmm_log_likelihood
 from regime_model.model_options import check_option_values
@@ -293,7 +293,7 @@ class RegimeHMM(RegimeEstimator):
     @property
     def tuning_steps(self) -> int:
         """Tuning steps per chain this estimator runs: ``tune``, else its sampler's default."""
-        return self.tune if self.tune is not None else DEFAULT_TUNE.get(self.sampler, 0)
+        return tuning_steps(self.tune, self.sampler)
 
     def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
         """(posterior, sample_stats or None) from the sampler named ``sampler``

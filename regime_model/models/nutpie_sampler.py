@@ -35,12 +35,11 @@ from pytensor.graph.traversal import graph_inputs, io_toposort
 from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
 from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache
 from pytensor.tensor.shape import SpecifyShape
-from pytensor.tensor.variable import TensorConstant
 
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.errors import RegimeModelError
 from regime_model.models import numba_special  # noqa: F401
-from regime_model.models.vectorised import compile_over_draws, input_for
+from regime_model.models.vectorised import compile_over_draws, constants_as_inputs
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 
@@ -97,17 +96,12 @@ def _data_as_inputs(outputs: list) -> tuple[list, list]:
     Compiled with the data as inputs, the graph and hence its numba cache key are the same
     for every data set of one model structure, so a refit on new or longer data loads the
     compiled logp from disk instead of spending most of a minute compiling it. Length-1
-    axes keep their static shape, which broadcasting relies on.
+    axes keep their static shape, which broadcasting relies on. Only floats: they travel
+    to nutpie's callback in one float64 buffer.
     """
-    constants = [
-        variable
-        for variable in graph_inputs(outputs)
-        if isinstance(variable, TensorConstant)
-        and variable.ndim >= 1
-        and variable.dtype.startswith("float")
-    ]
-    inputs = [input_for(constant, f"data_{index}") for index, constant in enumerate(constants)]
-    return constants, inputs
+    return constants_as_inputs(
+        outputs, lambda constant: constant.ndim >= 1 and constant.dtype.startswith("float")
+    )
 
 
 def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:

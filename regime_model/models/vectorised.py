@@ -55,20 +55,27 @@ def without_views(outputs: Sequence[Variable]) -> list[Variable]:
     return list(pytensor.clone_replace(outputs, views, rebuild_strict=False))
 
 
-def input_for(constant: TensorConstant, name: str) -> pt.TensorVariable:
-    """An input variable to stand for ``constant``: its dtype, its length-1 axes kept
-    static (broadcasting relies on them), every other length free, so the compiled code
-    (and its cache key) serves data of any size."""
-    shape = tuple(1 if size == 1 else None for size in constant.data.shape)
-    return pt.tensor(dtype=constant.dtype, shape=shape, name=name)
-
-
-def _array_constants(outputs: Sequence[Variable]) -> list[TensorConstant]:
-    return [
+def constants_as_inputs(
+    outputs: Sequence[Variable], selected: Callable[[TensorConstant], bool]
+) -> tuple[list[TensorConstant], list[pt.TensorVariable]]:
+    """(constants, inputs): the ``selected`` constants of the graph of ``outputs`` and an
+    input variable for each, of its dtype, with its length-1 axes kept static
+    (broadcasting relies on them) and every other length free, so that code compiled
+    with the inputs (and its cache key) serves data of any size."""
+    constants = [
         variable
         for variable in graph_inputs(list(outputs))
-        if isinstance(variable, TensorConstant) and variable.data.size > LARGEST_INLINE_CONSTANT
+        if isinstance(variable, TensorConstant) and selected(variable)
     ]
+    inputs = [
+        pt.tensor(
+            dtype=constant.dtype,
+            shape=tuple(1 if size == 1 else None for size in constant.data.shape),
+            name=f"data_{index}",
+        )
+        for index, constant in enumerate(constants)
+    ]
+    return constants, inputs
 
 
 def compile_over_draws(
@@ -78,8 +85,9 @@ def compile_over_draws(
     compiled in NUMBA mode with the graph's array constants as bound inputs (C when numba
     would need object mode)."""
     outputs = without_views(outputs)
-    constants = _array_constants(outputs)
-    data_inputs = [input_for(constant, f"data_{index}") for index, constant in enumerate(constants)]
+    constants, data_inputs = constants_as_inputs(
+        outputs, lambda constant: constant.data.size > LARGEST_INLINE_CONSTANT
+    )
     outputs = pytensor.clone_replace(
         outputs, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
     )
