@@ -87,3 +87,19 @@ def test_console_script_demo_runs_offline():
     ]
     assert len(accuracy) == 2 and min(accuracy) > 90.0  # filtered and smoothed recovery
     assert "Diagnostics: PASS" in result.stdout
+
+
+def test_console_script_exit_keeps_status_and_all_output(tmp_path, capsys):
+    """The console script ends the process without tearing down the interpreter: the
+    exit status is main()'s and no buffered output is lost (stdout to a pipe is block
+    buffered, so a skipped flush would cut the help text short)."""
+    command = [sys.executable, "-m", "regime_model.cli"]
+    missing = subprocess.run(
+        [*command, "data", "show", str(tmp_path / "none.csv")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().endswith("feature file not found: " + str(tmp_path / "none.csv"))
+    shown = subprocess.run([*command, "fit", "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert main(["fit", "--help"]) == 0
+    assert shown.stdout == capsys.readouterr().out

@@ -9,13 +9,13 @@ The PyTensor Ops (``hmm_log_likelihood``, ``HMMLogLikelihoodOp``,
 the ~1 s PyTensor import.
 """
 
+from regime_model.inference.draws import hmm_filter_draws, hmm_smoother_draws
 from regime_model.inference.forecast import hmm_forecast
 from regime_model.inference.forward_backward import (
     HMMFilterResult,
     HMMGradient,
     HMMSmootherResult,
     hmm_filter,
-    hmm_filter_draws,
     hmm_loglik_and_grad,
     hmm_smoother,
 )
@@ -28,6 +28,7 @@ __all__ = [
     "HMMSmootherResult",
     "hmm_filter",
     "hmm_filter_draws",
+    "hmm_smoother_draws",
     "hmm_forecast",
     "hmm_log_likelihood",
     "hmm_loglik_and_grad",

@@ -21,7 +21,8 @@ The contract (both classes implement it):
 * ``simulate(parameters, log_initial, log_transition, observations, rng)``;
 * ``date_quantities(inputs, with_bands)`` -> (DrawProbabilities, extra per draw);
   optionally ``filtered_draws(inputs)``, the same without bands for many draws at once
-  (inputs with a leading draw axis) -> (log predictive (N, T), filtered (N, T, S));
+  (inputs with a leading draw axis) -> (log predictive (N, T), filtered (N, T, S)), and
+  ``probability_draws(inputs)``, the same with bands -> ProbabilityDraws;
 * ``inputs_at(parameters, observations)``: the kernel's numpy inputs at one point, or
   None to evaluate the sampled graph there;
 * ``reported(posterior, observations)`` -> (variables, dims, coords) and
@@ -37,7 +38,12 @@ import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
 
-from regime_model.inference import hmm_filter, hmm_filter_draws, sample_markov_path
+from regime_model.inference import (
+    hmm_filter,
+    hmm_filter_draws,
+    hmm_smoother_draws,
+    sample_markov_path,
+)
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.relabelling import (
@@ -46,7 +52,12 @@ from regime_model.models.relabelling import (
     permute_draws,
     permuted_correlations,
 )
-from regime_model.results import DrawProbabilities, RegimeResult, draw_probabilities
+from regime_model.results import (
+    DrawProbabilities,
+    ProbabilityDraws,
+    RegimeResult,
+    draw_probabilities,
+)
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,12 @@ class Regimes:
         """(log predictive (N, T), filtered (N, T, K)) of N draws in one call: what
         ``date_quantities(..., with_bands=False)`` gives each."""
         return hmm_filter_draws(*inputs)
+
+    def probability_draws(self, inputs: tuple) -> ProbabilityDraws:
+        """Every kind of probability of N draws in one call: what
+        ``date_quantities(..., with_bands=True)`` gives each, stacked."""
+        log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(*inputs)
+        return ProbabilityDraws(filtered, smoothed, predicted, log_predictive)
 
     def inputs_at(self, parameters: dict, observations: Observations) -> tuple | None:
         """The kernel's inputs at one point when the emission component computes its

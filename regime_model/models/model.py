@@ -280,10 +280,10 @@ class RegimeHMM(RegimeEstimator):
         draws, from the kernel inputs of the stored free-variable draws."""
         composition = self.components_
         model, graphs = self._build(composition, observations)
-        kernel_inputs = draw_kernel_inputs(model, graphs.inputs, self.parameter_draws_)
+        band = [int(index) for index in self.result_.band_draws]
         values = [
-            composition.date_quantities(kernel_inputs(int(index)), True)[0]
-            for index in self.result_.band_draws
+            composition.date_quantities(inputs, True)[0]
+            for inputs in draw_kernel_inputs(model, graphs.inputs, self.parameter_draws_, band)
         ]
         return ProbabilityDraws(
             *(np.stack([getattr(draw, kind) for draw in values]) for kind in KINDS),
@@ -411,7 +411,7 @@ class RegimeHMM(RegimeEstimator):
         inputs = composition.inputs_at(parameters, observations)
         if inputs is None:
             point = point_as_posterior(model, parameters, names=list(model.free_RVs))
-            inputs = draw_kernel_inputs(model, graphs.inputs, point)(0)
+            inputs = next(draw_kernel_inputs(model, graphs.inputs, point, [0]))
         return composition.date_quantities(inputs, with_bands=True)[0]
 
     # ------------------------------------------------------------------ summarising

@@ -5,7 +5,7 @@ labelling dates for matching labels)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +36,16 @@ class DrawPass:
     extras: list
 
 
-def draw_kernel_inputs(
-    model: pm.Model, inputs: tuple, posterior: xr.Dataset
-) -> Callable[[int], tuple[np.ndarray, ...]]:
-    """index into the flattened chain x draw axis -> the numpy values of ``inputs`` (the
-    composition's graphs over all dates) at that draw.
+def kernel_input_chunks(
+    model: pm.Model, inputs: tuple, posterior: xr.Dataset, draws: Sequence[int] | None = None
+) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+    """(indices, the numpy values of ``inputs`` at them with a leading axis of draws) for
+    ``KERNEL_INPUT_CHUNK`` draws at a time: ``draws`` (indices into the flattened chain x
+    draw axis; default all) in their order.
 
-    The graph is vectorised over a leading draw axis and evaluated for
-    ``KERNEL_INPUT_CHUNK`` draws at a time: one call instead of one per draw (a second
-    for 4,000 draws), in bounded memory ((chunk, T, K) emissions). A graph PyTensor
-    cannot vectorise is evaluated draw by draw."""
+    The graph is vectorised over a leading draw axis: one call per chunk instead of one
+    per draw (a second for 4,000 draws), in bounded memory ((chunk, T, K) emissions). A
+    graph PyTensor cannot vectorise is evaluated draw by draw and stacked."""
     free = list(model.free_RVs)
     n_total = posterior.sizes["chain"] * posterior.sizes["draw"]
     # An explicit length: a parameter can be empty (a chain with one feature has no
@@ -60,19 +60,32 @@ def draw_kernel_inputs(
     except NotImplementedError:
         # e.g. the Cholesky factors of full covariance: evaluate one draw at a time.
         single = compile_pymc(free, list(inputs), on_unused_input="ignore")
-        return lambda index: tuple(single(*(flat[rv.name][index] for rv in free)))
-    evaluate = compile_over_draws(batched, vectorised)
-    chunks: dict[int, list[np.ndarray]] = {}
 
-    def kernel_inputs(index: int) -> tuple[np.ndarray, ...]:
-        chunk, row = divmod(index, KERNEL_INPUT_CHUNK)
-        if chunk not in chunks:
-            chunks.clear()  # draws are visited in order: keep one chunk
-            rows = slice(chunk * KERNEL_INPUT_CHUNK, (chunk + 1) * KERNEL_INPUT_CHUNK)
-            chunks[chunk] = evaluate(*(flat[rv.name][rows] for rv in free))
-        return tuple(values[row] for values in chunks[chunk])
+        def evaluate(*values: np.ndarray) -> list[np.ndarray]:
+            per_draw = [single(*draw) for draw in zip(*values, strict=True)]
+            return [np.stack(parts) for parts in zip(*per_draw, strict=True)]
+    else:
+        evaluate = compile_over_draws(batched, vectorised)
+    draws = np.arange(n_total) if draws is None else np.asarray(draws, dtype=int)
+    for first in range(0, len(draws), KERNEL_INPUT_CHUNK):
+        indices = draws[first : first + KERNEL_INPUT_CHUNK]
+        # A contiguous run is a view; any other selection a copy of the chunk's rows.
+        rows = (
+            slice(indices[0], indices[-1] + 1)
+            if len(indices) and indices[-1] - indices[0] == len(indices) - 1
+            else indices
+        )
+        yield indices, tuple(evaluate(*(flat[rv.name][rows] for rv in free)))
 
-    return kernel_inputs
+
+def draw_kernel_inputs(
+    model: pm.Model, inputs: tuple, posterior: xr.Dataset, draws: Sequence[int]
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """The numpy values of ``inputs`` at each of ``draws`` (indices into the flattened
+    chain x draw axis), one draw at a time."""
+    for indices, chunk in kernel_input_chunks(model, inputs, posterior, draws):
+        for row in range(len(indices)):
+            yield tuple(values[row] for values in chunk)
 
 
 def evaluate_draws(
@@ -89,51 +102,51 @@ def evaluate_draws(
     spaced ones, and with ``with_signal`` every draw's filtered probabilities on up to
     MAX_LABEL_DATES evenly spaced dates (the relabelling's signal)."""
     n_total = posterior.sizes["chain"] * posterior.sizes["draw"]
-    kernel_inputs = draw_kernel_inputs(model, inputs, posterior)
     band = np.unique(np.linspace(0, n_total - 1, min(band_draws, n_total)).astype(int))
-    band_set = set(band.tolist())
+    is_band = np.zeros(n_total, bool)
+    is_band[band] = True
     pointwise = np.empty((n_total, n_dates))
     dates = label_dates(n_dates)
     signal = None
-    band_values, extras = [], []
-    # Draws without bands need the filter alone: many at once when the composition can.
+    band_parts: list[ProbabilityDraws] = []
+    extras: list = []
+    # Many draws in one call where the composition can: the filter alone for draws
+    # without bands, every probability for the band draws.
     filtered_draws = getattr(composition, "filtered_draws", None)
-    waiting: list[tuple[int, tuple]] = []
+    probability_draws = getattr(composition, "probability_draws", None)
 
-    def keep(index: int, log_predictive: np.ndarray, filtered: np.ndarray) -> None:
+    def keep(rows: np.ndarray, log_predictive: np.ndarray, filtered: np.ndarray) -> None:
         nonlocal signal
-        pointwise[index] = log_predictive
+        pointwise[rows] = log_predictive
         if with_signal:
             if signal is None:
-                signal = np.empty((n_total, len(dates), filtered.shape[1]), np.float32)
-            signal[index] = filtered[dates]
+                signal = np.empty((n_total, len(dates), filtered.shape[-1]), np.float32)
+            signal[rows] = filtered[..., dates, :]
 
-    def filter_waiting() -> None:
-        if waiting:
-            stacked = tuple(
-                np.stack(parts) for parts in zip(*(values for _, values in waiting), strict=True)
-            )
-            for (index, _), log_predictive, filtered in zip(
-                waiting, *filtered_draws(stacked), strict=True
-            ):
-                keep(index, log_predictive, filtered)
-            waiting.clear()
-
-    for index in range(n_total):
-        with_bands = index in band_set
-        if filtered_draws is not None and not with_bands:
-            waiting.append((index, kernel_inputs(index)))
-            if len(waiting) == KERNEL_INPUT_CHUNK:
-                filter_waiting()
-            continue
-        values, extra = composition.date_quantities(kernel_inputs(index), with_bands)
-        keep(index, values.pointwise_loglik, values.filtered)
-        if with_bands:
-            band_values.append(values)
-            extras.append(extra)
-    filter_waiting()
+    for indices, chunk in kernel_input_chunks(model, inputs, posterior):
+        batched = {True: probability_draws, False: filtered_draws}
+        for with_bands in (False, True):
+            rows = is_band[indices] == with_bands
+            if not rows.any():
+                continue
+            if batched[with_bands] is not None:
+                values = batched[with_bands](tuple(part[rows] for part in chunk))
+                if with_bands:
+                    band_parts.append(values)
+                    extras.extend([None] * int(rows.sum()))
+                    values = (values.pointwise_loglik, values.filtered)
+                keep(indices[rows], *values)
+                continue
+            for row in np.flatnonzero(rows):
+                draw, extra = composition.date_quantities(
+                    tuple(part[row] for part in chunk), with_bands
+                )
+                keep(indices[row], draw.pointwise_loglik, draw.filtered)
+                if with_bands:
+                    band_parts.append(ProbabilityDraws(*(value[np.newaxis] for value in draw)))
+                    extras.append(extra)
     probabilities = ProbabilityDraws(
-        *(np.stack([getattr(draw, kind) for draw in band_values]) for kind in KINDS),
-        np.stack([draw.pointwise_loglik for draw in band_values]),
+        *(np.concatenate([getattr(part, kind) for part in band_parts]) for kind in KINDS),
+        np.concatenate([part.pointwise_loglik for part in band_parts]),
     )
     return DrawPass(pointwise, band, probabilities, signal, extras)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from hmm_brute_force import brute_force, random_hmm
 
-from regime_model.inference import hmm_filter, hmm_filter_draws, hmm_loglik_and_grad, hmm_smoother
+from regime_model.inference import (
+    hmm_filter,
+    hmm_filter_draws,
+    hmm_loglik_and_grad,
+    hmm_smoother,
+    hmm_smoother_draws,
+)
 from regime_model.inference.forward_backward import (
     loglik_and_grad_homogeneous,
     loglik_and_grad_time_varying,
@@ -149,12 +155,14 @@ def test_shape_errors_are_reported():
 
 @pytest.mark.parametrize("time_varying", [False, True])
 def test_filtering_many_draws_at_once_matches_one_at_a_time(time_varying):
-    """hmm_filter_draws (the post-processing's batched filter) gives every draw
-    hmm_filter's log predictive densities and filtered probabilities, to rounding (the
-    transitions' exponential is numba's, not numpy's), including a draw whose emissions
-    are so far apart that the filter steps in log space."""
+    """hmm_filter_draws and hmm_smoother_draws (the post-processing's batched passes,
+    split among threads) give every draw hmm_filter's and hmm_smoother's results, to
+    rounding (the transitions' exponential is numba's, not numpy's), including a draw
+    whose emissions are so far apart that the filter steps in log space and one whose
+    data are impossible (smoothed NaN, as hmm_smoother gives). Seven draws: not a
+    multiple of the threads, so the split's uneven part is covered."""
     rng = np.random.default_rng(4)
-    n_draws, n_steps, n_states = 5, 60, 3
+    n_draws, n_steps, n_states = 7, 60, 3
     log_initial = np.log(rng.dirichlet(np.ones(n_states), size=n_draws))
     shape = (n_draws, n_steps - 1) if time_varying else (n_draws,)
     log_transition = np.log(rng.dirichlet(np.ones(n_states), size=(*shape, n_states)))
@@ -165,8 +173,16 @@ def test_filtering_many_draws_at_once_matches_one_at_a_time(time_varying):
     assert filtered.shape == (n_draws, n_steps, n_states)
     for draw in range(n_draws):
         one = hmm_filter(log_initial[draw], log_transition[draw], log_emission[draw])
-        np.testing.assert_allclose(log_predictive[draw], one.log_predictive, rtol=1e-13)
+        np.testing.assert_allclose(log_predictive[draw], one.log_predictive, rtol=1e-13, atol=1e-14)
         np.testing.assert_allclose(filtered[draw], one.filtered_probs, rtol=1e-12, atol=1e-300)
+    log_emission[5, 30] = -np.inf  # draw 5: no state can emit date 30
+    batched = hmm_smoother_draws(log_initial, log_transition, log_emission)
+    for draw in range(n_draws):
+        one = hmm_smoother(log_initial[draw], log_transition[draw], log_emission[draw])
+        expected = (one.log_predictive, one.filtered_probs, one.predicted_probs)
+        for value, reference in zip(batched, (*expected, one.smoothed_probs), strict=True):
+            np.testing.assert_allclose(value[draw], reference, rtol=1e-12, atol=1e-300)
+    assert np.isnan(batched[3][5]).all() and not np.isnan(batched[3][4]).any()
 
 
 def test_filtering_many_draws_refuses_mismatched_shapes():

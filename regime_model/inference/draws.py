@@ -1,0 +1,126 @@
+"""The forward filter and the smoother of many parameter draws at once: the
+post-processing's batched passes (inputs with a leading axis of N draws), each draw's
+result as :func:`~regime_model.inference.hmm_filter` and
+:func:`~regime_model.inference.hmm_smoother` give it.
+
+Kept apart from :mod:`~regime_model.inference.forward_backward`: numba's cache is per
+source file, and editing that module recompiles the sampler's kernels (and has moved
+fixed-seed posteriors in the last digits, docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+from regime_model.inference import forward_backward as fb
+
+
+@numba.njit(cache=True, nogil=True)
+def _filter_draws(log_initial, log_transition, log_emission, rows, log_predictive, filtered):
+    """Fills ``log_predictive`` and ``filtered`` at ``rows`` (the draws of one thread)."""
+    for draw in rows:
+        transition = np.exp(log_transition[draw])
+        forward_pass = fb._forward(
+            log_initial[draw], transition, log_transition[draw], log_emission[draw]
+        )
+        filtered[draw] = forward_pass[1]
+        log_predictive[draw] = forward_pass[6]
+
+
+@numba.njit(cache=True, nogil=True)
+def _smoother_draws(
+    log_initial, log_transition, log_emission, rows, log_predictive, filtered, predicted, smoothed
+):
+    """As :func:`_filter_draws`, also filling ``predicted`` and ``smoothed`` at ``rows``."""
+    for draw in rows:
+        transition = np.exp(log_transition[draw])
+        forward_pass = fb._forward(
+            log_initial[draw], transition, log_transition[draw], log_emission[draw]
+        )
+        marginal_loglik, filtered_probs, predicted_mass, log_filtered, log_predicted = forward_pass[
+            :5
+        ]
+        log_step = forward_pass[5]
+        filtered[draw] = filtered_probs
+        log_predictive[draw] = forward_pass[6]
+        predicted[draw] = fb._normalised_predicted(predicted_mass, log_predicted, log_step)
+        if marginal_loglik == -np.inf:
+            smoothed[draw] = np.nan
+        else:
+            smoothed[draw] = fb._backward(
+                filtered_probs,
+                predicted_mass,
+                log_filtered,
+                log_predicted,
+                log_step,
+                transition,
+                log_transition[draw],
+            )[0]
+
+
+def hmm_filter_draws(
+    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The forward filter of N parameter draws in one compiled loop: (log_predictive
+    (N, T), filtered (N, T, K)), each draw's as :func:`hmm_filter` gives them.
+
+    Shapes: log_initial (N, K), log_transition (N, K, K) or (N, T-1, K, K), log_emission
+    (N, T, K). One call instead of N saves the per-call validation and Python work, about
+    half of a draw's cost at T = 2,873, K = 2."""
+    inputs = _validated_draws(log_initial, log_transition, log_emission)
+    n_draws, n_steps, n_states = inputs[2].shape
+    outputs = (np.empty((n_draws, n_steps)), np.empty((n_draws, n_steps, n_states)))
+    _over_threads(_filter_draws, n_draws, inputs, outputs)
+    return outputs
+
+
+def hmm_smoother_draws(
+    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Filter and smoother of N parameter draws in one compiled loop: (log_predictive
+    (N, T), filtered, predicted, smoothed (N, T, K)), each draw's as :func:`hmm_smoother`
+    gives them. Shapes as :func:`hmm_filter_draws`."""
+    inputs = _validated_draws(log_initial, log_transition, log_emission)
+    n_draws, n_steps, n_states = inputs[2].shape
+    outputs = (
+        np.empty((n_draws, n_steps)),
+        *(np.empty((n_draws, n_steps, n_states)) for _ in range(3)),
+    )
+    _over_threads(_smoother_draws, n_draws, inputs, outputs)
+    return outputs
+
+
+def _validated_draws(log_initial, log_transition, log_emission):
+    """The inputs of N draws as contiguous float64, transitions as (N, n, K, K)."""
+    log_initial = np.ascontiguousarray(log_initial, dtype=np.float64)
+    log_transition = np.ascontiguousarray(log_transition, dtype=np.float64)
+    log_emission = np.ascontiguousarray(log_emission, dtype=np.float64)
+    if log_emission.ndim != 3 or log_emission.shape[1] < 1:
+        raise ValueError(f"log_emission must have shape (N, T, K), got {log_emission.shape}")
+    n_draws, n_steps, n_states = log_emission.shape
+    if log_initial.shape != (n_draws, n_states):
+        raise ValueError(
+            f"log_initial must have shape ({n_draws}, {n_states}), got {log_initial.shape}"
+        )
+    if log_transition.shape == (n_draws, n_states, n_states):
+        log_transition = log_transition[:, np.newaxis]
+    elif log_transition.shape != (n_draws, n_steps - 1, n_states, n_states):
+        raise ValueError(
+            f"log_transition must have shape ({n_draws}, {n_states}, {n_states}) or "
+            f"({n_draws}, {n_steps - 1}, {n_states}, {n_states}), got {log_transition.shape}"
+        )
+    return log_initial, np.ascontiguousarray(log_transition), log_emission
+
+
+def _over_threads(kernel, n_draws: int, inputs: tuple, outputs: tuple) -> None:
+    """Runs ``kernel(*inputs, rows, *outputs)`` on the draws split among the cores.
+
+    The compiled loops release the GIL, so threads share the draws: 0.25 s instead of 0.5
+    s for 3,600 filtered draws at T = 2,500, K = 2 on two cores."""
+    parts = np.array_split(np.arange(n_draws), max(1, min(n_draws, os.cpu_count() or 1)))
+    with ThreadPoolExecutor(len(parts)) as pool:
+        list(pool.map(lambda rows: kernel(*inputs, rows, *outputs), parts))
