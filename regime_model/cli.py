@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> None:
     """The ``regime`` console script: :func:`main`, then the process exits with its status.
 
-    Tearing down the interpreter's modules (PyTensor, numba, PyMC) costs 0.5-0.6 s after
+    Tearing down the interpreter's modules (PyTensor, numba, PyMC) costs 0.6-0.9 s after
     every command on this machine. Once nothing else runs (no other thread, no child
     process) that work is skipped: atexit handlers run, output is flushed, the process
     ends. Otherwise it exits normally."""

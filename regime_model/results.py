@@ -106,11 +106,12 @@ def log_mean_exp(values: np.ndarray, axis: int = 0) -> np.ndarray:
 
 @dataclass
 class ProbabilityDraws:
-    """Per-draw regime probabilities. Arrays (S, T, K); ``pointwise_loglik`` (S, T)."""
+    """Per-draw regime probabilities. Arrays (S, T, K); ``pointwise_loglik`` (S, T).
+    (``smoothed`` and ``predicted`` are None where only the filter ran.)"""
 
     filtered: np.ndarray
-    smoothed: np.ndarray
-    predicted: np.ndarray
+    smoothed: np.ndarray | None
+    predicted: np.ndarray | None
     pointwise_loglik: np.ndarray
 
 

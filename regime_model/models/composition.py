@@ -20,9 +20,8 @@ The contract (both classes implement it):
   relabelling`);
 * ``simulate(parameters, log_initial, log_transition, observations, rng)``;
 * ``date_quantities(inputs, with_bands)`` -> (DrawProbabilities, extra per draw);
-  optionally ``filtered_draws(inputs)``, the same without bands for many draws at once
-  (inputs with a leading draw axis) -> (log predictive (N, T), filtered (N, T, S)), and
-  ``probability_draws(inputs)``, the same with bands -> ProbabilityDraws;
+  optionally ``draw_quantities(inputs, with_bands)``, the same for many draws at once
+  (inputs with a leading draw axis) -> ProbabilityDraws (N, T, S), stacked;
 * ``inputs_at(parameters, observations)``: the kernel's numpy inputs at one point, or
   None to evaluate the sampled graph there;
 * ``reported(posterior, observations)`` -> (variables, dims, coords) and
@@ -177,14 +176,12 @@ class Regimes:
     def date_quantities(self, inputs: tuple, with_bands: bool) -> tuple[DrawProbabilities, None]:
         return regime_date_quantities(*inputs, with_bands=with_bands), None
 
-    def filtered_draws(self, inputs: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """(log predictive (N, T), filtered (N, T, K)) of N draws in one call: what
-        ``date_quantities(..., with_bands=False)`` gives each."""
-        return hmm_filter_draws(*inputs)
-
-    def probability_draws(self, inputs: tuple) -> ProbabilityDraws:
-        """Every kind of probability of N draws in one call: what
-        ``date_quantities(..., with_bands=True)`` gives each, stacked."""
+    def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws:
+        """What ``date_quantities`` gives each of N draws, stacked, in one compiled call
+        (only the filtered kind and the log predictive without bands)."""
+        if not with_bands:
+            log_predictive, filtered = hmm_filter_draws(*inputs)
+            return ProbabilityDraws(filtered, None, None, log_predictive)
         log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(*inputs)
         return ProbabilityDraws(filtered, smoothed, predicted, log_predictive)
 

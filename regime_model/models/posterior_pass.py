@@ -69,13 +69,7 @@ def kernel_input_chunks(
     draws = np.arange(n_total) if draws is None else np.asarray(draws, dtype=int)
     for first in range(0, len(draws), KERNEL_INPUT_CHUNK):
         indices = draws[first : first + KERNEL_INPUT_CHUNK]
-        # A contiguous run is a view; any other selection a copy of the chunk's rows.
-        rows = (
-            slice(indices[0], indices[-1] + 1)
-            if len(indices) and indices[-1] - indices[0] == len(indices) - 1
-            else indices
-        )
-        yield indices, tuple(evaluate(*(flat[rv.name][rows] for rv in free)))
+        yield indices, tuple(evaluate(*(flat[rv.name][indices] for rv in free)))
 
 
 def draw_kernel_inputs(
@@ -110,10 +104,9 @@ def evaluate_draws(
     signal = None
     band_parts: list[ProbabilityDraws] = []
     extras: list = []
-    # Many draws in one call where the composition can: the filter alone for draws
-    # without bands, every probability for the band draws.
-    filtered_draws = getattr(composition, "filtered_draws", None)
-    probability_draws = getattr(composition, "probability_draws", None)
+    # Many draws in one call where the composition can (the filter alone for draws
+    # without bands), else one draw at a time.
+    draw_quantities = getattr(composition, "draw_quantities", None)
 
     def keep(rows: np.ndarray, log_predictive: np.ndarray, filtered: np.ndarray) -> None:
         nonlocal signal
@@ -124,20 +117,16 @@ def evaluate_draws(
             signal[rows] = filtered[..., dates, :]
 
     for indices, chunk in kernel_input_chunks(model, inputs, posterior):
-        batched = {True: probability_draws, False: filtered_draws}
         for with_bands in (False, True):
-            rows = is_band[indices] == with_bands
-            if not rows.any():
-                continue
-            if batched[with_bands] is not None:
-                values = batched[with_bands](tuple(part[rows] for part in chunk))
+            rows = np.flatnonzero(is_band[indices] == with_bands)
+            if draw_quantities is not None and len(rows):
+                values = draw_quantities(tuple(part[rows] for part in chunk), with_bands)
+                keep(indices[rows], values.pointwise_loglik, values.filtered)
                 if with_bands:
                     band_parts.append(values)
-                    extras.extend([None] * int(rows.sum()))
-                    values = (values.pointwise_loglik, values.filtered)
-                keep(indices[rows], *values)
+                    extras.extend([None] * len(rows))
                 continue
-            for row in np.flatnonzero(rows):
+            for row in rows:
                 draw, extra = composition.date_quantities(
                     tuple(part[row] for part in chunk), with_bands
                 )
