@@ -47,7 +47,7 @@ def main() -> None:
     tune = {} if args.tune is None else {"tune": args.tune}
     print(f"T = {len(frame)} weekly dates, K = 2, 4 chains x 1000 draws, {tune or 'default tune'}")
     header = f"{'model':<13} {'wall s':>7} {'sampling s':>10} {'min ESS':>8} {'ESS/s':>7}"
-    print(header + f" {'tail ESS':>8} {'max R-hat':>9} {'div':>4} verdict")
+    print(header + f" {'tail ESS':>8} {'max R-hat':>9} {'div':>4} {'gradients':>9} verdict")
     for name in args.only or RUNS:
         model = MODELS[name](2, progressbar=False, **RUNS[name], **tune)
         started = time.perf_counter()
@@ -61,7 +61,7 @@ def main() -> None:
         print(
             f"{name:<13} {wall:7.1f} {sampling:10.1f} {ess:8.0f} {ess / sampling:7.1f} {tail:8.0f} "
             f"{diagnostics['max_rhat']:9.3f} {diagnostics['divergences']:4d} "
-            f"{diagnostics['verdict']}"
+            f"{result.fit_info.get('gradient_evaluations', 0):9d} {diagnostics['verdict']}"
         )
 
 

@@ -30,6 +30,7 @@ from regime_model.models.leadlag import (
     state_names,
 )
 from regime_model.models.observations import prepare_observations
+from regime_model.models.product_chain import lead_lag_filtered_draws
 from regime_model.results import RegimeResult, hdi_bounds
 
 # Probabilities are stored as float32 (7 significant digits).
@@ -114,6 +115,9 @@ def test_product_space_matches_path_enumeration(n_regimes, n_dates, lag, time_va
     inputs = _product_inputs(chains, lag)
     both = lead_lag_date_quantities(*inputs, lag, n_regimes, with_bands=True)
     cheap = lead_lag_date_quantities(*inputs, lag, n_regimes, with_bands=False)
+    batched_filtered, batched_pointwise = lead_lag_filtered_draws(
+        *(np.stack([part, part]) for part in inputs), lag, n_regimes
+    )
 
     total, smoothed = _enumerate(chains, lag, n_dates, n_dates)
     cumulative, filtered, predicted = [], [], []
@@ -129,10 +133,47 @@ def test_product_space_matches_path_enumeration(n_regimes, n_dates, lag, time_va
     np.testing.assert_allclose(cheap.pointwise_loglik, pointwise, rtol=0, atol=1e-10)
     assert both.pointwise_loglik.sum() == pytest.approx(total, abs=1e-10)
     np.testing.assert_allclose(both.filtered, filtered, atol=FLOAT32_TOLERANCE)
+    for draw in range(2):  # many draws in compiled loops, as one
+        np.testing.assert_allclose(batched_pointwise[draw], pointwise, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(batched_filtered[draw], filtered, atol=FLOAT32_TOLERANCE)
     np.testing.assert_allclose(both.predicted, predicted, atol=FLOAT32_TOLERANCE)
     np.testing.assert_allclose(
         both.smoothed, np.exp(smoothed - total).reshape(n_dates, -1), atol=FLOAT32_TOLERANCE
     )
+
+
+@pytest.mark.parametrize(
+    ("n_regimes", "lag", "time_varying"),
+    [(2, 0, False), (2, 1, False), (2, 3, True), (3, 2, False)],
+)
+def test_many_draws_at_once_match_one_at_a_time(n_regimes, lag, time_varying):
+    """The compiled pass over N draws (post-processing's draws without bands) against
+    the per-draw one: far tails (log densities of -800 on one date), an impossible date
+    in one draw (-inf there, NaN probabilities from there on), uneven thread split."""
+    rng = np.random.default_rng(lag + 10 * n_regimes)
+    n_draws, n_dates, n_states = 5, 30, n_regimes**2
+    log_initial = np.log(rng.dirichlet(np.ones(n_states), size=n_draws))
+    steps = (n_draws, n_dates + lag - 1, n_states) if time_varying else (n_draws, n_states)
+    log_transition = np.log(rng.dirichlet(np.ones(n_states), size=steps))
+    log_emission = 3.0 * rng.normal(size=(n_draws, n_dates + lag, n_states))
+    lead_log_emission = 3.0 * rng.normal(size=(n_draws, n_dates + lag, n_states))
+    log_emission[:, 5] = -800.0
+    log_emission[1, 12] = lead_log_emission[1, 12] = -np.inf
+    inputs = (log_initial, log_transition, log_emission, lead_log_emission)
+    with np.errstate(invalid="ignore"):
+        filtered, pointwise = lead_lag_filtered_draws(*inputs, lag, n_regimes)
+        for draw in range(n_draws):
+            one = lead_lag_date_quantities(*(part[draw] for part in inputs), lag, n_regimes, False)
+            np.testing.assert_allclose(filtered[draw], one.filtered, atol=1e-12, equal_nan=True)
+            # From the impossible date on, the per-draw pass can give NaN where this
+            # gives -inf (the filter's own log predictive density there).
+            finite = np.isfinite(one.pointwise_loglik)
+            np.testing.assert_allclose(
+                pointwise[draw][finite], one.pointwise_loglik[finite], atol=1e-9
+            )
+            assert not np.isfinite(pointwise[draw][~finite]).any()
+    assert np.isneginf(pointwise[1]).any() and np.isnan(filtered[1]).any()
+    assert np.isfinite(pointwise[0]).all()
 
 
 def test_fixed_lag_joint_matches_matrix_products():

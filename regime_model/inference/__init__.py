@@ -9,7 +9,7 @@ The PyTensor Ops (``hmm_log_likelihood``, ``HMMLogLikelihoodOp``,
 the ~1 s PyTensor import.
 """
 
-from regime_model.inference.draws import hmm_filter_draws, hmm_smoother_draws
+from regime_model.inference.draws import fixed_lag_draws, hmm_filter_draws, hmm_smoother_draws
 from regime_model.inference.forecast import hmm_forecast
 from regime_model.inference.forward_backward import (
     HMMFilterResult,
@@ -26,6 +26,7 @@ __all__ = [
     "HMMGradient",
     "HMMLogLikelihoodOp",
     "HMMSmootherResult",
+    "fixed_lag_draws",
     "hmm_filter",
     "hmm_filter_draws",
     "hmm_smoother_draws",

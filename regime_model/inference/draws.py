@@ -124,3 +124,94 @@ def _over_threads(kernel, n_draws: int, inputs: tuple, outputs: tuple) -> None:
     parts = np.array_split(np.arange(n_draws), max(1, min(n_draws, os.cpu_count() or 1)))
     with ThreadPoolExecutor(len(parts)) as pool:
         list(pool.map(lambda rows: kernel(*inputs, rows, *outputs), parts))
+
+
+@numba.njit(cache=True, nogil=True)
+def _fixed_lag_draws(filtered, log_transition, log_emission, tags, rows, log_total, joint):
+    """Fills ``log_total`` and ``joint`` at ``rows`` (see :func:`fixed_lag_draws`).
+
+    In probability space, each step rescaled to a total of one: the filtered start is
+    normalised and each step's emissions are shifted by their maximum."""
+    n_dates, n_tags, n_states = joint.shape[1:]
+    lag = log_emission.shape[1] - n_dates
+    homogeneous = log_transition.shape[1] == 1
+    message = np.empty((n_tags, n_states))
+    carried = np.empty((n_tags, n_states))
+    weights = np.empty(n_states)
+    for draw in rows:
+        transition = np.exp(log_transition[draw])
+        for t in range(n_dates):
+            message[:] = 0.0
+            for state in range(n_states):
+                message[tags[state], state] = filtered[draw, t, state]
+            log_scale = 0.0
+            for step in range(t + 1, t + lag + 1):
+                matrix = transition[0 if homogeneous else step - 1]
+                peak = np.max(log_emission[draw, step])
+                if not np.isfinite(peak):
+                    message[:] = 0.0
+                    break
+                for state in range(n_states):
+                    weights[state] = np.exp(log_emission[draw, step, state] - peak)
+                total = 0.0
+                for tag in range(n_tags):
+                    for state in range(n_states):
+                        value = 0.0
+                        for source in range(n_states):
+                            value += message[tag, source] * matrix[source, state]
+                        carried[tag, state] = value * weights[state]
+                        total += carried[tag, state]
+                if total == 0.0:
+                    message[:] = 0.0
+                    break
+                message[:] = carried / total
+                log_scale += np.log(total) + peak
+            total = message.sum()
+            if total > 0.0:
+                log_total[draw, t] = np.log(total) + log_scale
+                joint[draw, t] = message / total
+            else:  # impossible data: as log-space division by exp(-inf) gives
+                log_total[draw, t] = -np.inf
+                joint[draw, t] = np.nan
+
+
+def fixed_lag_draws(
+    filtered: np.ndarray,
+    log_transition: np.ndarray,
+    log_emission: np.ndarray,
+    tags: np.ndarray,
+    n_tags: int,
+    n_dates: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each step's filtered distribution carried L steps forward, for N draws at once: as
+    :func:`~regime_model.inference.fixed_lag.fixed_lag_joint` started at step t from
+    ``filtered[:, t]``, with the transitions into and the emissions of steps t+1..t+L, for
+    every t < ``n_dates`` (L = steps - n_dates).
+
+    Shapes: filtered (N, steps, S) probabilities; log_transition (N, S, S) or
+    (N, steps-1, S, S) (row r: the move into step r+1); log_emission (N, steps, S); tags
+    (S,) ints in 0..n_tags-1. Returns (log_total (N, n_dates): log p(y of steps
+    t+1..t+L | filtered start of step t); joint (N, n_dates, n_tags, S) normalised over
+    its last two axes: P(tag of the state at t, state at t+L | those data))."""
+    filtered = np.ascontiguousarray(filtered, dtype=np.float64)
+    log_transition = np.ascontiguousarray(log_transition, dtype=np.float64)
+    log_emission = np.ascontiguousarray(log_emission, dtype=np.float64)
+    tags = np.ascontiguousarray(tags, dtype=np.int64)
+    n_draws, n_steps, n_states = log_emission.shape
+    if filtered.shape != log_emission.shape:
+        raise ValueError(f"filtered must have shape {log_emission.shape}, got {filtered.shape}")
+    if log_transition.shape == (n_draws, n_states, n_states):
+        log_transition = log_transition[:, np.newaxis]
+    elif log_transition.shape != (n_draws, n_steps - 1, n_states, n_states):
+        raise ValueError(
+            f"log_transition must have shape ({n_draws}, {n_states}, {n_states}) or "
+            f"({n_draws}, {n_steps - 1}, {n_states}, {n_states}), got {log_transition.shape}"
+        )
+    if not 0 < n_dates <= n_steps:
+        raise ValueError(f"n_dates must be in 1..{n_steps}, got {n_dates}")
+    if tags.shape != (n_states,) or tags.min() < 0 or tags.max() >= n_tags:
+        raise ValueError(f"tags must be ({n_states},) ints in 0..{n_tags - 1}")
+    outputs = (np.empty((n_draws, n_dates)), np.empty((n_draws, n_dates, n_tags, n_states)))
+    inputs = (filtered, np.ascontiguousarray(log_transition), log_emission, tags)
+    _over_threads(_fixed_lag_draws, n_draws, inputs, outputs)
+    return outputs

@@ -21,7 +21,8 @@ The contract (both classes implement it):
 * ``simulate(parameters, log_initial, log_transition, observations, rng)``;
 * ``date_quantities(inputs, with_bands)`` -> (DrawProbabilities, extra per draw);
   optionally ``draw_quantities(inputs, with_bands)``, the same for many draws at once
-  (inputs with a leading draw axis) -> ProbabilityDraws (N, T, S), stacked;
+  (inputs with a leading draw axis) -> ProbabilityDraws (N, T, S), stacked, or None
+  where it cannot (those draws then go one at a time);
 * ``inputs_at(parameters, observations)``: the kernel's numpy inputs at one point, or
   None to evaluate the sampled graph there;
 * ``reported(posterior, observations)`` -> (variables, dims, coords) and

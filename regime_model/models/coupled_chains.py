@@ -80,6 +80,7 @@ from regime_model.models.product_chain import (
     chain_anchor,
     coupled_log_transition,
     lead_lag_date_quantities,
+    lead_lag_filtered_draws,
     product_log_emission,
     product_log_transition,
     state_names,
@@ -92,7 +93,7 @@ from regime_model.models.relabelling import (
 )
 from regime_model.models.simplex import dirichlet
 from regime_model.models.transitions import CovariateLogit, StickyDirichlet
-from regime_model.results import DrawProbabilities, RegimeResult
+from regime_model.results import DrawProbabilities, ProbabilityDraws, RegimeResult
 
 COUPLING_SD = 1.5  # Normal prior sd of each coupling, log odds ratio: 95% within x/ 20
 FORECAST_STEPS = 4  # the summary's forecast runs L + this many steps past the last date
@@ -469,6 +470,18 @@ class CoupledChains:
         n_dates = log_emission.shape[0] - self.lag
         dates = DrawProbabilities(*(values[:n_dates] for values in quantities))  # type: ignore[index]
         return dates, quantities.filtered[n_dates:]
+
+    def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws | None:
+        """What :meth:`date_quantities` gives each of N draws without bands (filtered
+        probabilities and log predictive densities), in compiled loops; None with bands
+        (those draws, a few, go one at a time, with their forecasts)."""
+        if with_bands:
+            return None
+        log_initial, log_transition, log_emission, lead_log_emission, *_ = inputs
+        filtered, pointwise = lead_lag_filtered_draws(
+            log_initial, log_transition, log_emission, lead_log_emission, self.lag, self.n_regimes
+        )
+        return ProbabilityDraws(filtered, None, None, pointwise)
 
     def inputs_at(self, parameters: dict, observations: Observations) -> None:
         """None: a point is evaluated through the sampled graph."""

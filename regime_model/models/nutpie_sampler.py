@@ -27,7 +27,6 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 from pymc.model.transform.optimization import freeze_dims_and_data
-from pymc.pytensorf import compile as compile_pymc
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.rewriting.basic import MergeOptimizer
 from pytensor.graph.rewriting.utils import rewrite_graph
@@ -36,9 +35,11 @@ from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_functi
 from pytensor.link.numba.dispatch.basic import numba_funcify_ensure_cache
 from pytensor.tensor.shape import SpecifyShape
 
-# Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.errors import RegimeModelError
+
+# Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.models import numba_special  # noqa: F401
+from regime_model.models.compiled_graphs import compile_stored
 from regime_model.models.vectorised import compile_over_draws, constants_as_inputs
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
@@ -200,10 +201,8 @@ def sample_with_nutpie(
     data = [np.ascontiguousarray(constant.data, dtype=np.float64) for constant in constants]
     with frozen, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        logp_function = compile_pymc(
-            [flat, *data_inputs],
-            pytensor.clone_replace([logp, gradient], unflatten),
-            mode="NUMBA",
+        logp_function = compile_stored(
+            [flat, *data_inputs], pytensor.clone_replace([logp, gradient], unflatten), "NUMBA"
         )
     object_mode = sorted(
         {

@@ -48,28 +48,43 @@ def kernel_input_chunks(
     graph PyTensor cannot vectorise is evaluated draw by draw and stacked."""
     free = list(model.free_RVs)
     n_total = posterior.sizes["chain"] * posterior.sizes["draw"]
+    # One (draws, parameters) matrix holds every free variable, as nutpie's flat points
+    # do: with one input per variable, each would bring its own draw axis, and the checks
+    # that they broadcast come out of PyTensor's rewrites in an order that changes from
+    # process to process, and with it the compiled function's cache key.
+    shapes = [posterior[rv.name].shape[2:] for rv in free]
+    bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
+    parts = list(zip(free, shapes, bounds[:-1], bounds[1:], strict=True))
+    flat = np.concatenate(
+        [posterior[rv.name].to_numpy().reshape(n_total, high - low) for rv, _, low, high in parts],
+        axis=1,
+        dtype=np.float64,
+    )
+    points = pt.matrix("points", shape=(None, int(bounds[-1])), dtype="float64")
     # An explicit length: a parameter can be empty (a chain with one feature has no
     # "other" columns), and -1 cannot be inferred from a size of 0.
-    flat = {
-        rv.name: (values := posterior[rv.name].to_numpy()).reshape(n_total, *values.shape[2:])
-        for rv in free
+    batched = {
+        rv: points[:, low:high].reshape((points.shape[0], *shape)).astype(rv.dtype)
+        for rv, shape, low, high in parts
     }
-    batched = [pt.tensor(dtype=rv.dtype, shape=(None, *rv.type.shape), name=rv.name) for rv in free]
     try:
-        vectorised = vectorize_graph(list(inputs), dict(zip(free, batched, strict=True)))
+        vectorised = vectorize_graph(list(inputs), batched)
     except NotImplementedError:
         # e.g. the Cholesky factors of full covariance: evaluate one draw at a time.
         single = compile_pymc(free, list(inputs), on_unused_input="ignore")
 
-        def evaluate(*values: np.ndarray) -> list[np.ndarray]:
-            per_draw = [single(*draw) for draw in zip(*values, strict=True)]
-            return [np.stack(parts) for parts in zip(*per_draw, strict=True)]
+        def evaluate(values: np.ndarray) -> list[np.ndarray]:
+            per_draw = [
+                single(*(row[low:high].reshape(shape) for _, shape, low, high in parts))
+                for row in values
+            ]
+            return [np.stack(part) for part in zip(*per_draw, strict=True)]
     else:
-        evaluate = compile_over_draws(batched, vectorised)
+        evaluate = compile_over_draws([points], vectorised)
     draws = np.arange(n_total) if draws is None else np.asarray(draws, dtype=int)
     for first in range(0, len(draws), KERNEL_INPUT_CHUNK):
         indices = draws[first : first + KERNEL_INPUT_CHUNK]
-        yield indices, tuple(evaluate(*(flat[rv.name][indices] for rv in free)))
+        yield indices, tuple(evaluate(flat[indices]))
 
 
 def draw_kernel_inputs(
@@ -104,8 +119,8 @@ def evaluate_draws(
     signal = None
     band_parts: list[ProbabilityDraws] = []
     extras: list = []
-    # Many draws in one call where the composition can (the filter alone for draws
-    # without bands), else one draw at a time.
+    # Many draws in one call where the composition can (it returns None where it
+    # cannot), else one draw at a time.
     draw_quantities = getattr(composition, "draw_quantities", None)
 
     def keep(rows: np.ndarray, log_predictive: np.ndarray, filtered: np.ndarray) -> None:
@@ -119,8 +134,10 @@ def evaluate_draws(
     for indices, chunk in kernel_input_chunks(model, inputs, posterior):
         for with_bands in (False, True):
             rows = np.flatnonzero(is_band[indices] == with_bands)
+            values = None
             if draw_quantities is not None and len(rows):
                 values = draw_quantities(tuple(part[rows] for part in chunk), with_bands)
+            if values is not None:
                 keep(indices[rows], values.pointwise_loglik, values.filtered)
                 if with_bands:
                     band_parts.append(values)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytensor.tensor as pt
 
-from regime_model.inference import hmm_filter, hmm_smoother
+from regime_model.inference import fixed_lag_draws, hmm_filter, hmm_filter_draws, hmm_smoother
 from regime_model.inference.fixed_lag import fixed_lag_joint, log_sum_exp
 from regime_model.models.observations import regime_names
 from regime_model.results import DrawProbabilities
@@ -133,10 +133,34 @@ def lead_lag_date_quantities(
     )
 
 
+def lead_lag_filtered_draws(
+    log_initial: np.ndarray,
+    log_transition: np.ndarray,
+    log_emission: np.ndarray,
+    lead_log_emission: np.ndarray,
+    lag: int,
+    n_lag_regimes: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`lead_lag_date_quantities` gives without bands, for N draws in compiled
+    loops: (filtered (N, T, S) per date, pointwise (N, T) log p(y_t | y_0..t-1)).
+
+    Shapes: the per-draw ones of :func:`lead_lag_date_quantities` with a leading axis of
+    N draws."""
+    log_predictive, filtered = hmm_filter_draws(log_initial, log_transition, log_emission)
+    n_dates = log_emission.shape[1] - lag
+    n_states = log_emission.shape[2]
+    tags = np.arange(n_states) % n_lag_regimes
+    log_total, joint = fixed_lag_draws(
+        filtered, log_transition, lead_log_emission, tags, n_lag_regimes, n_dates
+    )
+    cumulative = np.cumsum(log_predictive, axis=1)[:, :n_dates] + log_total
+    return _date_states(joint, n_lag_regimes), np.diff(cumulative, axis=1, prepend=0.0)
+
+
 def _date_states(joint: np.ndarray, n_lag_regimes: int) -> np.ndarray:
-    """(T, G, S) weights of (lag regime at step t, state at step t+L) -> (T, S) over
+    """(..., G, S) weights of (lag regime at step t, state at step t+L) -> (..., S) over
     (lead regime at t+L = e_t, lag regime c_t), lead major."""
-    n_dates, _, n_states = joint.shape
+    *leading, _, n_states = joint.shape
     n_lead = n_states // n_lag_regimes
-    by_lead = joint.reshape(n_dates, n_lag_regimes, n_lead, n_lag_regimes).sum(axis=3)
-    return by_lead.transpose(0, 2, 1).reshape(n_dates, n_states)
+    by_lead = joint.reshape(*leading, n_lag_regimes, n_lead, n_lag_regimes).sum(axis=-1)
+    return np.swapaxes(by_lead, -1, -2).reshape(*leading, n_states)

@@ -25,11 +25,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pymc.pytensorf import compile as compile_pymc
 from pytensor.compile.ops import ViewOp
 from pytensor.graph.basic import Variable
-from pytensor.graph.traversal import graph_inputs, io_toposort
+from pytensor.graph.fg import FunctionGraph
+from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.variable import TensorConstant
+
+from regime_model.models.compiled_graphs import compile_stored
 
 MODE = "NUMBA"
 FALLBACK_MODE = "FAST_RUN"
@@ -38,21 +41,30 @@ LARGEST_INLINE_CONSTANT = 64
 
 
 def without_views(outputs: Sequence[Variable]) -> list[Variable]:
-    """``outputs`` with every ViewOp node replaced by its input (a view is the value)."""
-    outputs = list(outputs)
-    views = {
-        node.outputs[0]: node.inputs[0]
-        for node in io_toposort(graph_inputs(outputs), outputs)
-        if isinstance(node.op, ViewOp)
-    }
-    if not views:
-        return outputs
-    # Views of views: follow each chain to the first value that is not a view.
-    for view, source in views.items():
-        while source in views:
-            source = views[source]
-        views[view] = source
-    return list(pytensor.clone_replace(outputs, views, rebuild_strict=False))
+    """``outputs`` with every ViewOp node, vectorised or not, replaced by its input (a
+    view is the value)."""
+    fgraph = _copied(outputs)
+    _remove_views(fgraph)
+    return list(fgraph.outputs)
+
+
+def _copied(outputs: Sequence[Variable]) -> FunctionGraph:
+    """A FunctionGraph of a copy of the nodes computing ``outputs``, over the same inputs
+    and constants (to be edited in place: cheaper than rebuilding with clone_replace)."""
+    return FunctionGraph(outputs=list(outputs), clone=True, copy_inputs=False, copy_orphans=False)
+
+
+def _remove_views(fgraph: FunctionGraph) -> None:
+    """Replaces, in place, every ViewOp node of ``fgraph`` (vectorised or not) by its input.
+
+    In place, because rebuilding the graph around each replaced view (clone_replace) costs
+    a second per pass on a vectorised lead-lag graph, and a view inside a replaced
+    subgraph (a Deterministic's inside another's) would come back in the rebuilt copy."""
+    for node in fgraph.toposort():
+        if isinstance(node.op, ViewOp) or (
+            isinstance(node.op, Blockwise) and isinstance(node.op.core_op, ViewOp)
+        ):
+            fgraph.replace(node.outputs[0], node.inputs[0], reason="without_views")
 
 
 def constants_as_inputs(
@@ -84,20 +96,23 @@ def compile_over_draws(
     """A function of ``inputs`` (each with a leading draw axis) returning ``outputs``,
     compiled in NUMBA mode with the graph's array constants as bound inputs (C when numba
     would need object mode)."""
-    outputs = without_views(outputs)
+    fgraph = _copied(outputs)
+    _remove_views(fgraph)
     constants, data_inputs = constants_as_inputs(
-        outputs, lambda constant: constant.data.size > LARGEST_INLINE_CONSTANT
+        fgraph.outputs, lambda constant: constant.data.size > LARGEST_INLINE_CONSTANT
     )
+    # Rebuilt, not replaced in place: in place would assert the constants' shapes on
+    # their inputs, keeping the data's length in the graph and its cache key.
     outputs = pytensor.clone_replace(
-        outputs, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
+        fgraph.outputs, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
     )
     data = [constant.data for constant in constants]
     arguments = [*inputs, *data_inputs]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        function = compile_pymc(arguments, outputs, on_unused_input="ignore", mode=MODE)
+        function = compile_stored(arguments, outputs, MODE, on_unused_input="ignore")
     if any("object mode" in str(warning.message) for warning in caught):
-        function = compile_pymc(arguments, outputs, on_unused_input="ignore", mode=FALLBACK_MODE)
+        function = compile_stored(arguments, outputs, FALLBACK_MODE, on_unused_input="ignore")
     else:
         for warning in caught:  # the others, as they would have been shown
             warnings.showwarning(

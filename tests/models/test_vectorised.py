@@ -26,16 +26,16 @@ def _graph():
 
 def _compiled_with_spy(monkeypatch, warn_object_mode: bool = False):
     compiled = []
-    original = vectorised.compile_pymc
+    original = vectorised.compile_stored
 
-    def spy(inputs, outputs, **kwargs):
-        if warn_object_mode and kwargs["mode"] == vectorised.MODE:
+    def spy(inputs, outputs, mode, **kwargs):
+        if warn_object_mode and mode == vectorised.MODE:
             warnings.warn("Numba will use object mode to run SomeOp's perform method", stacklevel=2)
-        function = original(inputs, outputs, **kwargs)
-        compiled.append((kwargs["mode"], function))
+        function = original(inputs, outputs, mode, **kwargs)
+        compiled.append((mode, function))
         return function
 
-    monkeypatch.setattr(vectorised, "compile_pymc", spy)
+    monkeypatch.setattr(vectorised, "compile_stored", spy)
     theta, outputs, data = _graph()
     draws = pt.matrix("draws", shape=(None, 2))
     function = compile_over_draws([draws], vectorize_graph(outputs, {theta: draws}))
