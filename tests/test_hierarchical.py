@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
@@ -22,7 +23,14 @@ from regime_model.data.synthetic import simulate_pooled_features
 from regime_model.models import BayesianHMM
 from regime_model.models.hierarchical import HierarchicalHMM
 from regime_model.models.observations import prepare_observations
-from regime_model.models.pooled_emissions import _centred_group, feature_groups, zero_sum_basis
+from regime_model.models.pooled_emissions import (
+    GROUP_LOG_SCALE_SD,
+    GROUP_MEAN_SD,
+    GroupStructure,
+    _hierarchy,
+    feature_groups,
+    zero_sum_basis,
+)
 from regime_model.results import RegimeResult, hdi_bounds
 
 N_DATES, N_HOLDOUT = 400, 20
@@ -82,96 +90,124 @@ def test_zero_sum_basis_is_orthonormal_and_sums_to_zero(n_regimes):
         assert basis[1, 0] > 0 > basis[0, 0]
 
 
+@pytest.mark.parametrize("anchored", [False, True])
 @pytest.mark.parametrize("spread", [0.05, 0.3, 1.7])
-def test_centred_group_density_is_the_hierarchical_prior(spread):
-    """(members, offset) of a centred group carry exactly the hierarchical prior: the
-    density is Gaussian in (member_1, member_2, offset) for a fixed spread, and it must
-    integrate to one, exp(log p(0)) (2 pi)^(3/2) / sqrt(det H) = 1, which fails by
-    sqrt(n) / spread if the Jacobian of the offset is left out."""
-    x = pt.vector("x")  # two members, one offset, one coordinate each
-    group, log_density = _centred_group(x[:2, None], x[2:], pt.constant(spread), 0.8)
-    evaluate = pytensor.function([x], [log_density, pytensor.gradient.hessian(log_density, x)])
-    value, hessian = evaluate(np.zeros(3))
-    total = np.exp(value) * (2 * np.pi) ** 1.5 / np.sqrt(np.linalg.det(-hessian))
-    assert total == pytest.approx(1.0, rel=1e-10)
-    # The group sits at the members' average plus spread / sqrt(n) * offset.
-    assert pytensor.function([x], group)(np.array([1.0, 2.0, 3.0]))[0] == pytest.approx(
-        1.5 + spread * 3.0 / np.sqrt(2)
-    )
+def test_sampled_coordinates_carry_exactly_the_hierarchical_prior(spread, anchored):
+    """At a fixed spread, the map from what is sampled (members' average, deviation
+    coordinates, group offset) to (members, group) is linear, so the sampled variables'
+    density must equal the hierarchy's, members ~ Normal(group, spread) and group ~
+    Normal(0, prior_sd) (or given: the ordered anchor), times |det Jacobian|. Groups of
+    two and three members with different centring weights, and a lone feature."""
+    prior_sd, k = 0.8, 2  # K = 3 regimes
+    member = np.array([0, 0, 1, 1, 1, 2])
+    structure = GroupStructure(
+        columns=list("abcdef"), anchor=0, names=["g0", "g1", "g2"], member=member,
+        pooled=np.array([0, 1]), pooled_features=np.arange(5), signs=np.ones(6),
+        sign_source=["start"] * 6, level_weights={}, centring={"mean": np.array([0.3, 0.8, 0.0])},
+    )  # fmt: skip
+    fixed_group = np.array([0.4, -0.2])
+    fixed = {0: pt.as_tensor(fixed_group)} if anchored else {}
+    with pm.Model(coords={"pooled_group": ["g0", "g1"]}) as model:
+        group, members = _hierarchy("mean", structure, prior_sd, fixed, k + 1)
+    sampled = [v for v in model.free_RVs if v.name not in ("group_mean_sd", "group_mean_coord")]
+    values = [model.rvs_to_values[v] for v in sampled]
+    rng = np.random.default_rng(1)
+    point = {v.name: rng.standard_normal(model.initial_point()[v.name].shape) for v in values}
+    point["group_mean_sd_log__"] = np.log(np.full(2, spread))
+    point["group_mean_coord"] = rng.standard_normal((1, k))
+    group, members = model.replace_rvs_by_values([group, members])
+    outputs = pt.concatenate([members[:5].ravel(), *([] if anchored else [group[0]]), group[1]])
+    jacobian = pytensor.gradient.jacobian(outputs, values, disconnected_inputs="ignore")
+    square = pt.concatenate([j.reshape((outputs.shape[0], -1)) for j in jacobian], axis=1)
+    log_density = model.logp(vars=sampled, jacobian=False)
+    evaluate = model.compile_fn([log_density, group, members, square], point_fn=True)
+    log_density, group_value, member_value, jac = evaluate(point)
+    assert jac.shape[0] == jac.shape[1]
+    expected = np.sum(norm.logpdf(member_value[:5], group_value[member[:5]], spread))
+    groups = [1] if anchored else [0, 1]
+    expected += np.sum(norm.logpdf(group_value[groups], 0.0, prior_sd))
+    expected += np.log(abs(np.linalg.det(jac)))
+    assert log_density == pytest.approx(expected, rel=1e-10, abs=1e-10)
+    if anchored:
+        np.testing.assert_allclose(group_value[0], fixed_group)
+    # A lone feature's coordinates are its group's.
+    np.testing.assert_allclose(member_value[5], group_value[2])
+    np.testing.assert_allclose(group_value[2], point["group_mean_coord"][0])
 
 
 @pytest.mark.parametrize("identification", ["relabelled", "ordered"])
 def test_likelihood_equals_a_brute_force_forward_pass(identification):
     """At a random parameter point, the model's HMM potential equals a plain NumPy forward
     algorithm over masked Gaussian densities, and its mean/sigma equal the hierarchy's
-    formulas evaluated by hand from the free variables, with one group of each kind
-    sampled centred (the other parameterisation). Ordered: the anchor group's responses
-    are gaps and levels precision-weighted; relabelled: free responses, plain averages."""
+    formulas evaluated by hand from the free variables, with the groups' deviations
+    sampled at three centring weights (0 non-centred, 1 centred, 0.7 in between).
+    Ordered: the anchor group's mean responses are ordered gaps and the levels
+    precision-weighted; relabelled: free responses, plain averages."""
     ordered = identification == "ordered"
     features, _ = simulate_pooled_features(80, short_history=0.6, seed=4)
     model = HierarchicalHMM(3, seed=0, identification=identification)
     observations = prepare_observations(features, 3)
     composition = model.components(observations, model.initial_estimate(observations))
     structure = composition.emissions.structure
-    structure.centred["mean"][:] = [False, True, False]  # crypto
-    structure.centred["log_scale"][:] = [False, False, True]  # flows
+    structure.centring["mean"][:] = [0.0, 0.7, 1.0]  # equity, crypto, flows
+    structure.centring["log_scale"][:] = [1.0, 0.0, 0.7]
     pymc_model, _ = model._build(composition, observations)
     rng = np.random.default_rng(0)
     point = {
         name: value + 0.3 * rng.standard_normal(np.shape(value))
         for name, value in pymc_model.initial_point().items()
     }
+    kinds = ("mean", "log_scale")
     names = [
         "level", "log_level", *(["anchor_group_gaps"] if ordered else []),
-        "group_mean_coord", "group_log_scale_coord",
-        "group_mean_sd", "group_log_scale_sd", "member_mean_raw", "member_log_scale_raw",
-        "member_mean_centred", "member_log_scale_centred", "group_mean_offset",
-        "group_log_scale_offset", "group_mean", "group_log_scale", "mean", "sigma",
-        "transition", "initial", "hmm_loglik", "group_mean_hierarchy",
+        *(f"group_{n}_sd" for n in kinds), *(f"member_{n}_deviation" for n in kinds),
+        "member_mean_average", "member_log_scale_average", "group_mean_offset",
+        "group_log_scale_offset", *(["member_mean_average_raw"] if ordered else []),
+        "group_mean", "group_log_scale", "mean", "sigma", "transition", "initial", "hmm_loglik",
     ]  # fmt: skip
     outputs = pymc_model.replace_rvs_by_values([pymc_model[name] for name in names])
     evaluate = pymc_model.compile_fn(outputs, point_fn=True)
     values = dict(zip(names, evaluate(point), strict=True))
 
-    # The hierarchy by hand (standardised units; groups equity, crypto, flows).
+    # The hierarchy by hand (standardised units; groups equity, crypto, flows, all pooled).
+    np.testing.assert_array_equal(structure.pooled, [0, 1, 2])
     basis = zero_sum_basis(3)
-    members = {g: np.flatnonzero(structure.member == g) for g in range(3)}
     fixed_mean = {}
     if ordered:
         steps = np.concatenate([[0.0], np.cumsum(values["anchor_group_gaps"])])
         fixed_mean = {0: basis.T @ (steps - steps.mean())}
     else:  # equal level weights: the prior is the same under every permutation
-        for name in ("mean", "log_scale"):
+        for name in kinds:
             np.testing.assert_allclose(structure.level_weights[name], 1 / 3)
     expected = {}
-    for name, fixed in (("mean", fixed_mean), ("log_scale", {})):
-        centred = structure.centred[name]
-        group = np.empty((3, 2))
-        free = [g for g in range(3) if g not in fixed and not centred[g]]
-        group[free] = values[f"group_{name}_coord"]
+    for name, fixed, prior_sd in (
+        ("mean", fixed_mean, GROUP_MEAN_SD),
+        ("log_scale", {}, GROUP_LOG_SCALE_SD),
+    ):
+        spread = values[f"group_{name}_sd"]
+        group, average = np.empty((3, 2)), np.empty((3, 2))
+        free = [g for g in range(3) if g not in fixed]
+        for row, g in enumerate(free):  # the group given its members' average
+            n, s2 = np.sum(structure.member == g), spread[g] ** 2
+            precision = n / s2 + 1 / prior_sd**2
+            average[g] = values[f"member_{name}_average"][row]
+            offset = values[f"group_{name}_offset"][row]
+            group[g] = n * average[g] / s2 / precision + offset / np.sqrt(precision)
         for g, coordinates in fixed.items():
+            n = np.sum(structure.member == g)
             group[g] = coordinates
-        (g_centred,) = np.flatnonzero(centred)
-        spread = dict(zip(structure.pooled, values[f"group_{name}_sd"], strict=True))
-        theta = values[f"member_{name}_centred"]  # the centred group's members, in order
-        group[g_centred] = theta.mean(axis=0) + spread[g_centred] * values[f"group_{name}_offset"][
-            0
-        ] / np.sqrt(len(theta))
+            raw = values[f"member_{name}_average_raw"][0]
+            average[g] = coordinates + spread[g] / np.sqrt(n) * raw
         np.testing.assert_allclose(values[f"group_{name}"], basis @ group.T, rtol=1e-10)
-        member = group[structure.member].copy()
-        member[members[g_centred]] = theta
-        others = [d for g in (0, 1, 2) if g != g_centred for d in members[g]]
-        member[others] += (
-            np.array([spread[structure.member[d]] for d in others])[:, None]
-            * values[f"member_{name}_raw"]
-        )
-        if name == "mean":
-            log_hierarchy = (
-                norm.logpdf(theta, group[g_centred], spread[g_centred]).sum()
-                + norm.logpdf(group[g_centred], 0.0, 1.0).sum()
-                + 2 * (np.log(spread[g_centred]) - 0.5 * np.log(len(theta)))
-            )
-            assert values["group_mean_hierarchy"] == pytest.approx(log_hierarchy, rel=1e-10)
+        member = np.empty((len(structure.member), 2))
+        deviation = values[f"member_{name}_deviation"]
+        row = 0
+        for g in range(3):
+            rows = np.flatnonzero(structure.member == g)
+            weight = structure.centring[name][g]
+            coordinates = spread[g] ** (1 - weight) * deviation[row : row + len(rows) - 1]
+            member[rows] = average[g] + zero_sum_basis(len(rows)) @ coordinates
+            row += len(rows) - 1
         response = basis @ member.T  # (K, D), zero-sum over regimes
         # Each feature's level is the level-weighted average over regimes.
         weights = structure.level_weights[name].T

@@ -114,7 +114,13 @@ def _source(variable: Variable, source: dict) -> str:
         return source[variable]
     if isinstance(variable, Constant):
         data = np.asarray(variable.data)
-        digest = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+        # An object array's bytes are pointers (NoneConst's None differs per process).
+        content = (
+            repr(variable.data).encode()
+            if data.dtype.hasobject
+            else np.ascontiguousarray(data).tobytes()
+        )
+        digest = hashlib.sha256(content).hexdigest()
         return f"constant {variable.type} {data.dtype} {data.shape} {digest}"
     raise KeyError(variable)
 

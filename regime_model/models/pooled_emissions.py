@@ -22,11 +22,11 @@ split between regimes, and that is what the group lends.
 Zero-sum vectors are sampled as coordinates in an orthonormal basis of the zero-sum
 subspace (Normal coordinates = ZeroSumNormal vector). Each feature's level is a
 precision-weighted average of its regime means (weights fixed from the start), which
-makes it nearly uncorrelated with the responses in the posterior. A pooled group is
-sampled non-centred (member = group + spread * raw) unless its members clearly differ at
-the start; then its members are free and the group is their average plus a standardised
-offset (no funnel between a two-member group and its spread). These choices change what
-the sampler sees, never the posterior.
+makes it nearly uncorrelated with the responses in the posterior. A pooled group's
+members are sampled as their average, with the group integrated out, and their
+deviations from it, partially centred by weights chosen from the start; the group is
+drawn given its members through a standard Normal offset (see :func:`_hierarchy`). These
+choices change what the sampler sees, never the posterior.
 
 Signs: features in one group may respond to risk-on with opposite signs (a credit-spread
 change falls when a high-yield return rises). Each feature's ``sign`` is fixed before
@@ -89,9 +89,6 @@ GROUP_LOG_SCALE_SD = LOG_SCALE_SD  # same spread as BayesianHMM's log-scales
 # members of a group similar unless their data say otherwise.
 SPREAD_ALPHA, SPREAD_BETA = 3.0, 15.0
 MIN_START_SPREAD = 0.05  # floor of the start values of spreads and ordered gaps
-# A pooled group is sampled centred when its members' spread at the start is at least this
-# many times their standard errors (see _centred_groups).
-CENTRED_SPREAD_RATIO = 3.0
 UNGROUPED = "unknown"
 
 
@@ -103,8 +100,9 @@ class GroupStructure:
     names; ``member`` (D,) group index of each feature; ``pooled`` indexes the groups with
     two or more members; ``pooled_features`` (P,) the features in them; ``signs`` (D,) +1
     or -1; ``sign_source`` (D,) "start" or "user"; ``level_weights`` {"mean",
-    "log_scale"} -> (D, K) weights over regimes defining each feature's level; ``centred``
-    {"mean", "log_scale"} -> (G,) True for a pooled group sampled centred;
+    "log_scale"} -> (D, K) weights over regimes defining each feature's level; ``centring``
+    {"mean", "log_scale"} -> (G,) centring weights of the pooled groups' deviations
+    (1 centred, 0 non-centred; see :func:`_centring`);
     ``ordered_anchor``: the anchor group's mean responses are ordered gaps
     (identification="ordered") rather than free like every other group's.
     """
@@ -118,7 +116,7 @@ class GroupStructure:
     signs: np.ndarray
     sign_source: list[str]
     level_weights: dict[str, np.ndarray]
-    centred: dict[str, np.ndarray]
+    centring: dict[str, np.ndarray]
     ordered_anchor: bool = True
 
     @property
@@ -157,7 +155,7 @@ def group_structure(
     ordered: bool,
 ) -> GroupStructure:
     """Groups, signs (from the start unless given in ``signs``), level weights and the
-    choice of centred or non-centred sampling per group; ``ordered``: the anchor group's
+    centring weight of each group's deviations (:func:`_centring`); ``ordered``: the anchor group's
     mean responses are ordered (identification="ordered")."""
     columns = observations.columns
     names, member = feature_groups(columns, observations.groups)
@@ -196,10 +194,10 @@ def group_structure(
             "mean": mean_precision / mean_precision.sum(axis=1, keepdims=True),
             "log_scale": level_dates / level_dates.sum(axis=1, keepdims=True),
         },
-        centred={},
+        centring={},
         ordered_anchor=ordered,
     )
-    structure.centred.update(_centred_groups(start, structure, dates))
+    structure.centring.update(_centring(start, structure, dates))
     return structure
 
 
@@ -285,7 +283,6 @@ class PooledEmissions:
                 point["nu"] = np.full(observations.n_features, START_NU)
         rng = np.random.default_rng(seed)
         anchor_group = int(structure.member[structure.anchor])
-        pooled = structure.pooled_features
         for point in points:
             mean = start.mean + 0.05 * rng.standard_normal(start.mean.shape)
             log_sigma = np.log(start.sigma) + 0.05 * rng.standard_normal(start.sigma.shape)
@@ -294,37 +291,8 @@ class PooledEmissions:
             if structure.ordered_anchor:
                 point["anchor_group_gaps"] = parts.anchor_gaps
             for name in ("mean", "log_scale"):
-                centred = structure.centred[name]
                 fixed = {anchor_group} if name == "mean" and structure.ordered_anchor else set()
-                free = [g for g in range(len(structure.names)) if g not in fixed and not centred[g]]
-                if free:
-                    point[f"group_{name}_coord"] = parts.group[name][free]
-                if not len(pooled):
-                    continue
-                group = parts.group[name][structure.member]  # (D, K-1)
-                deviation = parts.member[name] - group
-                spread = np.array(
-                    [
-                        max(
-                            np.sqrt(np.mean(deviation[structure.member == g] ** 2)),
-                            MIN_START_SPREAD,
-                        )
-                        for g in structure.pooled
-                    ]
-                )
-                point[f"group_{name}_sd"] = spread
-                non_centred = [d for d in pooled if not centred[structure.member[d]]]
-                if non_centred:
-                    member_spread = spread[structure.pooled_position(non_centred)][:, None]
-                    point[f"member_{name}_raw"] = deviation[non_centred] / member_spread
-                if centred.any():
-                    # Start groups at their members' average: offsets of zero.
-                    point[f"member_{name}_centred"] = parts.member[name][
-                        [d for d in pooled if centred[structure.member[d]]]
-                    ]
-                    point[f"group_{name}_offset"] = np.zeros(
-                        (int(centred.sum()), mean.shape[0] - 1)
-                    )
+                point.update(_start_coordinates(name, parts, structure, fixed))
         return points
 
     def log_emission_at(self, parameters: dict, observations: Observations) -> np.ndarray:
@@ -377,6 +345,43 @@ class PooledEmissions:
         )
 
 
+def _start_coordinates(
+    name: str, parts: Decomposition, structure: GroupStructure, fixed: set[int]
+) -> dict[str, np.ndarray]:
+    """The free variables of one kind of response (see :func:`_hierarchy`) at the
+    decomposed start: lone groups' coordinates, and per pooled group its members'
+    average, spread and deviation coordinates, the group at its conditional mean."""
+    lone = [g for g in range(len(structure.names)) if g not in fixed and g not in structure.pooled]
+    point = {f"group_{name}_coord": parts.group[name][lone]} if lone else {}
+    if not len(structure.pooled):
+        return point
+    layout = PooledLayout.of(structure, name, fixed)
+    members = parts.member[name]  # (D, K-1)
+    average = np.stack([members[structure.member == g].mean(axis=0) for g in structure.pooled])
+    coordinates = layout.basis.T @ members[structure.pooled_features]  # (C, K-1)
+    spread = np.array(
+        [
+            max(
+                np.sqrt(np.mean(coordinates[layout.group_of_coordinate == p] ** 2)),
+                MIN_START_SPREAD,
+            )
+            for p in range(len(structure.pooled))
+        ]
+    )
+    point[f"group_{name}_sd"] = spread
+    free = ~layout.fixed
+    if free.any():
+        point[f"member_{name}_average"] = average[free]
+        point[f"group_{name}_offset"] = np.zeros_like(average[free])
+    if layout.fixed.any():
+        group = parts.group[name][structure.pooled[layout.fixed]]
+        scale = (spread / np.sqrt(layout.sizes))[layout.fixed][:, None]
+        point[f"member_{name}_average_raw"] = (average[layout.fixed] - group) / scale
+    scale = spread[layout.group_of_coordinate][:, None]
+    point[f"member_{name}_deviation"] = coordinates / scale ** (1.0 - layout.centring[:, None])
+    return point
+
+
 def zero_sum_basis(n_regimes: int) -> np.ndarray:
     """(K, K-1) orthonormal Helmert basis of the vectors that sum to zero over regimes."""
     basis = np.zeros((n_regimes, n_regimes - 1))
@@ -397,102 +402,147 @@ def _hierarchy(
     """Group coordinates (G, K-1) and member coordinates (D, K-1) of one kind of
     response ("mean" or "log_scale"), with their priors.
 
-    A group's coordinates are Normal(0, ``prior_sd``) (or given in ``fixed``); a member
-    of a pooled group is Normal(group, spread), spread ~ Gamma(SPREAD_ALPHA, SPREAD_BETA);
-    a lone member's coordinates are its group's. Two parameterisations, chosen per group
-    before sampling (``structure.centred``):
+    The prior: a group's coordinates are Normal(0, ``prior_sd``) (or given in ``fixed``);
+    a member of a pooled group is Normal(group, spread), spread ~ Gamma(SPREAD_ALPHA,
+    SPREAD_BETA); a lone member's coordinates are its group's. What is sampled, per pooled
+    group of n members and per coordinate:
 
-    - non-centred: member = group + spread * raw, raw ~ Normal(0, 1);
-    - centred, for a group whose members clearly differ: members are free, and the group
-      sits at their average plus spread / sqrt(n) * offset. Given the members, the offset
-      is then about Normal(0, 1) whatever the spread: no funnel between the group and
-      its spread, which a centred group with two or three members otherwise has.
+    - the members' average, Normal(0, sqrt(prior_sd^2 + spread^2 / n)), the group
+      integrated out. The data pin the average down; sampled as group + spread * raw,
+      the members traded the group off against their raws along a ridge whose slope is
+      the spread, and that ridge set NUTS's step size (4x smaller than the non-pooled
+      model's on the weekly benchmark);
+    - the members' deviations from their average, n-1 coordinates in an orthonormal
+      zero-sum basis, Normal(0, spread) each, partially centred with the group's weight
+      from ``structure.centring`` (see :func:`_deviation_coordinates`);
+    - the group given its members, Normal(c, s) with c, s from the average and the spread,
+      as c + s * offset: the offset is a standard Normal independent of everything else.
+
+    A fixed group (the ordered anchor's mean) is not integrated out: its members' average
+    is group + spread / sqrt(n) * raw.
     """
-    n_groups, k = len(structure.names), n_regimes - 1
-    centred = structure.centred[name]
-    free = [g for g in range(n_groups) if g not in fixed and not centred[g]]
-    groups: list[pt.TensorVariable | None] = [fixed.get(g) for g in range(n_groups)]
-    if free:
-        coordinates = pm.Normal(f"group_{name}_coord", 0.0, prior_sd, shape=(len(free), k))
-        for row, g in enumerate(free):
+    k = n_regimes - 1
+    groups: list = [fixed.get(g) for g in range(len(structure.names))]
+    lone = [g for g in range(len(groups)) if g not in fixed and g not in structure.pooled]
+    if lone:
+        coordinates = pm.Normal(f"group_{name}_coord", 0.0, prior_sd, shape=(len(lone), k))
+        for row, g in enumerate(lone):
             groups[g] = coordinates[row]
-    pooled = structure.pooled_features
-    if not len(pooled):
+    if not len(structure.pooled):
         stacked = pt.stack(groups)
         return stacked, stacked[structure.member]
+    layout = PooledLayout.of(structure, name, set(fixed))
     spread = pm.Gamma(f"group_{name}_sd", alpha=SPREAD_ALPHA, beta=SPREAD_BETA, dims="pooled_group")
-    centred_members = [d for d in pooled if centred[structure.member[d]]]
-    if centred_members:
-        members = pm.Flat(f"member_{name}_centred", shape=(len(centred_members), k))
-        centred_groups = [int(g) for g in structure.pooled if centred[g]]
-        offsets = pm.Flat(f"group_{name}_offset", shape=(len(centred_groups), k))
-        terms = []
-        for row, g in enumerate(centred_groups):
-            rows = [i for i, d in enumerate(centred_members) if structure.member[d] == g]
-            position = int(np.flatnonzero(structure.pooled == g)[0])
-            groups[g], log_density = _centred_group(
-                members[rows], offsets[row], spread[position], prior_sd
-            )
-            terms.append(log_density)
-        pm.Potential(f"group_{name}_hierarchy", pt.sum(pt.stack(terms)))
+    size = layout.sizes.astype(float)
+    averages = [None] * len(structure.pooled)
+    free = np.flatnonzero(~layout.fixed)
+    if len(free):
+        n, s = size[free][:, None], spread[free][:, None]
+        average = pm.Normal(
+            f"member_{name}_average", 0.0, pt.sqrt(prior_sd**2 + s**2 / n), shape=(len(free), k)
+        )
+        precision = n / s**2 + 1.0 / prior_sd**2  # of the group given its members
+        offset = pm.Normal(f"group_{name}_offset", 0.0, 1.0, shape=(len(free), k))
+        group = n * average / s**2 / precision + offset / pt.sqrt(precision)
+        for row, position in enumerate(free):
+            groups[int(structure.pooled[position])] = group[row]
+            averages[position] = average[row]
+    anchored = np.flatnonzero(layout.fixed)
+    if len(anchored):
+        raw = pm.Normal(f"member_{name}_average_raw", 0.0, 1.0, shape=(len(anchored), k))
+        for row, position in enumerate(anchored):
+            g = int(structure.pooled[position])
+            averages[position] = groups[g] + spread[position] / np.sqrt(size[position]) * raw[row]
     stacked = pt.stack(groups)
     member = stacked[structure.member]
-    non_centred = [d for d in pooled if not centred[structure.member[d]]]
-    if non_centred:
-        raw = pm.Normal(f"member_{name}_raw", 0.0, 1.0, shape=(len(non_centred), k))
-        member_spread = spread[structure.pooled_position(non_centred)][:, None]
-        member = pt.set_subtensor(member[non_centred], member[non_centred] + member_spread * raw)
-    if centred_members:
-        member = pt.set_subtensor(member[centred_members], members)
+    rows = pt.stack(averages)[structure.pooled_position()]  # (P, K-1) per pooled feature
+    deviations = pt.as_tensor(layout.basis) @ _deviation_coordinates(name, layout, spread, k)
+    member = pt.set_subtensor(member[structure.pooled_features], rows + deviations)
     return stacked, member
 
 
-def _centred_group(
-    members: pt.TensorVariable, offset: pt.TensorVariable, spread, prior_sd: float
-) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-    """(group coordinates (K-1,), log density) of a centred group from its members
-    (n, K-1) and a free ``offset`` (K-1,): group = mean(members) + spread / sqrt(n) *
-    offset. The log density is that of members ~ Normal(group, spread) and group ~
-    Normal(0, prior_sd), plus log|d group / d offset|, so that (members, offset) carry
-    exactly the hierarchical prior."""
-    n = members.shape[0]
-    group = members.mean(axis=0) + spread * offset / pt.sqrt(n)
-    log_density = (
-        pm.logp(pm.Normal.dist(group, spread), members).sum()
-        + pm.logp(pm.Normal.dist(0.0, prior_sd), group).sum()
-        + offset.shape[0] * (pt.log(spread) - 0.5 * pt.log(n))
+def _deviation_coordinates(
+    name: str, layout: PooledLayout, spread: pt.TensorVariable, k: int
+) -> pt.TensorVariable:
+    """(C, K-1) zero-sum coordinates of the pooled features' deviations from their
+    group's average, Normal(0, spread) each, partially centred: spread^(1 - w) * x with
+    x ~ Normal(0, spread^w), w the coordinate's centring weight."""
+    scale = spread[layout.group_of_coordinate][:, None]
+    weight = pt.as_tensor(layout.centring[:, None])
+    sampled = pm.Normal(
+        f"member_{name}_deviation", 0.0, scale**weight, shape=(len(layout.centring), k)
     )
-    return group, log_density
+    return scale ** (1.0 - weight) * sampled
 
 
-def _centred_groups(
+@dataclass(frozen=True)
+class PooledLayout:
+    """How one kind of response of the pooled groups is sampled. Per pooled group (P
+    groups, in ``structure.pooled`` order): ``sizes`` (P,) members, ``fixed`` (P,) True
+    for a group given from outside (the ordered anchor's mean). Per deviation coordinate
+    (C = sum(n - 1)): ``group_of_coordinate`` (C,) its group's position, and
+    ``centring`` (C,) its group's centring weight. ``basis`` (F, C)
+    maps deviation coordinates to the pooled features (``structure.pooled_features``
+    order): block-diagonal, each group's block an orthonormal zero-sum basis."""
+
+    sizes: np.ndarray
+    fixed: np.ndarray
+    group_of_coordinate: np.ndarray
+    centring: np.ndarray
+    basis: np.ndarray
+
+    @classmethod
+    def of(cls, structure: GroupStructure, name: str, fixed: set[int]) -> PooledLayout:
+        features = structure.pooled_features
+        sizes = np.array([np.sum(structure.member == g) for g in structure.pooled])
+        basis = np.zeros((len(features), int(np.sum(sizes - 1))))
+        group_of_coordinate = np.repeat(np.arange(len(sizes)), sizes - 1)
+        column = 0
+        for position, g in enumerate(structure.pooled):
+            rows = np.flatnonzero(structure.member[features] == g)
+            basis[np.ix_(rows, range(column, column + sizes[position] - 1))] = zero_sum_basis(
+                sizes[position]
+            )
+            column += sizes[position] - 1
+        centring = structure.centring[name][structure.pooled][group_of_coordinate]
+        is_fixed = np.array([int(g) in fixed for g in structure.pooled])
+        return cls(sizes, is_fixed, group_of_coordinate, centring, basis)
+
+
+def _centring(
     start: EMEstimate, structure: GroupStructure, dates: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Per kind of response ("mean", "log_scale"), (G,) True for the pooled groups to
-    sample centred: those whose members clearly differ at the start, the moment estimate
-    of their spread (less the noise) being at least ``CENTRED_SPREAD_RATIO`` times the
-    members' standard error. Other groups are non-centred, which suits members that may
-    agree (spread near zero). The posterior is the same either way; only the sampler's
-    geometry changes. The anchor's group is never centred for the mean (its responses are
-    the ordered gaps). ``dates`` (D, K): expected observed dates of each feature in each
+    """Per kind of response ("mean", "log_scale"), (G,) centring weights w in [0, 1] of
+    the pooled groups' deviations (1: centred, 0: non-centred), w = s^2 / (s^2 + v) for
+    v the members' squared standard error and s^2 the spread, its moment estimate at the
+    start less the noise, at least the prior's mode squared. Given s, w makes the
+    sampled coordinate's conditional posterior width independent of the spread to first
+    order (Gorinova et al. 2020, variationally inferred parameterisation; Papaspiliopoulos
+    et al. 2007): members the data pin down are near centred, members they leave to the
+    prior near non-centred. The posterior is the same for every w; only the sampler's
+    geometry changes. ``dates`` (D, K): expected observed dates of each feature in each
     regime."""
     decomposition = decompose(start.mean, np.log(start.sigma), structure)
     squared_se = {
         "mean": np.mean(start.sigma.T**2 / dates, axis=1),
         "log_scale": np.mean(0.5 / dates, axis=1),
     }  # (D,), per coordinate of an orthonormal zero-sum basis
-    centred = {}
+    prior_mode = (SPREAD_ALPHA - 1.0) / SPREAD_BETA
+    centring = {}
     for name, se2 in squared_se.items():
-        deviation = decomposition.member[name] - decomposition.group[name][structure.member]
-        flags = np.zeros(len(structure.names), dtype=bool)
+        members = decomposition.member[name]
+        weights = np.zeros(len(structure.names))
         for g in structure.pooled:
-            members = structure.member == g
-            spread2 = np.mean(deviation[members] ** 2) * members.sum() / (members.sum() - 1)
-            noise = np.mean(se2[members])
-            flags[g] = spread2 - noise >= CENTRED_SPREAD_RATIO**2 * noise
-        centred[name] = flags
-    centred["mean"][structure.member[structure.anchor]] = False
-    return centred
+            own = members[structure.member == g]
+            # Sum of squared deviations / (n - 1) per coordinate: spread^2 + noise.
+            spread2 = np.sum((own - own.mean(axis=0)) ** 2) / ((len(own) - 1) * own.shape[1])
+            noise = np.mean(se2[structure.member == g])
+            s2 = max(spread2 - noise, prior_mode**2)
+            # Rounded: the weights are constants of the compiled graph, and refits on
+            # slightly different data (a walk-forward) then share one compiled graph.
+            weights[g] = round(s2 / (s2 + noise), 1)
+        centring[name] = weights
+    return centring
 
 
 @dataclass(frozen=True)

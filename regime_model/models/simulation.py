@@ -42,11 +42,11 @@ def draw_prior(model: pm.Model, extra, seed: int) -> tuple[dict[str, np.ndarray]
     """One draw of every free variable and deterministic from the prior, and of the graph
     variables in ``extra`` at the same draw.
 
-    Exact forward sampling when the prior is made of distributions only. A prior with
-    Potential terms (the hierarchical model's centred groups) cannot be drawn forward;
-    it is then sampled by NUTS on the model without its likelihood, taking the last of
-    ``PRIOR_MCMC_STEPS`` steps from one chain (approximate, but the prior is simple and
-    the chain long enough to forget its start).
+    Exact forward sampling when the prior is made of distributions only (every family's
+    today). A prior with Potential terms cannot be drawn forward; it is then sampled by
+    NUTS on the model without its likelihood, taking the last of ``PRIOR_MCMC_STEPS``
+    steps from one chain (approximate, but the prior is simple and the chain long enough
+    to forget its start).
     """
     prior_potentials = [p for p in model.potentials if p.name != LIKELIHOOD]
     free_variables = list(model.free_RVs)
