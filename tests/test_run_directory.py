@@ -36,6 +36,14 @@ def em_result():
     return EMHMM(2, n_restarts=2, seed=0).fit(features, ["eq_return", "crypto_return"]).result_
 
 
+def _interruptible() -> None:
+    """preexec_fn of the children these tests interrupt: SIGINT at its default, so that
+    Python installs its KeyboardInterrupt handler even when the suite runs as a
+    background job of a shell without job control, whose children inherit SIGINT
+    ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _snapshot(directory: Path) -> dict[str, str]:
     return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file()}
 
@@ -184,6 +192,7 @@ def test_ctrl_c_during_sampling_writes_nothing_and_keeps_the_old_run(tmp_path, s
         stdout=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        preexec_fn=_interruptible,
     )
     started = time.monotonic()
     for line in process.stderr:
@@ -276,6 +285,7 @@ def test_a_real_sigint_mid_save_leaves_the_old_run_or_nothing(tmp_path, existing
     child = subprocess.run(
         [sys.executable, "-c", _SIGINT_MID_SAVE, *fit, "--seed", "2"],
         capture_output=True,
+        preexec_fn=_interruptible,
         text=True,
         timeout=300,
     )
@@ -309,6 +319,7 @@ def test_ctrl_c_during_a_dask_backtest_leaves_no_worker_and_a_resumable_store(tm
         stdout=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        preexec_fn=_interruptible,
     )
     started = time.monotonic()
     for line in process.stderr:

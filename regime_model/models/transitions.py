@@ -50,6 +50,7 @@ from regime_model.models.covariates import (
     standardise_covariates,
 )
 from regime_model.models.em_hmm import EMEstimate
+from regime_model.models.logit_transitions import logit_log_transitions
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
 from regime_model.models.simplex import dirichlet
@@ -177,9 +178,10 @@ class CovariateLogit:
         return intercept, coefficient, pm.Deterministic("transition", average, dims=dims[:2])
 
     def log_transitions(self, intercept, coefficient, drivers) -> pt.TensorVariable:
-        """(N, K, K) log transition matrices driven by the N rows of ``drivers`` (N, C)."""
-        logits = full_logits(move_logits(intercept, coefficient, drivers), self.n_regimes)
-        return pt.special.log_softmax(logits, axis=-1)
+        """(N, K, K) log transition matrices driven by the N rows of ``drivers`` (N, C),
+        as one compiled Op with its analytic gradient (the graph of :meth:`log_transition_at`
+        cost more than the HMM kernel; :mod:`~regime_model.models.logit_transitions`)."""
+        return logit_log_transitions(intercept, coefficient, drivers, self.n_regimes)
 
     def log_transition_at(self, point: dict, observations: Observations) -> np.ndarray:
         """The kernel's log_transition (T-1, K, K) at one parameter point (by name), from
