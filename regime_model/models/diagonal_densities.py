@@ -43,6 +43,7 @@ from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_
 
 from regime_model.models import numba_special
 from regime_model.models.numba_special import digamma, log_at_least_one
+from regime_model.models.op_inputs import check_ranks, contiguous, float_inputs
 
 _SOURCE_HASH = hashlib.sha256(
     Path(__file__).read_bytes() + Path(numba_special.__file__).read_bytes()
@@ -197,21 +198,6 @@ def diagonal_student_t_vjp_numba(
 
 
 # ------------------------------------------------------------------------------ the Ops
-def _float_inputs(*values) -> list[Variable]:
-    return [pt.cast(pt.as_tensor_variable(value), "float64") for value in values]
-
-
-def _check_ranks(inputs: list[Variable], names: tuple[str, ...], ranks: tuple[int, ...]) -> None:
-    for name, value, rank in zip(names, inputs, ranks, strict=True):
-        if value.type.ndim != rank:
-            raise TypeError(f"{name} must have {rank} dimensions, not {value.type.ndim}")
-
-
-def _contiguous(inputs: list[np.ndarray]) -> list[np.ndarray]:
-    # One compiled signature (C-contiguous float64) however the inputs were sliced.
-    return [np.ascontiguousarray(value, dtype=np.float64) for value in inputs]
-
-
 # Each family's parameters after (y, observed), with their number of axes.
 _PARAMETERS = {"gaussian": {"mean": 2, "sigma": 2}, "student-t": {"mean": 2, "sigma": 2, "nu": 1}}
 
@@ -230,8 +216,8 @@ class DiagonalLogDensityOp(Op):
         super().__init__()
 
     def make_node(self, y, observed, *parameters) -> Apply:
-        inputs = _float_inputs(y, observed, *parameters)
-        _check_ranks(
+        inputs = float_inputs(y, observed, *parameters)
+        check_ranks(
             inputs,
             ("y", "observed", *_PARAMETERS[self.family]),
             (2, 2, *_PARAMETERS[self.family].values()),
@@ -243,7 +229,7 @@ class DiagonalLogDensityOp(Op):
 
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
         kernel = diagonal_gaussian_numba if self.family == "gaussian" else diagonal_student_t_numba
-        output_storage[0][0] = kernel(*_contiguous(inputs))
+        output_storage[0][0] = kernel(*contiguous(inputs))
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):
         return [(input_shapes[0][0], input_shapes[2][0])]
@@ -272,7 +258,7 @@ class DiagonalVJPOp(Op):
         super().__init__()
 
     def make_node(self, y, observed, *parameters_and_grad) -> Apply:
-        inputs = _float_inputs(y, observed, *parameters_and_grad)
+        inputs = float_inputs(y, observed, *parameters_and_grad)
         parameters = inputs[2:-1]
         return Apply(self, inputs, [value.type() for value in parameters])
 
@@ -282,7 +268,7 @@ class DiagonalVJPOp(Op):
             if self.family == "gaussian"
             else diagonal_student_t_vjp_numba
         )
-        for storage, value in zip(output_storage, kernel(*_contiguous(inputs)), strict=True):
+        for storage, value in zip(output_storage, kernel(*contiguous(inputs)), strict=True):
             storage[0] = value
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):

@@ -33,6 +33,8 @@ from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_cache_key
 
+from regime_model.models.op_inputs import check_ranks, contiguous, float_inputs
+
 _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
@@ -91,10 +93,6 @@ def logit_log_transitions_vjp_numba(coefficient, drivers, log_transition, output
     return d_intercept, d_coefficient, d_drivers
 
 
-def _float_inputs(*values) -> list[Variable]:
-    return [pt.cast(pt.as_tensor_variable(value), "float64") for value in values]
-
-
 class LogitTransitionsOp(Op):
     """(intercept (M,), coefficient (M, C), drivers (N, C)) -> (N, K, K)."""
 
@@ -107,18 +105,14 @@ class LogitTransitionsOp(Op):
         super().__init__()
 
     def make_node(self, intercept, coefficient, drivers) -> Apply:
-        inputs = _float_inputs(intercept, coefficient, drivers)
-        names = ("intercept", "coefficient", "drivers")
-        for name, value, rank in zip(names, inputs, (1, 2, 2), strict=True):
-            if value.type.ndim != rank:
-                raise TypeError(f"{name} must have {rank} dimensions, not {value.type.ndim}")
+        inputs = float_inputs(intercept, coefficient, drivers)
+        check_ranks(inputs, ("intercept", "coefficient", "drivers"), (1, 2, 2))
         k = self.n_regimes
         output = pt.tensor(dtype="float64", shape=(inputs[2].type.shape[0], k, k))
         return Apply(self, inputs, [output])
 
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
-        arrays = [np.ascontiguousarray(value, dtype=np.float64) for value in inputs]
-        output_storage[0][0] = logit_log_transitions_numba(*arrays, self.n_regimes)
+        output_storage[0][0] = logit_log_transitions_numba(*contiguous(inputs), self.n_regimes)
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):
         return [(input_shapes[2][0], self.n_regimes, self.n_regimes)]
@@ -135,16 +129,14 @@ class LogitTransitionsVJPOp(Op):
     gufunc_signature = "(m,c),(n,c),(n,k,k),(n,k,k)->(m),(m,c),(n,c)"
 
     def make_node(self, coefficient, drivers, log_transition, output_grad) -> Apply:
-        inputs = _float_inputs(coefficient, drivers, log_transition, output_grad)
+        inputs = float_inputs(coefficient, drivers, log_transition, output_grad)
         coefficient, drivers = inputs[:2]
         intercept = pt.tensor(dtype="float64", shape=(coefficient.type.shape[0],))
         return Apply(self, inputs, [intercept, coefficient.type(), drivers.type()])
 
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
-        arrays = [np.ascontiguousarray(value, dtype=np.float64) for value in inputs]
-        for storage, value in zip(
-            output_storage, logit_log_transitions_vjp_numba(*arrays), strict=True
-        ):
+        gradients = logit_log_transitions_vjp_numba(*contiguous(inputs))
+        for storage, value in zip(output_storage, gradients, strict=True):
             storage[0] = value
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):

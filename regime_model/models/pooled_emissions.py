@@ -119,6 +119,12 @@ class GroupStructure:
     centring: dict[str, np.ndarray]
     ordered_anchor: bool = True
 
+    def lone_groups(self, fixed) -> list[int]:
+        """The one-member groups not in ``fixed``: their coordinates are sampled as the
+        group's, with no spread."""
+        pooled = set(int(g) for g in self.pooled)
+        return [g for g in range(len(self.names)) if g not in fixed and g not in pooled]
+
     @property
     def pooled_names(self) -> list[str]:
         return [self.names[g] for g in self.pooled]
@@ -351,7 +357,7 @@ def _start_coordinates(
     """The free variables of one kind of response (see :func:`_hierarchy`) at the
     decomposed start: lone groups' coordinates, and per pooled group its members'
     average, spread and deviation coordinates, the group at its conditional mean."""
-    lone = [g for g in range(len(structure.names)) if g not in fixed and g not in structure.pooled]
+    lone = structure.lone_groups(fixed)
     point = {f"group_{name}_coord": parts.group[name][lone]} if lone else {}
     if not len(structure.pooled):
         return point
@@ -423,7 +429,7 @@ def _hierarchy(
     """
     k = n_regimes - 1
     groups: list = [fixed.get(g) for g in range(len(structure.names))]
-    lone = [g for g in range(len(groups)) if g not in fixed and g not in structure.pooled]
+    lone = structure.lone_groups(fixed)
     if lone:
         coordinates = pm.Normal(f"group_{name}_coord", 0.0, prior_sd, shape=(len(lone), k))
         for row, g in enumerate(lone):
