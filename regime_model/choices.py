@@ -10,6 +10,7 @@ from __future__ import annotations
 
 MODEL_NAMES = ("bayes-hmm", "em-hmm", "hierarchical", "tvtp", "leadlag")
 EMISSIONS = ("gaussian", "student-t")
+AR_FORMS = ("intercept", "mean-adjusted")  # autoregressive emissions (models/ar_emissions.py)
 SWITCHING = ("both", "mean", "variance")
 COVARIANCES = ("diag", "full")
 ORDER_BY = ("mean", "volatility")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from regime_model.choices import (
+    AR_FORMS,
     COVARIANCES,
     EMISSIONS,
     IDENTIFICATIONS,
@@ -199,7 +200,7 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(
         "ar_order",
         "--ar-order",
-        "P >= 1: regime-switching AR(P) dynamics (intercept form) on the --ar-columns",
+        "P >= 1: regime-switching AR(P) dynamics on the --ar-columns",
         AUTOREGRESSIVE,
         int,
         default=0,
@@ -215,6 +216,16 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         comma_list,
         section="autoregressive emissions",
         metavar="COL,COL",
+    ),
+    ModelOption(
+        "ar_form",
+        "--ar-form",
+        "intercept (the regime sets the intercept) or mean-adjusted (Hamilton's form: "
+        "the regime sets the level; K^(P+1) regime histories)",
+        AUTOREGRESSIVE,
+        choices=AR_FORMS,
+        default="intercept",
+        section="autoregressive emissions",
     ),
     ModelOption(
         "switching_ar",

@@ -72,6 +72,7 @@ def test_every_model_option_matches_the_families_constructors():
             "ar_order": {"ar_order": 1},
             "ar_columns": {"ar_columns": ["x"]},
             "switching_ar": {"switching_ar": True},
+            "ar_form": {"ar_form": "mean-adjusted"},
         }
         assert unlisted <= set(refused), (name, unlisted)
         for option in unlisted:

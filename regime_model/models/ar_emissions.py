@@ -1,15 +1,23 @@
-"""Regime-switching autoregressive emissions, intercept form: the emission component for
-features that depend on their own past (slow levels: breadth, log VIX, spreads).
+"""Regime-switching autoregressive emissions: the emission component for features that
+depend on their own past (slow levels: breadth, log VIX, spreads).
 
-For an autoregressive feature d, with p lags,
+For an autoregressive feature d, with p lags, in the intercept form (``form="intercept"``)
 
     y[t, d] = c[s_t, d] + sum_{i=1..p} phi[s_t, i, d] y[t-i, d] + e,  e ~ N(0, sigma[s_t, d]^2),
 
-and the other features are independent Gaussians, as in
+and in Hamilton's mean-adjusted form (``form="mean-adjusted"``)
+
+    y[t, d] - mu[s_t, d] = sum_{i=1..p} phi[s_t, i, d] (y[t-i, d] - mu[s_{t-i}, d]) + e;
+
+the other features are independent Gaussians, as in
 :class:`~regime_model.models.gaussian_emissions.GaussianEmissions` (whose priors, starts
-and ordering this component reuses: ``mean`` is the intercept c for an autoregressive
-feature and the mean for the others). Only the current regime enters, so the state space
-stays K. ``switching_ar``: phi differs between regimes (K, p, A), or is shared (p, A).
+and ordering this component reuses: ``mean`` is the intercept c, or the level mu, for an
+autoregressive feature and the mean for the others). In the intercept form only the
+current regime enters, so the state space stays K; in the mean-adjusted form a switch
+moves the level at once (not geometrically, as a switched intercept does), and the
+density depends on the last p + 1 regimes, so the composition runs the kernel on the
+K^(p+1) regime histories (:mod:`~regime_model.models.autoregression`, ``history_order``).
+``switching_ar``: phi differs between regimes (K, p, A), or is shared (p, A).
 
 Prior: every regime's AR(p) is stationary. phi is sampled through its partial
 autocorrelations r_1..r_p, each Uniform(-1, 1), mapped to phi by the Durbin-Levinson
@@ -24,8 +32,7 @@ its value and its p lags; where any of them is missing (and on the first p dates
 feature drops out of date t's likelihood: the date is conditioned on, not imputed, and the
 regime chain runs through it. This is exact for what remains (the likelihood of the
 observed values given observed lags); it discards the information in a value whose lag
-is missing. The mean-adjusted (Hamilton) form is in
-:mod:`~regime_model.models.autoregression`.
+is missing (both forms).
 """
 
 from __future__ import annotations
@@ -35,27 +42,13 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
+from regime_model.choices import AR_FORMS
+from regime_model.models.autoregression import lagged_values, mean_adjusted_log_density
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import normal_log_density
 from regime_model.models.gaussian_emissions import START_JITTER, GaussianEmissions
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
-
-
-def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features: np.ndarray):
-    """(lags (T, p, D), usable (T, D)): lags[t, i, d] = values[t - 1 - i, d] for the
-    autoregressive ``features`` (0 elsewhere and before the first date); usable[t, d] is
-    1.0 where y[t, d] enters the likelihood (observed, and all its lags observed)."""
-    n_dates, n_features = values.shape
-    lags = np.zeros((n_dates, order, n_features))
-    usable = observed.astype(float).copy()
-    for i in range(order):
-        lag = i + 1
-        lags[lag:, i, features] = values[:-lag, features]
-        lag_observed = np.zeros((n_dates, len(features)))
-        lag_observed[lag:] = observed[:-lag, features]
-        usable[:, features] *= lag_observed
-    return lags, usable
 
 
 def autoregressive_log_density(
@@ -108,13 +101,20 @@ class AutoregressiveEmissions:
         switching_ar: bool = False,
         switching: str = "both",
         ordered: str | None = None,
+        form: str = "intercept",
     ) -> None:
+        if form not in AR_FORMS:
+            raise ValueError(f"ar_form must be one of {', '.join(AR_FORMS)}, not {form!r}")
         if order < 1:
             raise ValueError(f"an autoregressive emission needs order >= 1, not {order}")
         self.n_regimes = n_regimes
         self.order = order
         self.ar_features = np.asarray(ar_features, dtype=int)
         self.switching_ar = switching_ar
+        self.form = form
+        # How many past regimes the density depends on besides the current one: the
+        # composition runs the kernel on K^(history_order + 1) regime histories.
+        self.history_order = order if form == "mean-adjusted" else 0
         self.gaussian = GaussianEmissions(n_regimes, "gaussian", switching, "diag", ordered)
         axes: dict[str, RegimeAxes] = {}
         if switching_ar:
@@ -129,7 +129,8 @@ class AutoregressiveEmissions:
 
     def build(self, observations: Observations) -> pt.TensorVariable:
         """Priors (``mean``, ``sigma``, ``ar_partial``; ``ar_coefficient`` from the
-        partial autocorrelations) -> (T, K) log densities."""
+        partial autocorrelations) -> (T, K) log densities, or (T, K^(p+1)) over regime
+        histories in the mean-adjusted form."""
         intercept, sigma, _, _ = self.gaussian.parameters(observations)
         dims = ("regime", "ar_lag", "ar_feature") if self.switching_ar else ("ar_lag", "ar_feature")
         partial = pm.Uniform("ar_partial", -1.0, 1.0, dims=dims)
@@ -138,7 +139,12 @@ class AutoregressiveEmissions:
             coefficients_from_partial_autocorrelations(partial, self.order),
             dims=dims,
         )
-        return autoregressive_log_density(
+        density = (
+            mean_adjusted_log_density
+            if self.form == "mean-adjusted"
+            else autoregressive_log_density
+        )
+        return density(
             observations.values,
             observations.observed,
             self.order,
@@ -165,17 +171,24 @@ class AutoregressiveEmissions:
     def simulate(
         self, parameters: dict[str, np.ndarray], states: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
-        """(T, D) observations (model units) along ``states`` (T,), date by date."""
+        """(T, D) observations (model units) along ``states`` (T,), date by date; the
+        first p dates have their missing lags at the regime's level (0 in the intercept
+        form, the regime's mean in the mean-adjusted one)."""
         intercept, sigma = parameters["mean"], parameters["sigma"]
         coefficients = np.asarray(parameters["ar_coefficient"])
         n_dates, n_features = len(states), intercept.shape[1]
         y = np.zeros((n_dates, n_features))
         noise = rng.standard_normal((n_dates, n_features))
-        for t, state in enumerate(np.asarray(states, dtype=int)):
+        states = np.asarray(states, dtype=int)
+        features = self.ar_features
+        for t, state in enumerate(states):
             phi = coefficients[state] if self.switching_ar else coefficients  # (p, A)
             y[t] = intercept[state] + sigma[state] * noise[t]
-            for i in range(min(self.order, t)):
-                y[t, self.ar_features] += phi[i] * y[t - 1 - i, self.ar_features]
+            for i in range(min(self.order, t)):  # before the sample: lags at their means
+                lag = y[t - 1 - i, features]
+                if self.form == "mean-adjusted":
+                    lag = lag - intercept[states[t - 1 - i], features]
+                y[t, features] += phi[i] * lag
         return y
 
     def reported(self, posterior: xr.Dataset, observations: Observations):

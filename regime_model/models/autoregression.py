@@ -10,19 +10,27 @@ significant digit (:func:`regime_histories`). A history can only move to one tha
 it by a step, h_t = (s_t, h_{t-1}[:-1]), with probability P[s_{t-1}, s_t]; every other
 entry of its transition matrix is a structural zero (-inf in log space), which the
 forward-backward kernel handles exactly. The likelihood conditions on the first p
-observations, as Hamilton (1989), E-views, Stata and statsmodels do: the first modelled
-date is t = p, and the histories' starting distribution is the regime chain's stationary
-joint law of p + 1 consecutive regimes (with covariate-driven transitions: the stationary
-law of the first period's matrix, moved forward through the first periods' matrices, as
-statsmodels does).
+observations, as Hamilton (1989), E-views, Stata and statsmodels do.
+
+In a fitted model (:class:`~regime_model.models.composition.Regimes` with an
+:class:`~regime_model.models.ar_emissions.AutoregressiveEmissions` of
+``form="mean-adjusted"``) the history chain runs over all T dates: date 0's history is
+(s_0, s_{-1}, ..., s_{-p}), its oldest regime drawn from the model's ``initial`` and the
+p moves before the sample made by the first transition matrix; on the first p dates an
+autoregressive feature contributes nothing (its lags are not observed). With the
+stationary initial distribution and homogeneous transitions, the history at date p then
+follows the stationary joint law of p + 1 consecutive regimes, so the likelihood of dates
+p..T-1 is Hamilton's exactly; the regime probabilities come back to K regimes by summing
+out the older regimes (:func:`regime_marginals`). Other features of the same model are
+i.i.d. Gaussians of the current regime and count from date 0.
 
 Everything here is written once in PyTensor, so the same graph builds the PyMC model and
 evaluates fixed parameters (``.eval()``); the gradient comes from the kernel Op and
 PyTensor's differentiation of these gathers.
 
-Shapes: ``y`` (T,) one series; ``mean`` (K,); ``ar`` (K, p) (switching) or (p,) (shared);
-``sigma`` (K,) or (); ``log_transition`` (K, K) or (n, K, K) with rows the regime moved
-from. S = K^(p+1) histories, T' = T - p modelled dates.
+Shapes: ``values``, ``observed`` (T, D); ``mean``, ``sigma`` (K, D); ``coefficients``
+(K, p, A) switching or (p, A) shared, for A autoregressive features; ``log_transition``
+(K, K) or (n, K, K) with rows the regime moved from. S = K^(p+1) histories.
 """
 
 from __future__ import annotations
@@ -41,13 +49,20 @@ def regime_histories(n_regimes: int, order: int) -> np.ndarray:
     return np.array(list(itertools.product(range(n_regimes), repeat=order + 1)), dtype=int)
 
 
-def lag_matrix(y: np.ndarray, order: int) -> np.ndarray:
-    """(T,) -> (T - p, p + 1): row t holds (y_{t+p}, y_{t+p-1}, ..., y_t)."""
-    y = np.asarray(y, dtype=float)
-    n_modelled = len(y) - order
-    if n_modelled < 1:
-        raise ValueError(f"an AR({order}) needs more than {order} dates, not {len(y)}")
-    return np.column_stack([y[order - lag : order - lag + n_modelled] for lag in range(order + 1)])
+def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features: np.ndarray):
+    """(lags (T, p, D), usable (T, D)): lags[t, i, d] = values[t - 1 - i, d] for the
+    autoregressive ``features`` (0 elsewhere and before the first date); usable[t, d] is
+    1.0 where y[t, d] enters the likelihood (observed, and all its lags observed)."""
+    n_dates, n_features = values.shape
+    lags = np.zeros((n_dates, order, n_features))
+    usable = observed.astype(float).copy()
+    for i in range(order):
+        lag = i + 1
+        lags[lag:, i, features] = values[:-lag, features]
+        lag_observed = np.zeros((n_dates, len(features)))
+        lag_observed[lag:] = observed[:-lag, features]
+        usable[:, features] *= lag_observed
+    return lags, usable
 
 
 def history_log_transition(log_transition: TensorVariable, n_regimes: int, order: int):
@@ -77,21 +92,49 @@ def history_log_initial(
     return log_probability
 
 
-def mean_adjusted_log_emission(
-    lags: np.ndarray, mean, ar, sigma, n_regimes: int, order: int
-) -> TensorVariable:
-    """(T', S) log densities of each modelled date under each history.
+def history_chain(log_initial, log_transition, n_regimes: int, order: int):
+    """The regime chain's log_initial (K,) and log_transition ((K, K) or (n, K, K)) ->
+    the history chain's, (S,) and (S, S) or (n, S, S): date 0's history has its oldest
+    regime from ``log_initial`` and the p moves before the sample by the first matrix
+    (module docstring)."""
+    log_transition = pt.as_tensor(log_transition)
+    first = log_transition if log_transition.ndim == 2 else log_transition[0]
+    return (
+        history_log_initial(log_initial, pt.stack([first] * order), n_regimes, order),
+        history_log_transition(log_transition, n_regimes, order),
+    )
 
-    ``lags`` (T', p + 1) from :func:`lag_matrix`; ``ar`` (K, p) switching or (p,) shared;
-    ``sigma`` (K,) switching or () shared."""
+
+def mean_adjusted_log_density(
+    values: np.ndarray,
+    observed: np.ndarray,
+    order: int,
+    features: np.ndarray,
+    n_regimes: int,
+    mean,
+    sigma,
+    coefficients,
+) -> TensorVariable:
+    """(T, S) log densities of every date under every history.
+
+    ``values``, ``observed`` (T, D) as in :class:`~regime_model.models.observations.
+    Observations`; ``mean``, ``sigma`` (K, D); ``coefficients`` (K, p, A) switching or
+    (p, A) shared, for the A autoregressive ``features``. A feature that is not among
+    them is an i.i.d. Gaussian of the current regime. An autoregressive feature drops out
+    of date t where it or one of its p lags is missing, and on the first p dates (the
+    likelihood conditions on them, as Hamilton's does)."""
     histories = regime_histories(n_regimes, order)
-    mean, ar, sigma = (pt.as_tensor(value) for value in (mean, ar, sigma))
     current = histories[:, 0]
-    deviations = pt.as_tensor(lags)[:, None, :] - mean[histories][None, :, :]  # (T', S, p+1)
-    coefficients = ar[current] if ar.ndim == 2 else pt.broadcast_to(ar, (len(histories), order))
-    residual = deviations[:, :, 0] - (coefficients[None] * deviations[:, :, 1:]).sum(axis=-1)
-    scale = sigma[current] if sigma.ndim == 1 else pt.broadcast_to(sigma, (len(histories),))
-    return normal_log_density(residual, scale[None])
+    lags, usable = lagged_values(values, observed, order, features)  # (T, p, D), (T, D)
+    mean, sigma, coefficients = (pt.as_tensor(v) for v in (mean, sigma, coefficients))
+    if coefficients.ndim == 2:
+        coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(features)))
+    deviation = values[:, None, :] - mean[current][None]  # (T, S, D)
+    lag_deviation = lags[:, None][:, :, :, features] - mean[histories[:, 1:]][None][..., features]
+    correction = (coefficients[current][None] * lag_deviation).sum(axis=2)  # (T, S, A)
+    residual = pt.inc_subtensor(deviation[:, :, features], -correction)
+    per_feature = normal_log_density(residual, sigma[current][None])
+    return (per_feature * usable[:, None, :]).sum(axis=-1)
 
 
 def regime_marginals(history_probabilities: np.ndarray, n_regimes: int, order: int):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regime_model.choices import COVARIANCES, EMISSIONS, SWITCHING
+from regime_model.choices import AR_FORMS, COVARIANCES, EMISSIONS, SWITCHING
 from regime_model.models.ar_emissions import AutoregressiveEmissions
 from regime_model.models.composition import Regimes
 from regime_model.models.em_hmm import EMHMM, EMEstimate
@@ -30,6 +30,10 @@ from regime_model.models.observations import Observations
 from regime_model.models.transitions import CovariateLogit, StickyDirichlet
 
 __all__ = ["BayesianHMM"]
+
+# The mean-adjusted form's kernel is O(T S^2) in S = K^(p+1) regime histories: 64 is
+# K = 2 with p = 5, or K = 4 with p = 2.
+MAX_HISTORIES = 64
 
 
 class BayesianHMM(RegimeHMM):
@@ -45,7 +49,10 @@ class BayesianHMM(RegimeHMM):
     anchor: feature the regimes are named on (default: the first equity return).
     order_by: "mean" or "volatility" (default: mean, or volatility when switching="variance").
     ar_order: p >= 1 gives the ``ar_columns`` (default: every feature) regime-switching AR(p)
-        dynamics, intercept form (:mod:`regime_model.models.ar_emissions`); 0, i.i.d.
+        dynamics (:mod:`regime_model.models.ar_emissions`); 0, i.i.d.
+    ar_form: "intercept" (the regime sets the intercept; K states) or "mean-adjusted"
+        (Hamilton's form: the regime sets the level the series reverts to; the kernel runs
+        on the K^(p+1) regime histories, at most MAX_HISTORIES).
     switching_ar: the AR coefficients differ between regimes (default: shared).
     (``covariates`` belong to the families that take them: tvtp, hierarchical, leadlag.)
     """
@@ -63,6 +70,7 @@ class BayesianHMM(RegimeHMM):
         order_by: str | None = None,
         ar_order: int = 0,
         ar_columns: list[str] | None = None,
+        ar_form: str = "intercept",
         switching_ar: bool = False,
         **options: Any,
     ) -> None:
@@ -70,16 +78,18 @@ class BayesianHMM(RegimeHMM):
             (emission, EMISSIONS, "emission"),
             (switching, SWITCHING, "switching"),
             (covariance, COVARIANCES, "covariance"),
+            (ar_form, AR_FORMS, "ar_form"),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         order_by = order_by or ("volatility" if switching == "variance" else "mean")
         if (order_by, switching) in (("mean", "variance"), ("volatility", "mean")):
             raise ValueError(f"cannot order by {order_by} when only the other one switches")
-        if (ar_order or ar_columns or switching_ar) and not self.autoregressive_allowed:
+        autoregressive = ar_order or ar_columns or switching_ar or ar_form != "intercept"
+        if autoregressive and not self.autoregressive_allowed:
             raise ValueError(
                 f"the {self.name} model's emissions are not autoregressive (ar_order, "
-                "ar_columns and switching_ar are for bayes-hmm and tvtp)"
+                "ar_columns, ar_form and switching_ar are for bayes-hmm and tvtp)"
             )
         if switching_ar and not ar_order:
             raise ValueError("switching_ar needs ar_order >= 1")
@@ -90,12 +100,21 @@ class BayesianHMM(RegimeHMM):
             )
         if ar_columns and not ar_order:
             raise ValueError("ar_columns needs ar_order >= 1")
+        if ar_form != "intercept" and not ar_order:
+            raise ValueError(f"ar_form={ar_form!r} needs ar_order >= 1")
+        if ar_form == "mean-adjusted" and n_regimes ** (ar_order + 1) > MAX_HISTORIES:
+            raise ValueError(
+                f"the mean-adjusted form runs on n_regimes^(ar_order + 1) = "
+                f"{n_regimes ** (ar_order + 1)} regime histories, more than {MAX_HISTORIES}: "
+                "lower ar_order or use ar_form='intercept'"
+            )
         super().__init__(n_regimes, anchor=anchor, order_by=order_by, **options)
         self.emission = emission
         self.switching = switching
         self.covariance = covariance
         self.ar_order = ar_order
         self.ar_columns = ar_columns
+        self.ar_form = ar_form
         self.switching_ar = switching_ar
 
     def initial_estimate(self, observations: Observations) -> EMEstimate:
@@ -139,6 +158,7 @@ class BayesianHMM(RegimeHMM):
             self.switching_ar,
             self.switching,
             ordered,
+            self.ar_form,
         )
 
     def transition_component(self) -> StickyDirichlet | CovariateLogit:

@@ -44,6 +44,7 @@ from regime_model.inference import (
     hmm_smoother_draws,
     sample_markov_path,
 )
+from regime_model.models.autoregression import history_chain, regime_histories, regime_marginals
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.relabelling import (
@@ -101,6 +102,10 @@ class Regimes:
         self.order_by = order_by
         self.n_regimes = transitions.n_regimes
         self.regime_axes = emissions.regime_axes | transitions.regime_axes
+        # p > 0: the emission density depends on the last p regimes too (mean-adjusted
+        # autoregression), so the kernel runs on K^(p+1) regime histories and what it
+        # gives per date is summed back to the K regimes.
+        self.history_order = getattr(emissions, "history_order", 0)
 
     # ------------------------------------------------------------------ model
     def coords(self, observations: Observations) -> dict[str, list[str]]:
@@ -117,6 +122,10 @@ class Regimes:
         """Emission then transition priors -> the kernel's inputs."""
         log_emission = self.emissions.build(observations)
         log_initial, log_transition = self.transitions.build(observations)
+        if self.history_order:
+            log_initial, log_transition = history_chain(
+                log_initial, log_transition, self.n_regimes, self.history_order
+            )
         inputs = (log_initial, log_transition, log_emission)
         return KernelGraphs(inputs, fitted_part(*inputs, observations.n_fit, observations.n_dates))
 
@@ -170,21 +179,37 @@ class Regimes:
 
     # ------------------------------------------------------------------ per draw
     def simulate(self, parameters, log_initial, log_transition, observations, rng):
-        """(states (T,), observations (T, D) in model units) at one parameter draw."""
+        """(states (T,), observations (T, D) in model units) at one parameter draw
+        (``log_initial``, ``log_transition``: the kernel's, over histories when
+        ``history_order``)."""
         states = sample_markov_path(rng, log_initial, log_transition, observations.n_dates)
+        if self.history_order:  # a path of histories: keep the current regime
+            states = regime_histories(self.n_regimes, self.history_order)[states, 0]
         return states, self.emissions.simulate(parameters, states, rng)
 
     def date_quantities(self, inputs: tuple, with_bands: bool) -> tuple[DrawProbabilities, None]:
-        return regime_date_quantities(*inputs, with_bands=with_bands), None
+        draw = regime_date_quantities(*inputs, with_bands=with_bands)
+        return self._regimes_of(draw), None
+
+    def _regimes_of(self, quantities):
+        """Per-date probabilities over histories (..., T, S) -> over regimes (..., T, K);
+        as they are when the kernel runs on regimes."""
+        if not self.history_order:
+            return quantities
+        summed = [
+            None if value is None else regime_marginals(value, self.n_regimes, self.history_order)
+            for value in (quantities.filtered, quantities.smoothed, quantities.predicted)
+        ]
+        return type(quantities)(*summed, quantities.pointwise_loglik)
 
     def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws:
         """What ``date_quantities`` gives each of N draws, stacked, in one compiled call
         (only the filtered kind and the log predictive without bands)."""
         if not with_bands:
             log_predictive, filtered = hmm_filter_draws(*inputs)
-            return ProbabilityDraws(filtered, None, None, log_predictive)
+            return self._regimes_of(ProbabilityDraws(filtered, None, None, log_predictive))
         log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(*inputs)
-        return ProbabilityDraws(filtered, smoothed, predicted, log_predictive)
+        return self._regimes_of(ProbabilityDraws(filtered, smoothed, predicted, log_predictive))
 
     def inputs_at(self, parameters: dict, observations: Observations) -> tuple | None:
         """The kernel's inputs at one point when the emission component computes its

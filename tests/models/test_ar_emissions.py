@@ -1,6 +1,6 @@
-"""Autoregressive emissions (intercept form): the density against a direct computation
-with missing values and lags, and a synthetic MS-AR world recovered by the default
-sampler."""
+"""Autoregressive emissions, intercept and mean-adjusted forms: the densities against a
+direct computation with missing values and lags, and synthetic MS-AR worlds (K = 2 and
+3) recovered by the default sampler."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from regime_model.models.ar_emissions import (
     autoregressive_log_density,
     coefficients_from_partial_autocorrelations,
 )
+from regime_model.models.autoregression import mean_adjusted_log_density, regime_histories
 
 TRUE_PHI = 0.8
 TRUE_INTERCEPT = np.array([-0.4, 0.4])  # the level's drift per regime (raw units)
@@ -64,6 +65,54 @@ def test_the_density_matches_the_definition_with_missing_values_and_lags(switchi
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
 
 
+def _direct_mean_adjusted(values, observed, order, features, mean, sigma, coefficients):
+    """(T, S) date by date, history by history, feature by feature: Hamilton's form."""
+    n_dates, n_features = values.shape
+    n_regimes = mean.shape[0]
+    histories = regime_histories(n_regimes, order)
+    out = np.zeros((n_dates, len(histories)))
+    for t in range(n_dates):
+        for h, history in enumerate(histories):
+            k = history[0]
+            for d in range(n_features):
+                if not observed[t, d]:
+                    continue
+                predicted = mean[k, d]
+                if d in features:
+                    if t < order or not all(observed[t - 1 - i, d] for i in range(order)):
+                        continue
+                    a = list(features).index(d)
+                    phi = coefficients[k] if coefficients.ndim == 3 else coefficients
+                    predicted += sum(
+                        phi[i, a] * (values[t - 1 - i, d] - mean[history[i + 1], d])
+                        for i in range(order)
+                    )
+                out[t, h] += stats.norm.logpdf(values[t, d], predicted, sigma[k, d])
+    return out
+
+
+@pytest.mark.parametrize("switching", [False, True])
+def test_the_mean_adjusted_density_matches_the_definition(switching):
+    """Over the K^(p+1) regime histories, with missing values and lags: an AR feature's
+    lagged deviations are taken from the regimes of the history, the i.i.d. features
+    follow the current regime."""
+    rng = np.random.default_rng(1)
+    n_dates, n_features, order, n_regimes = 25, 3, 2, 2
+    observed = (rng.random((n_dates, n_features)) > 0.2).astype(float)
+    values = np.where(observed == 1.0, rng.standard_normal((n_dates, n_features)), 0.0)
+    features = np.array([0, 2])
+    mean = rng.standard_normal((n_regimes, n_features))
+    sigma = np.exp(0.3 * rng.standard_normal((n_regimes, n_features)))
+    shape = (n_regimes, order, 2) if switching else (order, 2)
+    coefficients = 0.5 * rng.standard_normal(shape)
+    ours = mean_adjusted_log_density(
+        values, observed, order, features, n_regimes, mean, sigma, coefficients
+    ).eval()
+    expected = _direct_mean_adjusted(values, observed, order, features, mean, sigma, coefficients)
+    assert ours.shape == (n_dates, n_regimes ** (order + 1))
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_partial_autocorrelations_map_onto_stationary_coefficients(order):
     """Every point of (-1, 1)^p gives an AR(p) whose characteristic roots lie outside the
@@ -92,11 +141,13 @@ def simulate_ms_ar(
     intercepts: np.ndarray = TRUE_INTERCEPT,
     return_means: np.ndarray = TRUE_RETURN_MEAN,
     phi: np.ndarray | None = None,
+    mean_adjusted: bool = False,
 ) -> tuple[FeatureSet, np.ndarray]:
     """K regimes (K = len(intercepts)), each kept with probability STAY and otherwise left
     for one of the others at random: an i.i.d. return whose mean switches and an AR(1)
     level whose drift switches (phi (K,), default TRUE_PHI in every regime); the level
-    alone is persistent within a regime."""
+    alone is persistent within a regime. ``mean_adjusted``: Hamilton's form instead, the
+    ``intercepts`` being the levels the series reverts to."""
     rng = np.random.default_rng(seed)
     n_regimes = len(intercepts)
     phi = np.full(n_regimes, TRUE_PHI) if phi is None else phi
@@ -109,7 +160,8 @@ def simulate_ms_ar(
     level = np.zeros(n_dates)
     for t in range(1, n_dates):
         state = path[t]
-        level[t] = intercepts[state] + phi[state] * level[t - 1] + 0.5 * rng.standard_normal()
+        lag = level[t - 1] - (intercepts[path[t - 1]] if mean_adjusted else 0.0)
+        level[t] = intercepts[state] + phi[state] * lag + 0.5 * rng.standard_normal()
     dates = pd.bdate_range("2020-01-01", periods=n_dates, name="date")
     frame = pd.DataFrame({"eq_return": returns, "level": level}, index=dates)
     return FeatureSet(frame, {"eq_return": "equity", "level": "flows"}, "daily"), path
@@ -185,3 +237,83 @@ def test_three_regimes_with_switching_coefficients_are_recovered():
     assert np.all(np.abs(mean - THREE_PHI) <= 3 * sd), (mean, sd)
     diagnostics = result.diagnostics()
     assert diagnostics["verdict"] == "pass", diagnostics["failures"]
+
+
+TRUE_LEVEL = np.array([-1.0, 1.0])  # the mean-adjusted level per regime (raw units)
+THREE_LEVELS = np.array([-1.5, 0.0, 1.5])
+
+
+def least_squares_mean_adjusted_phi(level, path, levels, switching: bool) -> np.ndarray:
+    """This sample's information about phi in Hamilton's form, given the true path and
+    levels: least squares of the deviation on its lag (per regime when ``switching``)."""
+    n_regimes = len(levels)
+    deviation = level - levels[path]
+    in_regime = (path[1:, None] == np.arange(n_regimes)[None]).astype(float)
+    design = in_regime * deviation[:-1, None] if switching else deviation[:-1, None]
+    slopes = np.linalg.lstsq(design, deviation[1:], rcond=None)[0]
+    return np.broadcast_to(slopes, n_regimes)
+
+
+@pytest.mark.parametrize("n_regimes", [2, 3])
+def test_a_synthetic_mean_adjusted_world_is_recovered(n_regimes):
+    """Hamilton's form fitted through the model class (the kernel on K^2 histories): the
+    path at >= 0.95, phi within 2 sd of this sample's least-squares value on the true path
+    and 3 sd of the truth, the levels within 3 sd, diagnostics passing. K = 3 has
+    switching phi."""
+    if n_regimes == 2:
+        levels, return_means, phi, switching = TRUE_LEVEL, TRUE_RETURN_MEAN, None, False
+    else:
+        levels, return_means, phi, switching = THREE_LEVELS, THREE_RETURN_MEANS, THREE_PHI, True
+    features, path = simulate_ms_ar(
+        600, seed=13, intercepts=levels, return_means=return_means, phi=phi, mean_adjusted=True
+    )
+    model = BayesianHMM(
+        n_regimes, ar_order=1, ar_columns=["level"], ar_form="mean-adjusted",
+        switching_ar=switching, draws=1000, tune=500, chains=2, seed=4, progressbar=False,
+    ).fit(features)  # fmt: skip
+    result = model.result_
+    smoothed = result.regime_probabilities("smoothed")
+    most_probable = np.argmax(
+        np.column_stack([smoothed[(name, "mean")].to_numpy() for name in result.regime_names]),
+        axis=1,
+    )
+    assert (most_probable == path).mean() >= 0.95
+    posterior = result.inference_data.posterior
+    draws = posterior["ar_coefficient"].to_numpy().reshape(-1, n_regimes if switching else 1)
+    level = model.inputs_.frame["level"].to_numpy()
+    least_squares = least_squares_mean_adjusted_phi(level, path, levels, switching)
+    mean, sd = draws.mean(axis=0), draws.std(axis=0)
+    truth = THREE_PHI if switching else TRUE_PHI
+    assert np.all(np.abs(mean - least_squares[: len(mean)]) <= 2 * sd), (mean, sd, least_squares)
+    assert np.all(np.abs(mean - truth) <= 3 * sd), (mean, sd)
+    level_draws = posterior["emission_mean"].sel(feature="level").to_numpy().reshape(-1, n_regimes)
+    level_mean, level_sd = level_draws.mean(axis=0), level_draws.std(axis=0)
+    assert np.all(np.abs(level_mean - levels) <= 3 * level_sd), (level_mean, level_sd)
+    diagnostics = result.diagnostics()
+    assert diagnostics["verdict"] == "pass", diagnostics["failures"]
+
+
+def test_cli_fits_the_mean_adjusted_form_and_refuses_an_unknown_form(tmp_path, capsys):
+    """``regime fit --ar-order 1 --ar-form mean-adjusted`` saves a run whose config says
+    so and whose regime probabilities are over the K regimes (not the K^2 histories the
+    kernel ran on); an unknown form is a one-line error, exit 2."""
+    import json
+
+    from regime_model.cli import main
+    from regime_model.results import RegimeResult
+
+    features, path = simulate_ms_ar(300, seed=8, intercepts=TRUE_LEVEL, mean_adjusted=True)
+    csv = features.save(tmp_path / "features.csv")
+    run = tmp_path / "run"
+    common = ["fit", "--features", str(csv), "--ar-order", "1", "--ar-columns", "level"]
+    small = ["--draws", "1000", "--tune", "500", "--chains", "2", "--out", str(run)]
+    assert main([*common, "--ar-form", "mean-adjusted", *small]) == 0
+    assert json.loads((run / "config.json").read_text())["ar_form"] == "mean-adjusted"
+    result = RegimeResult.load(run)
+    assert result.probabilities.smoothed.shape[1:] == (300, 2)
+    on = result.probabilities.smoothed.mean(axis=0)[:, result.regime_names.index("risk_on")]
+    assert ((on > 0.5) == path).mean() >= 0.9
+    capsys.readouterr()
+    assert main([*common, "--ar-form", "hamilton", *small]) == 2
+    error = capsys.readouterr().err
+    assert "--ar-form" in error and "hamilton" in error and error.count("\n") == 1

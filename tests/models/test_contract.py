@@ -57,12 +57,13 @@ def _with_driver(simulated):
     return FeatureSet(frame, {**features.groups, "driver": "macro"}, features.freq), truth
 
 
-def _ms_ar_world():
-    """An i.i.d. return and an AR(1) level whose drift switches (test_ar_emissions.py);
-    the truth is the path itself."""
-    from test_ar_emissions import simulate_ms_ar
+def _ms_ar_world(mean_adjusted: bool = False):
+    """An i.i.d. return and an AR(1) level whose drift (or, ``mean_adjusted``, level)
+    switches (test_ar_emissions.py); the truth is the path itself."""
+    from test_ar_emissions import TRUE_INTERCEPT, TRUE_LEVEL, simulate_ms_ar
 
-    return simulate_ms_ar(300, seed=8)
+    levels = TRUE_LEVEL if mean_adjusted else TRUE_INTERCEPT
+    return simulate_ms_ar(300, seed=8, intercepts=levels, mean_adjusted=mean_adjusted)
 
 
 CONFIGS = {
@@ -75,6 +76,11 @@ CONFIGS = {
     "bayes-hmm-ar": Config(
         {"model": "bayes-hmm", "ar_order": 1, "ar_columns": ["level"]},
         lambda: _ms_ar_world(),
+        lambda truth: truth,
+    ),
+    "bayes-hmm-ar-mean-adjusted": Config(
+        {"model": "bayes-hmm", "ar_order": 1, "ar_columns": ["level"], "ar_form": "mean-adjusted"},
+        lambda: _ms_ar_world(mean_adjusted=True),
         lambda truth: truth,
     ),
     "tvtp": Config(
