@@ -42,7 +42,6 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from regime_model.choices import AR_FORMS
 from regime_model.models.autoregression import lagged_values, mean_adjusted_log_density
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import normal_log_density
@@ -101,10 +100,8 @@ class AutoregressiveEmissions:
         switching_ar: bool = False,
         switching: str = "both",
         ordered: str | None = None,
-        form: str = "intercept",
+        form: str = "intercept",  # or "mean-adjusted" (checked by the family, BayesianHMM)
     ) -> None:
-        if form not in AR_FORMS:
-            raise ValueError(f"ar_form must be one of {', '.join(AR_FORMS)}, not {form!r}")
         if order < 1:
             raise ValueError(f"an autoregressive emission needs order >= 1, not {order}")
         self.n_regimes = n_regimes
@@ -184,7 +181,7 @@ class AutoregressiveEmissions:
         for t, state in enumerate(states):
             phi = coefficients[state] if self.switching_ar else coefficients  # (p, A)
             y[t] = intercept[state] + sigma[state] * noise[t]
-            for i in range(min(self.order, t)):  # before the sample: lags at their means
+            for i in range(min(self.order, t)):  # lags before date 0 left at the level
                 lag = y[t - 1 - i, features]
                 if self.form == "mean-adjusted":
                     lag = lag - intercept[states[t - 1 - i], features]

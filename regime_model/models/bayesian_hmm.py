@@ -91,24 +91,27 @@ class BayesianHMM(RegimeHMM):
                 f"the {self.name} model's emissions are not autoregressive (ar_order, "
                 "ar_columns, ar_form and switching_ar are for bayes-hmm and tvtp)"
             )
-        if switching_ar and not ar_order:
-            raise ValueError("switching_ar needs ar_order >= 1")
+        needing_order = {
+            "switching_ar": switching_ar,
+            "ar_columns": ar_columns,
+            "ar_form": ar_form != "intercept",
+        }
+        given = [name for name, value in needing_order.items() if value]
+        if given and not ar_order:
+            raise ValueError(f"{given[0]} needs ar_order >= 1")
         if ar_order and (emission, covariance) != ("gaussian", "diag"):
             raise ValueError(
                 "autoregressive emissions (ar_order > 0) are Gaussian with a diagonal "
                 f"covariance, not emission={emission!r}, covariance={covariance!r}"
             )
-        if ar_columns and not ar_order:
-            raise ValueError("ar_columns needs ar_order >= 1")
-        if ar_form != "intercept" and not ar_order:
-            raise ValueError(f"ar_form={ar_form!r} needs ar_order >= 1")
+        super().__init__(n_regimes, anchor=anchor, order_by=order_by, **options)
+        # After the shared checks, so n_regimes is known to be an integer from 2 to 5.
         if ar_form == "mean-adjusted" and n_regimes ** (ar_order + 1) > MAX_HISTORIES:
             raise ValueError(
                 f"the mean-adjusted form runs on n_regimes^(ar_order + 1) = "
                 f"{n_regimes ** (ar_order + 1)} regime histories, more than {MAX_HISTORIES}: "
                 "lower ar_order or use ar_form='intercept'"
             )
-        super().__init__(n_regimes, anchor=anchor, order_by=order_by, **options)
         self.emission = emission
         self.switching = switching
         self.covariance = covariance
