@@ -15,7 +15,7 @@ SWITCHING = ("both", "mean", "variance")
 COVARIANCES = ("diag", "full")
 ORDER_BY = ("mean", "volatility")
 IDENTIFICATIONS = ("relabelled", "ordered")  # the first is every Bayesian family's default
-INITIALS = ("stationary", "dirichlet")
+INITIALS = ("stationary", "dirichlet", "stationary-first")
 SAMPLER_NAMES = ("nuts", "nutpie", "map", "advi")
 # Tuning steps per chain when ``tune`` is not given: each sampler's own default. nutpie
 # adapts its mass matrix from gradients as well as draws and settles in a few hundred

@@ -42,37 +42,11 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from regime_model.models.autoregression import lagged_values, mean_adjusted_log_density
+from regime_model.models.autoregression import autoregressive_log_density
 from regime_model.models.em_hmm import EMEstimate
-from regime_model.models.emissions import normal_log_density
 from regime_model.models.gaussian_emissions import START_JITTER, GaussianEmissions
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
-
-
-def autoregressive_log_density(
-    values: np.ndarray,
-    observed: np.ndarray,
-    order: int,
-    features: np.ndarray,
-    n_regimes: int,
-    intercept,
-    sigma,
-    coefficients,
-) -> pt.TensorVariable:
-    """(T, K) log densities. ``values``, ``observed`` (T, D) as in
-    :class:`~regime_model.models.observations.Observations`; ``intercept``, ``sigma``
-    (K, D); ``coefficients`` (K, p, A) or (p, A) for the A autoregressive ``features``."""
-    n_features = values.shape[1]
-    lags, usable = lagged_values(values, observed, order, features)
-    coefficients = pt.as_tensor(coefficients)
-    if coefficients.ndim == 2:
-        coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(features)))
-    full = pt.zeros((n_regimes, order, n_features))
-    full = pt.set_subtensor(full[:, :, features], coefficients)
-    predicted = intercept[None] + (full[None] * lags[:, None, :, :]).sum(axis=2)  # (T, K, D)
-    per_feature = normal_log_density(values[:, None, :] - predicted, sigma[None])
-    return (per_feature * usable[:, None, :]).sum(axis=-1)
 
 
 def coefficients_from_partial_autocorrelations(partial, order: int):
@@ -136,12 +110,7 @@ class AutoregressiveEmissions:
             coefficients_from_partial_autocorrelations(partial, self.order),
             dims=dims,
         )
-        density = (
-            mean_adjusted_log_density
-            if self.form == "mean-adjusted"
-            else autoregressive_log_density
-        )
-        return density(
+        return autoregressive_log_density(
             observations.values,
             observations.observed,
             self.order,
@@ -150,6 +119,7 @@ class AutoregressiveEmissions:
             intercept,
             sigma,
             coefficients,
+            mean_adjusted=self.form == "mean-adjusted",
         )
 
     def starts(

@@ -25,8 +25,9 @@ out the older regimes (:func:`regime_marginals`). Other features of the same mod
 i.i.d. Gaussians of the current regime and count from date 0.
 
 Everything here is written once in PyTensor, so the same graph builds the PyMC model and
-evaluates fixed parameters (``.eval()``); the gradient comes from the kernel Op and
-PyTensor's differentiation of these gathers.
+evaluates fixed parameters (``.eval()``); the density over histories is a compiled Op with
+its exact gradient (:mod:`~regime_model.models.autoregressive_densities`), the transitions are
+gathers PyTensor differentiates.
 
 Shapes: ``values``, ``observed`` (T, D); ``mean``, ``sigma`` (K, D); ``coefficients``
 (K, p, A) switching or (p, A) shared, for A autoregressive features; ``log_transition``
@@ -41,7 +42,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor import TensorVariable
 
-from regime_model.models.emissions import normal_log_density
+from regime_model.models.autoregressive_densities import autoregressive_density
 
 
 def regime_histories(n_regimes: int, order: int) -> np.ndarray:
@@ -105,7 +106,7 @@ def history_chain(log_initial, log_transition, n_regimes: int, order: int):
     )
 
 
-def mean_adjusted_log_density(
+def autoregressive_log_density(
     values: np.ndarray,
     observed: np.ndarray,
     order: int,
@@ -114,8 +115,10 @@ def mean_adjusted_log_density(
     mean,
     sigma,
     coefficients,
+    mean_adjusted: bool = False,
 ) -> TensorVariable:
-    """(T, S) log densities of every date under every history.
+    """(T, K) log densities in the intercept form, or (T, S) over the regime histories in
+    the mean-adjusted form (``mean`` is then the level mu).
 
     ``values``, ``observed`` (T, D) as in :class:`~regime_model.models.observations.
     Observations`; ``mean``, ``sigma`` (K, D); ``coefficients`` (K, p, A) switching or
@@ -123,18 +126,14 @@ def mean_adjusted_log_density(
     them is an i.i.d. Gaussian of the current regime. An autoregressive feature drops out
     of date t where it or one of its p lags is missing, and on the first p dates (the
     likelihood conditions on them, as Hamilton's does)."""
-    histories = regime_histories(n_regimes, order)
-    current = histories[:, 0]
     lags, usable = lagged_values(values, observed, order, features)  # (T, p, D), (T, D)
-    mean, sigma, coefficients = (pt.as_tensor(v) for v in (mean, sigma, coefficients))
+    coefficients = pt.as_tensor(coefficients)
     if coefficients.ndim == 2:
         coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(features)))
-    deviation = values[:, None, :] - mean[current][None]  # (T, S, D)
-    lag_deviation = lags[:, None][:, :, :, features] - mean[histories[:, 1:]][None][..., features]
-    correction = (coefficients[current][None] * lag_deviation).sum(axis=2)  # (T, S, A)
-    residual = pt.inc_subtensor(deviation[:, :, features], -correction)
-    per_feature = normal_log_density(residual, sigma[current][None])
-    return (per_feature * usable[:, None, :]).sum(axis=-1)
+    # (K, p, D), zero for the i.i.d. features: their density is the current regime's.
+    full = pt.zeros((n_regimes, order, values.shape[1]))
+    full = pt.set_subtensor(full[:, :, features], coefficients)
+    return autoregressive_density(values, usable, lags, mean, sigma, full, n_regimes, mean_adjusted)
 
 
 def regime_marginals(history_probabilities: np.ndarray, n_regimes: int, order: int):

@@ -68,6 +68,9 @@ class LeadLagHMM(BayesianHMM):
     """
 
     name = "leadlag"
+    # The product chain's initial law is the stationary one of its average matrix, or a
+    # Dirichlet; "stationary-first" (the first date's matrix) is not built for it.
+    initials = ("stationary", "dirichlet")
     covariates_allowed = True  # covariate-driven transitions of the lead chain
     autoregressive_allowed = False
 

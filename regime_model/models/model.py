@@ -76,7 +76,10 @@ class RegimeHMM(RegimeEstimator):
         calibration passes with it and fails with "ordered" (docs/evaluation.md).
         "ordered": the order is built into the parameterisation.
     stickiness: Dirichlet concentration on staying in a regime (1 on each other entry).
-    initial: "stationary" (the transition matrix's stationary distribution) or "dirichlet".
+    initial: "stationary" (the transition matrix's stationary distribution; of the matrix
+        at average covariates when they drive it), "stationary-first" (of the first
+        date's matrix: the same without covariates, and statsmodels' and Filardo's (1994)
+        convention with them) or "dirichlet".
     covariates: feature columns driving the transitions (covariate-logit transitions),
         for the families that take them; coefficient_scale: their prior sd.
     standardise: put the priors in units of each feature's fitted mean and standard
@@ -92,6 +95,7 @@ class RegimeHMM(RegimeEstimator):
 
     name = "regime-hmm"  # the --model name; a family sets its own
     identifications: tuple[str, ...] = IDENTIFICATIONS
+    initials: tuple[str, ...] = INITIALS
     covariates_allowed = False  # whether the family takes covariate-driven transitions
     covariates_required = False
 
@@ -118,7 +122,7 @@ class RegimeHMM(RegimeEstimator):
     ) -> None:
         for value, choices, name in (
             (sampler, SAMPLERS, "sampler"),
-            (initial, INITIALS, "initial"),
+            (initial, self.initials, "initial"),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")

@@ -26,8 +26,10 @@ between its methods through attributes.
   ``coefficient_scale``) per standard deviation of its covariate (see docs/models.md for
   why 1). The reported ``transition`` is the matrix at average covariates (x = 0).
 
-The initial distribution is the transition matrix's stationary one (of the average
-matrix, for the logit) or a flat Dirichlet (``initial="dirichlet"``).
+The initial distribution is the transition matrix's stationary one (for the logit, of the
+matrix at average covariates, or with ``initial="stationary-first"`` of the first date's
+matrix, as statsmodels and Filardo (1994) take it) or a flat Dirichlet
+(``initial="dirichlet"``).
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ START_JITTER = 0.05  # sd of the chains' perturbation of the EM start, on the lo
 
 def initial_log_probabilities(transition, initial: str, n_regimes: int) -> pt.TensorVariable:
     """log of the initial distribution (K,), registered as ``initial``: the stationary
-    distribution of ``transition`` (K, K) or a flat Dirichlet."""
-    if initial == "stationary":
+    distribution of ``transition`` (K, K) (the component picks which matrix) or a flat
+    Dirichlet."""
+    if initial != "dirichlet":
         distribution = pm.Deterministic(
             "initial", stationary_distribution(transition), dims="regime"
         )
@@ -164,7 +167,8 @@ class CovariateLogit:
         drivers = pt.as_tensor(covariates[:-1])  # row t drives the move from t to t+1
         intercept, coefficient, transition = self.priors()
         log_transition = self.log_transitions(intercept, coefficient, drivers)
-        return initial_log_probabilities(transition, self.initial, self.n_regimes), log_transition
+        source = pt.exp(log_transition[0]) if self.initial == "stationary-first" else transition
+        return initial_log_probabilities(source, self.initial, self.n_regimes), log_transition
 
     def priors(self, dims: tuple[str, str, str] = ("regime", "regime_to", "move")):
         """(intercept (M,), coefficient (M, C), average-covariate ``transition`` (K, K)),

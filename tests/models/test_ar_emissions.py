@@ -12,11 +12,8 @@ from scipy import stats
 
 from regime_model.data.features import FeatureSet
 from regime_model.models import BayesianHMM
-from regime_model.models.ar_emissions import (
-    autoregressive_log_density,
-    coefficients_from_partial_autocorrelations,
-)
-from regime_model.models.autoregression import mean_adjusted_log_density, regime_histories
+from regime_model.models.ar_emissions import coefficients_from_partial_autocorrelations
+from regime_model.models.autoregression import autoregressive_log_density, regime_histories
 
 TRUE_PHI = 0.8
 TRUE_INTERCEPT = np.array([-0.4, 0.4])  # the level's drift per regime (raw units)
@@ -105,8 +102,8 @@ def test_the_mean_adjusted_density_matches_the_definition(switching):
     sigma = np.exp(0.3 * rng.standard_normal((n_regimes, n_features)))
     shape = (n_regimes, order, 2) if switching else (order, 2)
     coefficients = 0.5 * rng.standard_normal(shape)
-    ours = mean_adjusted_log_density(
-        values, observed, order, features, n_regimes, mean, sigma, coefficients
+    ours = autoregressive_log_density(
+        values, observed, order, features, n_regimes, mean, sigma, coefficients, True
     ).eval()
     expected = _direct_mean_adjusted(values, observed, order, features, mean, sigma, coefficients)
     assert ours.shape == (n_dates, n_regimes ** (order + 1))

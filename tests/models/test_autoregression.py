@@ -30,9 +30,9 @@ from regime_model.inference import hmm_filter, hmm_loglik_and_grad
 from regime_model.inference.stationary import stationary_numpy
 from regime_model.models.ar_emissions import coefficients_from_partial_autocorrelations
 from regime_model.models.autoregression import (
+    autoregressive_log_density,
     history_log_initial,
     history_log_transition,
-    mean_adjusted_log_density,
     regime_histories,
     regime_marginals,
 )
@@ -77,7 +77,7 @@ def _history_inputs(y, transition, mean, ar, sigma, order):
 def _log_emission(y, mean, ar, sigma, k, order):
     """(T, S) of one series: ``mean`` (K,), ``ar`` (K, p) or (p,), ``sigma`` (K,) or ()."""
     values = np.asarray(y, dtype=float)[:, None]
-    return mean_adjusted_log_density(
+    return autoregressive_log_density(
         values,
         np.ones_like(values),
         order,
@@ -86,6 +86,7 @@ def _log_emission(y, mean, ar, sigma, k, order):
         pt.as_tensor(mean)[:, None],
         pt.broadcast_to(pt.as_tensor(sigma), (k,))[:, None],
         pt.as_tensor(ar)[..., None],
+        mean_adjusted=True,
     )
 
 
@@ -142,25 +143,111 @@ def test_hamilton_data_ar2_switching_mean_and_ar_matches_stata():
     assert abs(hmm_loglik_and_grad(*inputs).marginal_loglik - (-179.32354)) < 1e-4
 
 
-def test_filardo_1994_ar4_with_covariate_driven_transitions_matches_the_fixture():
+def _filardo_data():
     import pandas as pd
 
-    data = pd.read_csv(RESULTS / "mar_filardo.csv")
+    return pd.read_csv(RESULTS / "mar_filardo.csv")
+
+
+def _filardo_features():
+    """Monthly industrial production growth and the leading indicator, every month of the
+    fixture (statsmodels drops the first one, whose leading value drives the move into
+    its first modelled month; here the transition into month t uses month t-1's value)."""
+    import pandas as pd
+
+    from regime_model.data.features import FeatureSet
+
+    data = _filardo_data()
+    dates = pd.date_range("1948-01-31", periods=len(data), freq="ME", name="date")
+    frame = pd.DataFrame(
+        {"ip_growth": data["dlip"].to_numpy(), "leading": data["dmdlleading"].to_numpy()},
+        index=dates,
+    )
+    return FeatureSet(frame, {"ip_growth": "macro", "leading": "macro"}, "weekly")
+
+
+# Filardo's MS-AR(4) as statsmodels reports it: logit P(0 -> 0) = c0 + b0 x and
+# logit P(1 -> 0) = c1 + b1 x in the raw leading indicator x; regime 0 is expansion.
+FILARDO = dict(
+    c0=4.35941747, c1=-1.6493936, b0=1.7702123, b1=0.9945672,
+    means=np.array([0.517298, -0.865888]), sigma=np.exp(-0.362469),
+    ar=np.array([0.189474, 0.079344, 0.110944, 0.122251]),
+)  # fmt: skip
+
+
+def _filardo_logit(center: float, scale: float, regimes=(0, 1)):
+    """Filardo's transition parameters in ours: (intercept (2,), coefficient (2, 1)) of
+    the moves regimes[0] -> regimes[1] and back, against staying, in the covariate
+    standardised with ``center`` and ``scale`` (x = center + scale z)."""
+    f = FILARDO
+    leave = {0: (-f["c0"], -f["b0"]), 1: (f["c1"], f["b1"])}  # log P(i -> j) / P(i -> i)
+    pairs = [leave[origin] for origin in regimes]
+    intercept = np.array([c + b * center for c, b in pairs])
+    return intercept, np.array([[b * scale] for _, b in pairs])
+
+
+def test_filardo_1994_ar4_with_covariate_driven_transitions_matches_the_fixture():
+    data = _filardo_data()
     y = data["dlip"].iloc[1:].to_numpy()
     leading = data["dmdlleading"].iloc[:-1].to_numpy()  # last month's leading indicator
-    p00_const, p10_const, p00_slope, p10_slope, mean0, mean1, variance, *ar = np.r_[
-        4.35941747, -1.6493936, 1.7702123, 0.9945672, 0.517298, -0.865888,
-        np.exp(-0.362469) ** 2, 0.189474, 0.079344, 0.110944, 0.122251,
-    ]  # fmt: skip
-    stay0 = expit(p00_const + p00_slope * leading)
-    enter0 = expit(p10_const + p10_slope * leading)
+    f = FILARDO
+    stay0 = expit(f["c0"] + f["b0"] * leading)
+    enter0 = expit(f["c1"] + f["b1"] * leading)
     transition = np.stack([np.stack([stay0, 1 - stay0], -1), np.stack([enter0, 1 - enter0], -1)], 1)
-    inputs = _history_inputs(
-        y, transition, np.array([mean0, mean1]), np.array(ar), np.sqrt(variance), order=4
-    )
+    inputs = _history_inputs(y, transition, f["means"], f["ar"], f["sigma"], order=4)
     assert abs(hmm_loglik_and_grad(*inputs).marginal_loglik - (-586.5718)) < 1e-4
     filtered = regime_marginals(hmm_filter(*inputs).filtered_probs, 2, 4)
     np.testing.assert_allclose(filtered[:, 0], data["filtered_0"].iloc[5:], atol=1e-5)
+
+
+@pytest.mark.parametrize("initial", ["stationary-first", "stationary"])
+def test_the_fitted_tvtp_models_mean_adjusted_form_gives_filardos_likelihood(initial):
+    """Through the model class (tvtp, mean-adjusted AR(4), switching mean): at Filardo's
+    published parameters the per-date log predictive densities add up to -586.5718 and
+    the filtered probabilities are statsmodels', when the chain starts as statsmodels
+    starts it (``initial="stationary-first"``: the stationary law of the first month's
+    matrix). The default start (of the matrix at average covariates) is another model,
+    and its likelihood differs (-586.749): the test tells the two apart.
+
+    The first month's growth is marked unobserved: statsmodels' sample starts a month
+    later (that month's leading value only drives the first move), so its likelihood
+    conditions on months 1-4 and starts at month 5, and so does ours."""
+    from dataclasses import replace
+
+    from regime_model.models.covariates import standardise_covariates
+    from regime_model.models.tvtp import TVTPHMM
+
+    model = TVTPHMM(
+        2, ar_order=4, ar_form="mean-adjusted", switching="mean", covariates=["leading"],
+        initial=initial, standardise=False, progressbar=False,
+    )  # fmt: skip
+    observations = model.observations(_filardo_features())
+    first_unobserved = observations.observed.copy()
+    first_unobserved[0] = 0.0
+    observations = replace(
+        observations,
+        observed=first_unobserved,
+        values=np.where(first_unobserved > 0, observations.values, 0.0),
+    )
+    covariates = standardise_covariates(observations)
+    intercept, coefficient = _filardo_logit(covariates.center[0], covariates.scale[0])
+    parameters = {
+        "regime_mean": FILARDO["means"][:, None],
+        "shared_scale": np.array([FILARDO["sigma"]]),
+        "ar_partial": _partial_autocorrelations(FILARDO["ar"])[:, None],
+        "transition_intercept": intercept,
+        "transition_coefficient": coefficient,
+    }
+    quantities = model.quantities_at(parameters, observations)
+    np.testing.assert_allclose(quantities.pointwise_loglik[:5], 0.0, atol=1e-12)
+    log_likelihood = quantities.pointwise_loglik.sum()
+    if initial == "stationary":
+        assert abs(log_likelihood - (-586.5718)) > 0.1, log_likelihood
+        return
+    assert abs(log_likelihood - (-586.5718)) < 1e-4
+    np.testing.assert_allclose(
+        quantities.filtered[5:, 0], _filardo_data()["filtered_0"].iloc[5:], atol=1e-5
+    )
 
 
 def test_the_gradient_through_the_histories_matches_finite_differences():

@@ -89,6 +89,16 @@ def test_families_without_covariate_transitions_refuse_covariates():
         TVTPHMM(2)
 
 
+def test_the_first_dates_stationary_start_is_refused_where_it_is_not_built():
+    """Coupled chains (leadlag) take the stationary law of their average matrix; asking
+    for the first date's is an error naming the choices, not a silent fallback."""
+    from regime_model.models import LeadLagHMM
+
+    with pytest.raises(ValueError, match="initial must be one of stationary, dirichlet, not"):
+        LeadLagHMM(2, initial="stationary-first")
+    assert BayesianHMM(2, initial="stationary-first").initial == "stationary-first"
+
+
 def test_a_components_log_transition_at_a_point_equals_its_graph():
     # What quantities_at (e.g. a simulation's truth) reads must be what the model samples.
     features, _ = simulate_tvtp_features(120, seed=4)
