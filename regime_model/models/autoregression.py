@@ -67,14 +67,16 @@ def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features
 
 
 def history_log_transition(log_transition: TensorVariable, n_regimes: int, order: int):
-    """(..., K, K) regime log transitions -> (..., S, S) history log transitions.
+    """(..., K, K) regime log transitions -> (..., S, S) history log transitions, numpy
+    in and out or PyTensor in and out.
 
     Entry [a, b] is log P[a_0, b_0] when b = (b_0, a_0, ..., a_{p-1}), else -inf."""
     histories = regime_histories(n_regimes, order)
     shifts = (histories[None, :, 1:] == histories[:, None, :-1]).all(axis=-1)  # (S, S)
-    log_transition = pt.as_tensor(log_transition)
+    symbolic = isinstance(log_transition, pt.Variable)
+    log_transition = pt.as_tensor(log_transition) if symbolic else np.asarray(log_transition)
     moves = log_transition[..., histories[:, 0][:, None], histories[:, 0][None, :]]
-    return pt.where(shifts, moves, -np.inf)
+    return (pt.where if symbolic else np.where)(shifts, moves, -np.inf)
 
 
 def history_log_initial(
@@ -93,17 +95,14 @@ def history_log_initial(
     return log_probability
 
 
-def history_chain(log_initial, log_transition, n_regimes: int, order: int):
+def history_start(log_initial, log_transition, n_regimes: int, order: int):
     """The regime chain's log_initial (K,) and log_transition ((K, K) or (n, K, K)) ->
-    the history chain's, (S,) and (S, S) or (n, S, S): date 0's history has its oldest
-    regime from ``log_initial`` and the p moves before the sample by the first matrix
-    (module docstring)."""
+    the history chain's log_initial (S,): date 0's history has its oldest regime from
+    ``log_initial`` and the p moves before the sample by the first matrix (module
+    docstring)."""
     log_transition = pt.as_tensor(log_transition)
     first = log_transition if log_transition.ndim == 2 else log_transition[0]
-    return (
-        history_log_initial(log_initial, pt.stack([first] * order), n_regimes, order),
-        history_log_transition(log_transition, n_regimes, order),
-    )
+    return history_log_initial(log_initial, pt.stack([first] * order), n_regimes, order)
 
 
 def autoregressive_log_density(

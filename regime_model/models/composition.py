@@ -41,10 +41,21 @@ import xarray as xr
 from regime_model.inference import (
     hmm_filter,
     hmm_filter_draws,
+    hmm_log_likelihood,
     hmm_smoother_draws,
     sample_markov_path,
 )
-from regime_model.models.autoregression import history_chain, regime_histories, regime_marginals
+from regime_model.inference.history_kernel import (
+    history_draw_inputs,
+    history_filter_draws,
+    history_log_likelihood,
+)
+from regime_model.models.autoregression import (
+    history_log_transition,
+    history_start,
+    regime_histories,
+    regime_marginals,
+)
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.relabelling import (
@@ -65,11 +76,13 @@ from regime_model.results import (
 class KernelGraphs:
     """What a composition builds: ``inputs``, the graphs per-draw quantities are computed
     from over all dates (log_initial (S,), log_transition (S, S) or (T-1, S, S),
-    log_emission (T, S), then any extra the composition's ``date_quantities`` takes), and
-    ``likelihood``, the kernel triple over the fitted dates only."""
+    log_emission (T, S), then any extra the composition's ``date_quantities`` takes; on a
+    chain of regime histories the transitions stay the regime chain's, (K, K) or
+    (T-1, K, K), and the composition's own methods expand them where needed), and
+    ``log_likelihood``, the marginal log-likelihood of the fitted dates only (scalar)."""
 
     inputs: tuple[pt.TensorVariable, ...]
-    likelihood: tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable]
+    log_likelihood: pt.TensorVariable
 
 
 def fitted_part(log_initial, log_transition, log_emission, n_fit: int, n_dates: int):
@@ -119,15 +132,20 @@ class Regimes:
         }
 
     def build(self, observations: Observations) -> KernelGraphs:
-        """Emission then transition priors -> the kernel's inputs."""
+        """Emission then transition priors -> the kernel's inputs and the likelihood."""
         log_emission = self.emissions.build(observations)
         log_initial, log_transition = self.transitions.build(observations)
-        if self.history_order:
-            log_initial, log_transition = history_chain(
-                log_initial, log_transition, self.n_regimes, self.history_order
-            )
-        inputs = (log_initial, log_transition, log_emission)
-        return KernelGraphs(inputs, fitted_part(*inputs, observations.n_fit, observations.n_dates))
+        sizes = (observations.n_fit, observations.n_dates)
+        if not self.history_order:
+            inputs = (log_initial, log_transition, log_emission)
+            return KernelGraphs(inputs, hmm_log_likelihood(*fitted_part(*inputs, *sizes)))
+        # The history chain keeps the regime chain's transitions: its kernel skips the
+        # structural zeros of the K^(p+1) x K^(p+1) matrix, and so does the filter of
+        # every draw; the band passes (smoothed, sampled paths) expand it (_expanded).
+        start = history_start(log_initial, log_transition, self.n_regimes, self.history_order)
+        inputs = (start, log_transition, log_emission)
+        likelihood = history_log_likelihood(*fitted_part(*inputs, *sizes), self.history_order)
+        return KernelGraphs(inputs, likelihood)
 
     def starts(
         self, start: EMEstimate, observations: Observations, n_chains: int, seed: int
@@ -182,14 +200,22 @@ class Regimes:
         """(states (T,), observations (T, D) in model units) at one parameter draw
         (``log_initial``, ``log_transition``: the kernel's, over histories when
         ``history_order``)."""
+        if self.history_order:
+            log_transition = self._expanded(log_transition)
         states = sample_markov_path(rng, log_initial, log_transition, observations.n_dates)
         if self.history_order:  # a path of histories: keep the current regime
             states = regime_histories(self.n_regimes, self.history_order)[states, 0]
         return states, self.emissions.simulate(parameters, states, rng)
 
     def date_quantities(self, inputs: tuple, with_bands: bool) -> tuple[DrawProbabilities, None]:
+        if self.history_order:
+            inputs = (inputs[0], self._expanded(inputs[1]), *inputs[2:])
         draw = regime_date_quantities(*inputs, with_bands=with_bands)
         return self._regimes_of(draw), None
+
+    def _expanded(self, log_transition: np.ndarray) -> np.ndarray:
+        """(..., K, K) regime log transitions -> (..., S, S) over the histories."""
+        return history_log_transition(log_transition, self.n_regimes, self.history_order)
 
     def _regimes_of(self, quantities):
         """Per-date probabilities over histories (..., T, S) -> over regimes (..., T, K);
@@ -206,8 +232,15 @@ class Regimes:
         """What ``date_quantities`` gives each of N draws, stacked, in one compiled call
         (only the filtered kind and the log predictive without bands)."""
         if not with_bands:
-            log_predictive, filtered = hmm_filter_draws(*inputs)
+            if self.history_order:
+                log_predictive, filtered = history_filter_draws(
+                    *history_draw_inputs(*inputs), self.history_order
+                )
+            else:
+                log_predictive, filtered = hmm_filter_draws(*inputs)
             return self._regimes_of(ProbabilityDraws(filtered, None, None, log_predictive))
+        if self.history_order:
+            inputs = (inputs[0], self._expanded(inputs[1]), *inputs[2:])
         log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(*inputs)
         return self._regimes_of(ProbabilityDraws(filtered, smoothed, predicted, log_predictive))
 

@@ -65,6 +65,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from regime_model.inference import (
+    hmm_log_likelihood,
     sample_markov_path,
     stationary_distribution,
 )
@@ -279,7 +280,7 @@ class CoupledChains:
         inputs = (log_initial, log_transition, log_emission, lead_part)
         return KernelGraphs(
             inputs if forecast is None else (*inputs, forecast),
-            (log_initial, fitted_transition, fitted),
+            hmm_log_likelihood(log_initial, fitted_transition, fitted),
         )
 
     def _chain_log_emission(self, chain: str, observations: Observations):

@@ -27,7 +27,6 @@ import xarray as xr
 
 from regime_model.choices import IDENTIFICATIONS, INITIALS, tuning_steps
 from regime_model.data.features import FeatureSet, validated
-from regime_model.inference import hmm_log_likelihood
 from regime_model.model_options import check_option_values
 from regime_model.models.composition import KernelGraphs
 from regime_model.models.covariates import split_covariates
@@ -215,7 +214,7 @@ class RegimeHMM(RegimeEstimator):
         # left in, they are some ten more nodes of the compiled log density.
         with pm.Model(coords=composition.coords(observations), check_bounds=False) as model:
             graphs = composition.build(observations)
-            pm.Potential("hmm_loglik", hmm_log_likelihood(*graphs.likelihood))
+            pm.Potential("hmm_loglik", graphs.log_likelihood)
         return model, graphs
 
     def observations(
