@@ -129,9 +129,12 @@ def autoregressive_log_density(
     coefficients = pt.as_tensor(coefficients)
     if coefficients.ndim == 2:
         coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(features)))
-    # (K, p, D), zero for the i.i.d. features: their density is the current regime's.
-    full = pt.zeros((n_regimes, order, values.shape[1]))
-    full = pt.set_subtensor(full[:, :, features], coefficients)
+    # (K, p, D), zero for the i.i.d. features: their density is the current regime's. A
+    # product with a 0/1 placement matrix, not set_subtensor: PyTensor vectorises it over
+    # posterior draws, so the per-draw pass evaluates all draws in one call.
+    placement = np.zeros((len(features), values.shape[1]))
+    placement[np.arange(len(features)), features] = 1.0
+    full = coefficients @ placement
     return autoregressive_density(values, usable, lags, mean, sigma, full, n_regimes, mean_adjusted)
 
 

@@ -179,3 +179,27 @@ def test_the_fitted_model_reads_its_data_and_appended_dates_as_its_result(fitted
     assert len(ours.dates) == 20 and ours.dates.equals(theirs.dates)
     np.testing.assert_allclose(theirs.filtered, ours.filtered, rtol=0, atol=1e-10)
     np.testing.assert_allclose(theirs.pointwise_loglik, ours.pointwise_loglik, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_the_kernel_inputs_vectorise_over_draws(name):
+    """Every family's kernel-input graph takes a leading axis of posterior draws, so the
+    pass over all draws is one compiled call per chunk, not a Python loop over draws
+    (posterior_pass.kernel_input_chunks falls back to that loop when PyTensor cannot
+    vectorise a node; the AR coefficients' set_subtensor was one). Full covariance is the
+    known exception (its Cholesky factors)."""
+    import pytensor.tensor as pt
+    from pytensor.graph.replace import vectorize_graph
+
+    spec = CONFIGS[name]
+    features, _ = spec.simulate()
+    estimator = model_from_config({**spec.config, "progressbar": False})
+    _, model, graphs = estimator.compose(estimator.observations(features, spec.columns))
+    batched = {
+        rv: pt.tensor(f"{rv.name}_draws", shape=(None, *rv.type.shape), dtype=rv.dtype)
+        for rv in model.free_RVs
+    }
+    outputs = vectorize_graph(list(graphs.inputs), batched)
+    assert all(output.type.ndim == value.type.ndim + 1 for output, value in zip(
+        outputs, graphs.inputs, strict=True
+    ))  # fmt: skip
