@@ -84,17 +84,21 @@ def full_log_density(
     Covariance of regime k = diag(sigma_k) R_k diag(sigma_k), R_k = C_k C_k^T. Rows with
     missing features use the marginal of the observed subset. -> (T, K).
     """
-    n_rows, n_regimes = y.shape[0], mean.shape[0]
+    n_rows = y.shape[0]
     correlation = correlation_cholesky @ correlation_cholesky.transpose(0, 2, 1)
     covariance = correlation * sigma[:, :, None] * sigma[:, None, :]
-    log_density = pt.zeros((n_rows, n_regimes))
+    # Selections and the reassembly of rows are products with 0/1 matrices and one
+    # permutation, not slices and set_subtensor: PyTensor vectorises these over posterior
+    # draws, so the per-draw pass runs all draws in one call (the values are the same).
+    pieces = []
     for pattern in patterns:
         d = len(pattern.features)
-        sub_covariance = covariance[:, pattern.features][:, :, pattern.features]  # (K, d, d)
+        selection = np.eye(y.shape[1])[pattern.features]  # (d, D)
+        sub_covariance = selection @ covariance @ selection.T  # (K, d, d)
         cholesky = pt.linalg.cholesky(sub_covariance)  # batched over regimes
         residual = (
             pt.as_tensor(y[np.ix_(pattern.rows, pattern.features)])[None, :, :]
-            - mean[:, None, pattern.features]
+            - (mean @ selection.T)[:, None, :]
         )  # (K, n, d)
         whitened = pt.linalg.solve_triangular(
             cholesky, residual.transpose(0, 2, 1), lower=True
@@ -111,8 +115,13 @@ def full_log_density(
                 - log_det[:, None]
                 - (nu + d) / 2 * pt.log1p(mahalanobis / nu)
             )
-        log_density = pt.set_subtensor(log_density[pattern.rows], rows.T)
-    return log_density
+        pieces.append(rows.T)  # (n, K)
+    order = np.concatenate([pattern.rows for pattern in patterns])
+    unobserved = np.setdiff1d(np.arange(n_rows), order)  # no feature: density 1
+    if len(unobserved):
+        pieces.append(pt.zeros_like(pieces[0][:1]) + np.zeros((len(unobserved), 1)))
+        order = np.concatenate([order, unobserved])
+    return pt.concatenate(pieces, axis=0)[np.argsort(order)]
 
 
 def sample_emissions(

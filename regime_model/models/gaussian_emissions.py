@@ -43,6 +43,19 @@ START_JITTER = 0.05  # sd of the chains' perturbation of the EM start (standardi
 START_NU = 10.0
 
 
+def correlation_matrix(packed: pt.TensorVariable, n_features: int) -> pt.TensorVariable:
+    """LKJCorr's packed upper triangle (D(D-1)/2,) -> the (D, D) correlation matrix, as
+    ``LKJCorr(return_matrix=True)`` builds it but by a product with a 0/1 placement matrix
+    rather than set_subtensor, which PyTensor cannot vectorise over posterior draws (the
+    per-draw pass then loops over draws in Python)."""
+    rows, columns = np.triu_indices(n_features, 1)
+    placement = np.zeros((len(rows), n_features * n_features))
+    placement[np.arange(len(rows)), rows * n_features + columns] = 1.0
+    placement[np.arange(len(rows)), columns * n_features + rows] = 1.0
+    off_diagonal = (packed @ placement).reshape((n_features, n_features))
+    return off_diagonal + np.eye(n_features)
+
+
 class GaussianEmissions:
     """Per-regime Gaussian or Student-t emissions (see the module docstring)."""
 
@@ -146,12 +159,14 @@ class GaussianEmissions:
             raise ValueError("covariance='full' needs at least two features")
         k = self.n_regimes
         if self.switching == "mean":
-            shared = pm.LKJCorr("correlation", n=n_features, eta=LKJ_ETA, return_matrix=True)
-            factor = pt.linalg.cholesky(shared)
+            shared = pm.LKJCorr("correlation", n=n_features, eta=LKJ_ETA)
+            factor = pt.linalg.cholesky(correlation_matrix(shared, n_features))
             return pt.broadcast_to(factor[None], (k, n_features, n_features))
         factors = [
             pt.linalg.cholesky(
-                pm.LKJCorr(f"correlation_{r}", n=n_features, eta=LKJ_ETA, return_matrix=True)
+                correlation_matrix(
+                    pm.LKJCorr(f"correlation_{r}", n=n_features, eta=LKJ_ETA), n_features
+                )
             )
             for r in range(k)
         ]

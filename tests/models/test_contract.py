@@ -181,19 +181,23 @@ def test_the_fitted_model_reads_its_data_and_appended_dates_as_its_result(fitted
     np.testing.assert_allclose(theirs.pointwise_loglik, ours.pointwise_loglik, rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_the_kernel_inputs_vectorise_over_draws(name):
-    """Every family's kernel-input graph takes a leading axis of posterior draws, so the
-    pass over all draws is one compiled call per chunk, not a Python loop over draws
-    (posterior_pass.kernel_input_chunks falls back to that loop when PyTensor cannot
-    vectorise a node; the AR coefficients' set_subtensor was one). Full covariance is the
-    known exception (its Cholesky factors)."""
+@pytest.mark.parametrize(
+    ("name", "emission"),
+    [*((name, {}) for name in CONFIGS), ("bayes-hmm", {"covariance": "full"}),
+     ("bayes-hmm", {"emission": "student-t"})],
+)  # fmt: skip
+def test_the_kernel_inputs_vectorise_over_draws(name, emission):
+    """Every family's kernel-input graph (and every emission's) takes a leading axis of
+    posterior draws, so the pass over all draws is one compiled call per chunk, not a
+    Python loop over draws (posterior_pass.kernel_input_chunks falls back to that loop
+    when PyTensor cannot vectorise a node: set_subtensor in the AR coefficients, in
+    LKJCorr's matrix and in the full-covariance rows were three)."""
     import pytensor.tensor as pt
     from pytensor.graph.replace import vectorize_graph
 
     spec = CONFIGS[name]
     features, _ = spec.simulate()
-    estimator = model_from_config({**spec.config, "progressbar": False})
+    estimator = model_from_config({**spec.config, **emission, "progressbar": False})
     _, model, graphs = estimator.compose(estimator.observations(features, spec.columns))
     batched = {
         rv: pt.tensor(f"{rv.name}_draws", shape=(None, *rv.type.shape), dtype=rv.dtype)
