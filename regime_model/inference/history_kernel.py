@@ -36,11 +36,10 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
 from pytensor.graph.basic import Apply, Variable
-from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_cache_key
+
+from regime_model.inference.pytensor_op import KernelLikelihoodOp
 
 _SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
@@ -54,19 +53,19 @@ def _normalise(alpha, t, total) -> None:
 
 
 @numba.njit(cache=True)
-def _forward(log_initial, log_transition, log_emission, order):
+def _forward(log_initial, transition, log_emission, order):
     """(emission e (T, S), alpha (T, S), b (T, K^p), c (T,), shifts m (T,)) of the
-    module docstring, for ``log_transition`` (n, K, K), n = 1 (homogeneous) or T - 1."""
+    module docstring, for ``transition`` (n, K, K) probabilities, n = 1 (homogeneous)
+    or T - 1."""
     n_dates, n_histories = log_emission.shape
-    n_regimes = log_transition.shape[1]
+    n_regimes = transition.shape[1]
     n_recent = n_regimes**order  # values of r
     lead = n_regimes ** (order - 1)  # r // lead = r_0, the current regime of (r, o)
     if n_recent * n_regimes != n_histories or log_initial.shape[0] != n_histories:
         raise ValueError("log_initial and log_emission must have K^(p+1) histories")
-    if log_transition.shape[0] not in (1, n_dates - 1):
+    if transition.shape[0] not in (1, n_dates - 1):
         raise ValueError("log_transition must be (1, K, K) or (T-1, K, K)")
-    homogeneous = log_transition.shape[0] == 1
-    transition = np.exp(log_transition)
+    homogeneous = transition.shape[0] == 1
     # Element loops, not row slices or array expressions: at S = 4 those temporaries
     # cost as much as the arithmetic.
     emission = np.empty((n_dates, n_histories))
@@ -117,7 +116,7 @@ def history_filter_draws(log_initial, log_transition, log_emission, order):
     filtered = np.empty((n_draws, n_dates, n_histories))
     for n in range(n_draws):
         _, alpha, _, scale, shifts = _forward(
-            log_initial[n], log_transition[n], log_emission[n], order
+            log_initial[n], np.exp(log_transition[n]), log_emission[n], order
         )
         for t in range(n_dates):
             if scale[t] > 0.0:
@@ -151,9 +150,7 @@ def history_loglik_and_grad(log_initial, log_transition, log_emission, order):
     lead = n_regimes ** (order - 1)
     homogeneous = log_transition.shape[0] == 1
     transition = np.exp(log_transition)
-    emission, alpha, recent, scale, shifts = _forward(
-        log_initial, log_transition, log_emission, order
-    )
+    emission, alpha, recent, scale, shifts = _forward(log_initial, transition, log_emission, order)
     if not (scale > 0.0).all():
         nan = np.nan
         return (
@@ -188,51 +185,22 @@ def history_loglik_and_grad(log_initial, log_transition, log_emission, order):
     return log_likelihood, grad_emission[0].copy(), grad_transition, grad_emission
 
 
-class HistoryLogLikelihoodOp(Op):
+class HistoryLogLikelihoodOp(KernelLikelihoodOp):
     """log p(y) on the history chain and its gradients, one forward-backward pass.
 
     Inputs: log_initial (S,), log_transition (K, K) or (T-1, K, K), log_emission (T, S).
-    Outputs: the log-likelihood () and its gradients, shaped as the inputs (see
-    :class:`~regime_model.inference.pytensor_op.HMMLogLikelihoodOp`, whose output and
-    gradient layout this follows)."""
+    Outputs: the log-likelihood () and its gradients, shaped as the inputs."""
 
     __props__ = ("order",)
-    default_output = 0
 
     def __init__(self, order: int) -> None:
         self.order = order
         super().__init__()
 
-    def make_node(self, log_initial, log_transition, log_emission) -> Apply:
-        inputs = [
-            pt.cast(pt.as_tensor_variable(value), "float64")
-            for value in (log_initial, log_transition, log_emission)
-        ]
-        if inputs[0].type.ndim != 1 or inputs[2].type.ndim != 2:
-            raise TypeError("log_initial must be a vector and log_emission a matrix")
-        if inputs[1].type.ndim not in (2, 3):
-            raise TypeError("log_transition must have shape (K, K) or (T-1, K, K)")
-        outputs = [pt.scalar(dtype="float64")] + [value.type() for value in inputs]
-        return Apply(self, inputs, outputs)
-
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
         values = _kernel(node)(*inputs, self.order)
         for storage, value in zip(output_storage, values, strict=True):
             storage[0] = np.asarray(value, dtype=np.float64)
-
-    def infer_shape(self, fgraph, node: Apply, input_shapes):
-        return [(), *input_shapes]
-
-    def L_op(self, inputs: list[Variable], outputs: list[Variable], output_grads):
-        loglik_grad, *gradient_output_grads = output_grads
-        if any(not isinstance(grad.type, DisconnectedType) for grad in gradient_output_grads):
-            return [
-                grad_not_implemented(self, position, value, "no second derivatives")
-                for position, value in enumerate(inputs)
-            ]
-        if isinstance(loglik_grad.type, DisconnectedType):
-            return [disconnected_type() for _ in inputs]
-        return [loglik_grad * gradient for gradient in outputs[1:]]
 
 
 @numba.njit(cache=True)

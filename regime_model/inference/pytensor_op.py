@@ -37,15 +37,12 @@ _KERNEL_SOURCE_HASH = hashlib.sha256(
 ).hexdigest()[:16]
 
 
-class HMMLogLikelihoodOp(Op):
-    """log p(y_1..T) of an HMM plus its gradient.
+class KernelLikelihoodOp(Op):
+    """What every forward-backward likelihood Op shares: inputs (log_initial,
+    log_transition (2 or 3 axes), log_emission), outputs the log-likelihood and its
+    gradients shaped as the inputs, and the gradient read off those outputs. A kernel
+    defines ``perform`` (and its numba dispatch)."""
 
-    Inputs: log_initial (K,), log_transition (K, K) or (T-1, K, K), log_emission (T, K).
-    Outputs: marginal_loglik (), grad_log_initial (K,), grad_log_transition (as input),
-    grad_log_emission (T, K).
-    """
-
-    __props__ = ()
     default_output = 0
 
     def make_node(self, log_initial, log_transition, log_emission) -> Apply:
@@ -60,14 +57,6 @@ class HMMLogLikelihoodOp(Op):
             raise TypeError("log_transition must have shape (K, K) or (T-1, K, K)")
         outputs = [pt.scalar(dtype="float64")] + [value.type() for value in inputs]
         return Apply(self, inputs, outputs)
-
-    def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
-        # The jitted entry points check shapes themselves; make_node already fixed dtype and
-        # rank, so the public function's Python validation would only add overhead.
-        time_varying = node.inputs[1].type.ndim == 3
-        kernel = loglik_and_grad_time_varying if time_varying else loglik_and_grad_homogeneous
-        for storage, value in zip(output_storage, kernel(*inputs), strict=True):
-            storage[0] = np.asarray(value, dtype=np.float64)
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):
         return [(), *input_shapes]
@@ -87,6 +76,25 @@ class HMMLogLikelihoodOp(Op):
         if isinstance(loglik_grad.type, DisconnectedType):
             return [disconnected_type() for _ in inputs]
         return [loglik_grad * gradient for gradient in outputs[1:]]
+
+
+class HMMLogLikelihoodOp(KernelLikelihoodOp):
+    """log p(y_1..T) of an HMM plus its gradient.
+
+    Inputs: log_initial (K,), log_transition (K, K) or (T-1, K, K), log_emission (T, K).
+    Outputs: marginal_loglik (), grad_log_initial (K,), grad_log_transition (as input),
+    grad_log_emission (T, K).
+    """
+
+    __props__ = ()
+
+    def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
+        # The jitted entry points check shapes themselves; make_node already fixed dtype and
+        # rank, so the public function's Python validation would only add overhead.
+        time_varying = node.inputs[1].type.ndim == 3
+        kernel = loglik_and_grad_time_varying if time_varying else loglik_and_grad_homogeneous
+        for storage, value in zip(output_storage, kernel(*inputs), strict=True):
+            storage[0] = np.asarray(value, dtype=np.float64)
 
 
 _hmm_log_likelihood_op = HMMLogLikelihoodOp()

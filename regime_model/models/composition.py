@@ -208,14 +208,19 @@ class Regimes:
         return states, self.emissions.simulate(parameters, states, rng)
 
     def date_quantities(self, inputs: tuple, with_bands: bool) -> tuple[DrawProbabilities, None]:
-        if self.history_order:
-            inputs = (inputs[0], self._expanded(inputs[1]), *inputs[2:])
-        draw = regime_date_quantities(*inputs, with_bands=with_bands)
+        draw = regime_date_quantities(*self._general_inputs(inputs), with_bands=with_bands)
         return self._regimes_of(draw), None
 
     def _expanded(self, log_transition: np.ndarray) -> np.ndarray:
         """(..., K, K) regime log transitions -> (..., S, S) over the histories."""
         return history_log_transition(log_transition, self.n_regimes, self.history_order)
+
+    def _general_inputs(self, inputs: tuple) -> tuple:
+        """``inputs`` as the general kernel takes them: on a history chain, with the
+        regime transitions expanded over the histories."""
+        if not self.history_order:
+            return inputs
+        return (inputs[0], self._expanded(inputs[1]), *inputs[2:])
 
     def _regimes_of(self, quantities):
         """Per-date probabilities over histories (..., T, S) -> over regimes (..., T, K);
@@ -239,9 +244,9 @@ class Regimes:
             else:
                 log_predictive, filtered = hmm_filter_draws(*inputs)
             return self._regimes_of(ProbabilityDraws(filtered, None, None, log_predictive))
-        if self.history_order:
-            inputs = (inputs[0], self._expanded(inputs[1]), *inputs[2:])
-        log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(*inputs)
+        log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(
+            *self._general_inputs(inputs)
+        )
         return self._regimes_of(ProbabilityDraws(filtered, smoothed, predicted, log_predictive))
 
     def inputs_at(self, parameters: dict, observations: Observations) -> tuple | None:
