@@ -65,7 +65,7 @@ from regime_model.models.observations import prepare_observations, select_featur
 from regime_model.results import RegimeResult
 
 REFERENCE_TUNE = 1000  # Stan's default warm-up, also used for numpyro (which has none)
-ROWS = ("cli", "em", "nuts", "nutpie", "ar1", "ar1ma", "numpyro", "stan", "scan")
+ROWS = ("cli", "em", "nuts", "nutpie", "ar1", "ar1ma", "var1", "numpyro", "stan", "scan")
 LABELS = {
     "cli": "regime fit (the default, whole process)",
     "em": "hmmlearn-em",
@@ -73,6 +73,7 @@ LABELS = {
     "nutpie": "package (nutpie)",
     "ar1": "package (nutpie), AR(1) emissions on every feature",
     "ar1ma": "package (nutpie), AR(1) emissions on every feature, mean-adjusted",
+    "var1": "package (nutpie), VAR(1) with a full matrix over every feature",
     "numpyro": "numpyro (hand-written)",
     "stan": "Stan hmm_marginal (pystan)",
     "scan": "pytensor-scan (PyMC NUTS)",
@@ -427,9 +428,14 @@ def main() -> None:
             result = model.fit(features).result_
             rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
             add_ideal_time(rows[sampler], model, result)
-    # The AR(1) component on the same data (phi -> 0): intercept form (K states) and
-    # mean-adjusted form (the kernel on K^2 regime histories).
-    for row, form in (("ar1", "intercept"), ("ar1ma", "mean-adjusted")):
+    # The AR(1) component on the same data (phi -> 0): intercept form (K states),
+    # mean-adjusted form (the kernel on K^2 regime histories), and a VAR(1) whose full
+    # matrix links every feature to every lag (D^2 coefficients).
+    for row, form, matrix in (
+        ("ar1", "intercept", "diagonal"),
+        ("ar1ma", "mean-adjusted", "diagonal"),
+        ("var1", "intercept", "full"),
+    ):
         if row not in wanted:
             continue
         model = BayesianHMM(
@@ -439,6 +445,7 @@ def main() -> None:
             identification=args.identification,
             ar_order=1,
             ar_form=form,
+            ar_matrix=matrix,
             **settings,
         )
         start = time.perf_counter()

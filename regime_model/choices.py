@@ -11,6 +11,7 @@ from __future__ import annotations
 MODEL_NAMES = ("bayes-hmm", "em-hmm", "hierarchical", "tvtp", "leadlag")
 EMISSIONS = ("gaussian", "student-t")
 AR_FORMS = ("intercept", "mean-adjusted")  # autoregressive emissions (models/ar_emissions.py)
+AR_MATRICES = ("diagonal", "full")  # each feature on its own lags, or a VAR(1)
 SWITCHING = ("both", "mean", "variance")
 COVARIANCES = ("diag", "full")
 ORDER_BY = ("mean", "volatility")

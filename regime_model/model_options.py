@@ -16,6 +16,7 @@ import numpy as np
 
 from regime_model.choices import (
     AR_FORMS,
+    AR_MATRICES,
     COVARIANCES,
     EMISSIONS,
     IDENTIFICATIONS,
@@ -225,6 +226,16 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         AUTOREGRESSIVE,
         choices=AR_FORMS,
         default="intercept",
+        section="autoregressive emissions",
+    ),
+    ModelOption(
+        "ar_matrix",
+        "--ar-matrix",
+        "diagonal (each AR column on its own lags) or full (a VAR(1): each AR column on "
+        "the lags of all of them; --ar-order 1)",
+        AUTOREGRESSIVE,
+        choices=AR_MATRICES,
+        default="diagonal",
         section="autoregressive emissions",
     ),
     ModelOption(

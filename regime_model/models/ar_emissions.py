@@ -19,16 +19,25 @@ density depends on the last p + 1 regimes, so the composition runs the kernel on
 K^(p+1) regime histories (:mod:`~regime_model.models.autoregression`, ``history_order``).
 ``switching_ar``: phi differs between regimes (K, p, A), or is shared (p, A).
 
-Prior: every regime's AR(p) is stationary. phi is sampled through its partial
-autocorrelations r_1..r_p, each Uniform(-1, 1), mapped to phi by the Durbin-Levinson
-recursion (Barndorff-Nielsen & Schou 1973; Jones 1987): a bijection between (-1, 1)^p and
-the stationary region, so no draw is explosive. (A Normal prior on phi puts a third of
-its mass on |phi| > 1 at p = 1: simulated series that explode within a few hundred
-dates, and a posterior that cannot be calibrated.) Levels near a unit root stay
-reachable: r_1 close to 1.
+``matrix="full"`` (p = 1 only): a VAR(1) among the A autoregressive features, each one's
+prediction a weighted sum of all their lags, phi (K, 1, A, A) or (1, A, A) with entry
+[.., a, b] the weight of feature b's lag in feature a (``ar_feature``, ``ar_source``); in
+the mean-adjusted form y_t - mu[s_t] = Phi (y_{t-1} - mu[s_{t-1}]) + e_t. The noise stays
+diagonal. ``"diagonal"`` (the default): each feature on its own lags.
+
+Prior: every regime's AR(p) is stationary (:mod:`~regime_model.models.stationarity`).
+phi is sampled through its partial autocorrelations r_1..r_p, each Uniform(-1, 1), mapped
+to phi by the Durbin-Levinson recursion: a bijection between (-1, 1)^p and the stationary
+region, so no draw is explosive. (A Normal prior on phi puts a third of its mass on
+|phi| > 1 at p = 1: simulated series that explode within a few hundred dates, and a
+posterior that cannot be calibrated.) Levels near a unit root stay reachable: r_1 close
+to 1. A full VAR(1) matrix is sampled as an unconstrained matrix B (``ar_unconstrained``,
+each entry StudentT(2, 0, 1/sqrt 2), which makes a 1 x 1 matrix Uniform(-1, 1)) mapped onto
+the stationary matrices (Ansley & Kohn 1986; Heaps 2022).
 
 Missing values and the first dates: an autoregressive feature's density at date t needs
-its value and its p lags; where any of them is missing (and on the first p dates) that
+its value and its p lags (with a full matrix, the lags of every autoregressive feature);
+where any of them is missing (and on the first p dates) that
 feature drops out of date t's likelihood: the date is conditioned on, not imputed, and the
 regime chain runs through it. This is exact for what remains (the likelihood of the
 observed values given observed lags); it discards the information in a value whose lag
@@ -47,20 +56,12 @@ from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.gaussian_emissions import START_JITTER, GaussianEmissions
 from regime_model.models.observations import Observations
 from regime_model.models.relabelling import RegimeAxes
-
-
-def coefficients_from_partial_autocorrelations(partial, order: int):
-    """AR coefficients (..., p, A) of a stationary AR(p) from its partial
-    autocorrelations (..., p, A) in (-1, 1), by the Durbin-Levinson recursion:
-    phi^(k)_j = phi^(k-1)_j - r_k phi^(k-1)_(k-j) for j < k, and phi^(k)_k = r_k. Works
-    on numpy arrays and on PyTensor variables (``order`` = p, given because a PyTensor
-    variable's shape is symbolic)."""
-    phi = [partial[..., 0, :]]
-    for k in range(1, order):
-        r = partial[..., k, :]
-        phi = [phi[j] - r * phi[k - 1 - j] for j in range(k)] + [r]
-    stack = pt.stack if isinstance(partial, pt.TensorVariable) else np.stack
-    return stack(phi, axis=-2)
+from regime_model.models.stationarity import (
+    VAR_PRIOR_NU,
+    VAR_PRIOR_SCALE,
+    coefficients_from_partial_autocorrelations,
+    var_coefficients_from_unconstrained,
+)
 
 
 class AutoregressiveEmissions:
@@ -75,40 +76,61 @@ class AutoregressiveEmissions:
         switching: str = "both",
         ordered: str | None = None,
         form: str = "intercept",  # or "mean-adjusted" (checked by the family, BayesianHMM)
+        matrix: str = "diagonal",  # or "full", a VAR(1) (checked by the family)
     ) -> None:
         if order < 1:
             raise ValueError(f"an autoregressive emission needs order >= 1, not {order}")
+        if matrix == "full" and order != 1:
+            raise ValueError(f"a full AR coefficient matrix is a VAR(1): order 1, not {order}")
         self.n_regimes = n_regimes
         self.order = order
         self.ar_features = np.asarray(ar_features, dtype=int)
         self.switching_ar = switching_ar
         self.form = form
+        self.full = matrix == "full"
         # How many past regimes the density depends on besides the current one: the
         # composition runs the kernel on K^(history_order + 1) regime histories.
         self.history_order = order if form == "mean-adjusted" else 0
         self.gaussian = GaussianEmissions(n_regimes, "gaussian", switching, "diag", ordered)
         axes: dict[str, RegimeAxes] = {}
         if switching_ar:
-            axes = {name: (("regime", 0),) for name in ("ar_coefficient", "ar_partial")}
+            names = ("ar_coefficient", "ar_unconstrained" if self.full else "ar_partial")
+            axes = {name: (("regime", 0),) for name in names}
         self.regime_axes = {**self.gaussian.regime_axes, **axes}
 
     def coords(self, observations: Observations) -> dict[str, list[str]]:
-        return {
-            "ar_lag": [f"lag{i + 1}" for i in range(self.order)],
-            "ar_feature": [observations.columns[d] for d in self.ar_features],
-        }
+        names = [observations.columns[d] for d in self.ar_features]
+        coords = {"ar_lag": [f"lag{i + 1}" for i in range(self.order)], "ar_feature": names}
+        return {**coords, "ar_source": names} if self.full else coords
+
+    def _dims(self, *names: str) -> tuple[str, ...]:
+        return ("regime", *names) if self.switching_ar else names
+
+    def _coefficient_dims(self) -> tuple[str, ...]:
+        return self._dims("ar_lag", "ar_feature", *(("ar_source",) if self.full else ()))
+
+    def _coefficients(self):
+        """The stationarity prior's free variable and the coefficients it maps to."""
+        if self.full:
+            free = pm.StudentT(
+                "ar_unconstrained",
+                nu=VAR_PRIOR_NU,
+                mu=0.0,
+                sigma=VAR_PRIOR_SCALE,
+                dims=self._dims("ar_feature", "ar_source"),
+            )
+            matrix = var_coefficients_from_unconstrained(free, len(self.ar_features))
+            return pt.expand_dims(matrix, -3)  # the one lag axis
+        partial = pm.Uniform("ar_partial", -1.0, 1.0, dims=self._dims("ar_lag", "ar_feature"))
+        return coefficients_from_partial_autocorrelations(partial, self.order)
 
     def build(self, observations: Observations) -> pt.TensorVariable:
         """Priors (``mean``, ``sigma``, ``ar_partial``; ``ar_coefficient`` from the
         partial autocorrelations) -> (T, K) log densities, or (T, K^(p+1)) over regime
         histories in the mean-adjusted form."""
         intercept, sigma, _, _ = self.gaussian.parameters(observations)
-        dims = ("regime", "ar_lag", "ar_feature") if self.switching_ar else ("ar_lag", "ar_feature")
-        partial = pm.Uniform("ar_partial", -1.0, 1.0, dims=dims)
         coefficients = pm.Deterministic(
-            "ar_coefficient",
-            coefficients_from_partial_autocorrelations(partial, self.order),
-            dims=dims,
+            "ar_coefficient", self._coefficients(), dims=self._coefficient_dims()
         )
         return autoregressive_log_density(
             observations.values,
@@ -120,6 +142,7 @@ class AutoregressiveEmissions:
             sigma,
             coefficients,
             mean_adjusted=self.form == "mean-adjusted",
+            full=self.full,
         )
 
     def starts(
@@ -128,11 +151,13 @@ class AutoregressiveEmissions:
         """The Gaussian starts (intercepts at the EM means) with coefficients near 0."""
         points = self.gaussian.starts(estimate, observations, n_chains, seed)
         rng = np.random.default_rng([seed, 1])
-        shape = (self.order, len(self.ar_features))
+        n_features = len(self.ar_features)
+        shape = (n_features, n_features) if self.full else (self.order, n_features)
         if self.switching_ar:
             shape = (self.n_regimes, *shape)
+        name = "ar_unconstrained" if self.full else "ar_partial"
         for point in points:
-            point["ar_partial"] = START_JITTER * rng.standard_normal(shape)
+            point[name] = START_JITTER * rng.standard_normal(shape)
         return points
 
     def simulate(
@@ -149,13 +174,13 @@ class AutoregressiveEmissions:
         states = np.asarray(states, dtype=int)
         features = self.ar_features
         for t, state in enumerate(states):
-            phi = coefficients[state] if self.switching_ar else coefficients  # (p, A)
+            phi = coefficients[state] if self.switching_ar else coefficients  # (p, A[, A])
             y[t] = intercept[state] + sigma[state] * noise[t]
             for i in range(min(self.order, t)):  # lags before date 0 left at the level
                 lag = y[t - 1 - i, features]
                 if self.form == "mean-adjusted":
                     lag = lag - intercept[states[t - 1 - i], features]
-                y[t, features] += phi[i] * lag
+                y[t, features] += phi[i] @ lag if self.full else phi[i] * lag
         return y
 
     def reported(self, posterior: xr.Dataset, observations: Observations):
@@ -165,8 +190,7 @@ class AutoregressiveEmissions:
         average (the intercept, in the features' units)."""
         reported, dims, coords = self.gaussian.reported(posterior, observations)
         reported["ar_coefficient"] = posterior["ar_coefficient"].to_numpy()
-        ar_dims = ["ar_lag", "ar_feature"]
-        dims["ar_coefficient"] = ["regime", *ar_dims] if self.switching_ar else ar_dims
+        dims["ar_coefficient"] = list(self._coefficient_dims())
         coords.update(self.coords(observations))
         return reported, dims, coords
 

@@ -30,7 +30,8 @@ its exact gradient (:mod:`~regime_model.models.autoregressive_densities`), the t
 gathers PyTensor differentiates.
 
 Shapes: ``values``, ``observed`` (T, D); ``mean``, ``sigma`` (K, D); ``coefficients``
-(K, p, A) switching or (p, A) shared, for A autoregressive features; ``log_transition``
+(K, p, A) switching or (p, A) shared, for A autoregressive features ((K, p, A, A) or
+(p, A, A) for a VAR's full matrix, :func:`autoregressive_log_density`); ``log_transition``
 (K, K) or (n, K, K) with rows the regime moved from. S = K^(p+1) histories.
 """
 
@@ -50,19 +51,33 @@ def regime_histories(n_regimes: int, order: int) -> np.ndarray:
     return np.array(list(itertools.product(range(n_regimes), repeat=order + 1)), dtype=int)
 
 
-def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, features: np.ndarray):
-    """(lags (T, p, D), usable (T, D)): lags[t, i, d] = values[t - 1 - i, d] for the
-    autoregressive ``features`` (0 elsewhere and before the first date); usable[t, d] is
-    1.0 where y[t, d] enters the likelihood (observed, and all its lags observed)."""
+def ar_links(features: np.ndarray, full: bool = False) -> np.ndarray:
+    """(L, 2) (target, source) feature pairs the AR coefficients sit on: (d, d) for each
+    autoregressive feature, or, with ``full`` (a VAR's full matrix), every pair (d, e) of
+    them, row by row (the order of a (A, A) coefficient matrix flattened)."""
+    features = np.asarray(features, dtype=int)
+    if full:
+        return np.array([(d, e) for d in features for e in features], dtype=int).reshape(-1, 2)
+    return np.stack([features, features], axis=1)
+
+
+def lagged_values(values: np.ndarray, observed: np.ndarray, order: int, links: np.ndarray):
+    """(lags (T, p, D), usable (T, D)): lags[t, i, e] = values[t - 1 - i, e] for every
+    source feature e of ``links`` (L, 2) (0 elsewhere and before the first date);
+    usable[t, d] is 1.0 where y[t, d] enters the likelihood: observed, and the p lags of
+    every feature it depends on observed."""
     n_dates, n_features = values.shape
+    links = np.asarray(links, dtype=int).reshape(-1, 2)
+    sources = np.unique(links[:, 1])
     lags = np.zeros((n_dates, order, n_features))
-    usable = observed.astype(float).copy()
+    lag_observed = np.zeros((n_dates, order, n_features))
     for i in range(order):
         lag = i + 1
-        lags[lag:, i, features] = values[:-lag, features]
-        lag_observed = np.zeros((n_dates, len(features)))
-        lag_observed[lag:] = observed[:-lag, features]
-        usable[:, features] *= lag_observed
+        lags[lag:, i, sources] = values[:-lag, sources]
+        lag_observed[lag:, i] = observed[:-lag]
+    usable = observed.astype(float).copy()
+    for target, source in links:
+        usable[:, target] *= lag_observed[:, :, source].prod(axis=1)
     return lags, usable
 
 
@@ -115,27 +130,31 @@ def autoregressive_log_density(
     sigma,
     coefficients,
     mean_adjusted: bool = False,
+    full: bool = False,
 ) -> TensorVariable:
     """(T, K) log densities in the intercept form, or (T, S) over the regime histories in
     the mean-adjusted form (``mean`` is then the level mu).
 
     ``values``, ``observed`` (T, D) as in :class:`~regime_model.models.observations.
     Observations`; ``mean``, ``sigma`` (K, D); ``coefficients`` (K, p, A) switching or
-    (p, A) shared, for the A autoregressive ``features``. A feature that is not among
-    them is an i.i.d. Gaussian of the current regime. An autoregressive feature drops out
-    of date t where it or one of its p lags is missing, and on the first p dates (the
-    likelihood conditions on them, as Hamilton's does)."""
-    lags, usable = lagged_values(values, observed, order, features)  # (T, p, D), (T, D)
+    (p, A) shared, for the A autoregressive ``features``, or with ``full`` (a VAR with a
+    full matrix) (K, p, A, A) or (p, A, A), entry [.., i, a, b] the weight of feature b's
+    lag i + 1 in feature a's prediction. A feature that is not among them is an i.i.d.
+    Gaussian of the current regime. An autoregressive feature drops out of date t where
+    it or a lag it depends on is missing, and on the first p dates (the likelihood
+    conditions on them, as Hamilton's does)."""
+    links = ar_links(features, full)
+    lags, usable = lagged_values(values, observed, order, links)  # (T, p, D), (T, D)
     coefficients = pt.as_tensor(coefficients)
-    if coefficients.ndim == 2:
-        coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(features)))
-    # (K, p, D), zero for the i.i.d. features: their density is the current regime's. A
-    # product with a 0/1 placement matrix, not set_subtensor: PyTensor vectorises it over
-    # posterior draws, so the per-draw pass evaluates all draws in one call.
-    placement = np.zeros((len(features), values.shape[1]))
-    placement[np.arange(len(features)), features] = 1.0
-    full = coefficients @ placement
-    return autoregressive_density(values, usable, lags, mean, sigma, full, n_regimes, mean_adjusted)
+    shared = coefficients.ndim == (3 if full else 2)
+    if full:  # (.., p, A, A) -> (.., p, A * A), in the order of the links
+        shape = (order, len(links)) if shared else (n_regimes, order, len(links))
+        coefficients = coefficients.reshape(shape)
+    if shared:
+        coefficients = pt.broadcast_to(coefficients[None], (n_regimes, order, len(links)))
+    return autoregressive_density(
+        values, usable, lags, mean, sigma, coefficients, links, n_regimes, mean_adjusted
+    )
 
 
 def regime_marginals(history_probabilities: np.ndarray, n_regimes: int, order: int):

@@ -5,24 +5,26 @@ an exact gradient (:mod:`~regime_model.models.ar_emissions` and
 In the mean-adjusted form the density depends on the history h = (s_t, s_{t-1}, ...,
 s_{t-p}), state number sum_i s_{t-i} K^(p-i) (s_t the most significant digit, as
 :func:`~regime_model.models.autoregression.regime_histories` numbers them), S = K^(p+1);
-in the intercept form only on s = s_t, S = K. With u = usable[t, d] and
-G = dL/dlog_density (T, S),
+in the intercept form only on s = s_t, S = K. The coefficients sit on *links*: link l
+= (d, e) lets feature d depend on the lags of feature e (a diagonal AR has the links
+(d, d), a VAR(1) with a full matrix every pair of its features), so a model pays only for
+the links it has. With u = usable[t, d] and G = dL/dlog_density (T, S),
 
-    r = y[t, d] - mean[s, d] - sum_i phi[s, i, d] (lag[t, i, d] - level_i)
+    r = y[t, d] - mean[s, d] - sum_{l = (d, e)} sum_i phi[s, i, l] (lag[t, i, e] - level_(i, e))
     log_density[t, h] = sum_d u (-z^2 / 2 - log sigma[s, d] - log(2 pi) / 2),  z = r / sigma[s, d]
 
-where level_i = mean[s_{t-1-i}, d] (mean-adjusted: ``mean`` is the level mu) or 0
+where level_(i, e) = mean[s_{t-1-i}, e] (mean-adjusted: ``mean`` is the level mu) or 0
 (intercept: ``mean`` is the intercept c). Writing g = G[t, h] u z / sigma[s, d]
-(minus dL/dr),
+(minus dL/dr), for every link l = (d, e)
 
     dL/dmean[s, d]          += g
-    dL/dmean[s_{t-1-i}, d]  -= g phi[s, i, d]        (mean-adjusted only)
-    dL/dphi[s, i, d]        += g (lag[t, i, d] - level_i)
+    dL/dmean[s_{t-1-i}, e]  -= g phi[s, i, l]        (mean-adjusted only)
+    dL/dphi[s, i, l]        += g (lag[t, i, e] - level_(i, e))
     dL/dsigma[s, d]         += G u (z^2 - 1) / sigma[s, d].
 
-``coefficients`` is (K, p, D), zero for a feature that is not autoregressive (its
-density is then the i.i.d. Gaussian of the current regime). A masked entry holds a
-finite filler (0), so its term is finite and ``usable`` zeroes it.
+``coefficients`` is (K, p, L); a feature that is the target of no link has the i.i.d.
+Gaussian density of the current regime. A masked entry holds a finite filler (0), so its
+term is finite and ``usable`` zeroes it.
 
 Why an Op: as a PyTensor graph the (T, S, D) density is a dozen gathers and broadcasts,
 each a pass over a (T, S, D) temporary in the value and again in the gradient; the
@@ -85,22 +87,28 @@ def _lag_level(mean, states, h, i, d) -> float:
 
 
 @numba.njit(cache=True)
-def _residuals(y, lags, mean, coefficients, states, h, d, out) -> None:
+def _residuals(y, lags, mean, coefficients, links, states, h, d, out) -> None:
     """r (module docstring) of feature d in state h at every date, into ``out`` (T,);
-    ``y`` (D, T) and ``lags`` (p, D, T) by feature."""
+    ``y`` (D, T) and ``lags`` (p, D, T) by feature, ``links`` (L, 2) (target, source)."""
     state = states[h, 0]
     level = mean[state, d]
     for t in range(y.shape[1]):
         out[t] = y[d, t] - level
-    for i in range(lags.shape[0]):
-        coefficient, lag_level = coefficients[state, i, d], _lag_level(mean, states, h, i, d)
-        for t in range(y.shape[1]):
-            out[t] -= coefficient * (lags[i, d, t] - lag_level)
+    for link in range(links.shape[0]):
+        if links[link, 0] != d:
+            continue
+        source = links[link, 1]
+        for i in range(lags.shape[0]):
+            coefficient = coefficients[state, i, link]
+            lag_level = _lag_level(mean, states, h, i, source)
+            for t in range(y.shape[1]):
+                out[t] -= coefficient * (lags[i, source, t] - lag_level)
 
 
 @numba.njit(cache=True)
-def autoregressive_numba(y, usable, lags, mean, sigma, coefficients, mean_adjusted):
-    """(T, D), (T, D), (T, p, D), (K, D), (K, D), (K, p, D) -> (T, S) log densities."""
+def autoregressive_numba(y, usable, lags, mean, sigma, coefficients, links, mean_adjusted):
+    """(T, D), (T, D), (T, p, D), (K, D), (K, D), (K, p, L), links (L, 2) -> (T, S) log
+    densities."""
     n_dates, n_features = y.shape
     states = _states(mean.shape[0], lags.shape[1], mean_adjusted)
     y, usable, lags = _by_feature(y, usable, lags)
@@ -109,7 +117,7 @@ def autoregressive_numba(y, usable, lags, mean, sigma, coefficients, mean_adjust
     for h in range(states.shape[0]):
         state = states[h, 0]
         for d in range(n_features):
-            _residuals(y, lags, mean, coefficients, states, h, d, residual)
+            _residuals(y, lags, mean, coefficients, links, states, h, d, residual)
             inverse_sigma = 1.0 / sigma[state, d]
             normaliser = np.log(sigma[state, d]) + _HALF_LOG_2PI
             for t in range(n_dates):
@@ -120,9 +128,9 @@ def autoregressive_numba(y, usable, lags, mean, sigma, coefficients, mean_adjust
 
 @numba.njit(cache=True)
 def autoregressive_vjp_numba(
-    y, usable, lags, mean, sigma, coefficients, output_grad, mean_adjusted
+    y, usable, lags, mean, sigma, coefficients, output_grad, links, mean_adjusted
 ):
-    """(dL/dmean (K, D), dL/dsigma (K, D), dL/dcoefficients (K, p, D)) from
+    """(dL/dmean (K, D), dL/dsigma (K, D), dL/dcoefficients (K, p, L)) from
     ``output_grad`` (T, S)."""
     n_dates, n_features = y.shape
     order = lags.shape[1]
@@ -137,7 +145,7 @@ def autoregressive_vjp_numba(
     for h in range(states.shape[0]):
         state = states[h, 0]
         for d in range(n_features):
-            _residuals(y, lags, mean, coefficients, states, h, d, residual)
+            _residuals(y, lags, mean, coefficients, links, states, h, d, residual)
             inverse_sigma = 1.0 / sigma[state, d]
             sigma_term, score_total = 0.0, 0.0
             for t in range(n_dates):
@@ -148,13 +156,18 @@ def autoregressive_vjp_numba(
                 score_total += score[t]
             grad_sigma[state, d] += sigma_term * inverse_sigma
             grad_mean[state, d] += score_total
-            for i in range(order):
-                lag_level, lag_term = _lag_level(mean, states, h, i, d), 0.0
-                for t in range(n_dates):
-                    lag_term += score[t] * (lags[i, d, t] - lag_level)
-                grad_coefficients[state, i, d] += lag_term
-                if mean_adjusted:
-                    grad_mean[states[h, i + 1], d] -= score_total * coefficients[state, i, d]
+            for link in range(links.shape[0]):
+                if links[link, 0] != d:
+                    continue
+                source = links[link, 1]
+                for i in range(order):
+                    lag_level, lag_term = _lag_level(mean, states, h, i, source), 0.0
+                    for t in range(n_dates):
+                        lag_term += score[t] * (lags[i, source, t] - lag_level)
+                    grad_coefficients[state, i, link] += lag_term
+                    if mean_adjusted:
+                        coefficient = coefficients[state, i, link]
+                        grad_mean[states[h, i + 1], source] -= score_total * coefficient
     return grad_mean, grad_sigma, grad_coefficients
 
 
@@ -162,17 +175,24 @@ _NAMES = ("y", "usable", "lags", "mean", "sigma", "coefficients")
 _RANKS = (2, 2, 3, 2, 2, 3)
 
 
+def _links_array(links: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """(L, 2) int64 array of an Op's ``links`` prop (a tuple, so the Op is hashable)."""
+    return np.array(links, dtype=np.int64).reshape(-1, 2)
+
+
 class AutoregressiveLogDensityOp(Op):
     """(y (T, D), usable (T, D), lags (T, p, D), mean (K, D), sigma (K, D),
-    coefficients (K, p, D)) -> (T, S) log densities, S = K^(p+1) mean-adjusted, else K."""
+    coefficients (K, p, L)) -> (T, S) log densities, S = K^(p+1) mean-adjusted, else K;
+    ``links``: the L (target, source) feature pairs the coefficients sit on."""
 
-    __props__ = ("n_states", "mean_adjusted")
+    __props__ = ("n_states", "mean_adjusted", "links")
 
-    def __init__(self, n_states: int, mean_adjusted: bool) -> None:
+    def __init__(self, n_states: int, mean_adjusted: bool, links: tuple) -> None:
         # S is the Op's, so the output's core shape is known when it is vectorised.
         self.n_states = n_states
         self.mean_adjusted = mean_adjusted
-        self.gufunc_signature = f"(t,d),(t,d),(t,p,d),(k,d),(k,d),(k,p,d)->(t,{n_states})"
+        self.links = links
+        self.gufunc_signature = f"(t,d),(t,d),(t,p,d),(k,d),(k,d),(k,p,l)->(t,{n_states})"
         super().__init__()
 
     def make_node(self, *inputs) -> Apply:
@@ -182,7 +202,9 @@ class AutoregressiveLogDensityOp(Op):
         return Apply(self, inputs, [output])
 
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
-        output_storage[0][0] = autoregressive_numba(*contiguous(inputs), self.mean_adjusted)
+        output_storage[0][0] = autoregressive_numba(
+            *contiguous(inputs), _links_array(self.links), self.mean_adjusted
+        )
 
     def infer_shape(self, fgraph, node: Apply, input_shapes):
         return [(input_shapes[0][0], self.n_states)]
@@ -193,18 +215,19 @@ class AutoregressiveLogDensityOp(Op):
             grad_undefined(self, 0, y, "the observations are data"),
             grad_undefined(self, 1, usable, "the mask of usable values is data"),
             grad_undefined(self, 2, lags, "the lagged observations are data"),
-            *_VJP_OPS[self.mean_adjusted](*inputs, output_grads[0]),
+            *AutoregressiveVJPOp(self.mean_adjusted, self.links)(*inputs, output_grads[0]),
         ]
 
 
 class AutoregressiveVJPOp(Op):
     """(the density's inputs, dL/dlog_density (T, S)) -> dL/d mean, sigma, coefficients."""
 
-    __props__ = ("mean_adjusted",)
-    gufunc_signature = "(t,d),(t,d),(t,p,d),(k,d),(k,d),(k,p,d),(t,s)->(k,d),(k,d),(k,p,d)"
+    __props__ = ("mean_adjusted", "links")
+    gufunc_signature = "(t,d),(t,d),(t,p,d),(k,d),(k,d),(k,p,l),(t,s)->(k,d),(k,d),(k,p,l)"
 
-    def __init__(self, mean_adjusted: bool) -> None:
+    def __init__(self, mean_adjusted: bool, links: tuple) -> None:
         self.mean_adjusted = mean_adjusted
+        self.links = links
         super().__init__()
 
     def make_node(self, *inputs) -> Apply:
@@ -212,7 +235,9 @@ class AutoregressiveVJPOp(Op):
         return Apply(self, inputs, [value.type() for value in inputs[3:6]])
 
     def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
-        gradients = autoregressive_vjp_numba(*contiguous(inputs), self.mean_adjusted)
+        gradients = autoregressive_vjp_numba(
+            *contiguous(inputs), _links_array(self.links), self.mean_adjusted
+        )
         for storage, value in zip(output_storage, gradients, strict=True):
             storage[0] = value
 
@@ -220,16 +245,23 @@ class AutoregressiveVJPOp(Op):
         return list(input_shapes[3:6])
 
 
-_VJP_OPS = {form: AutoregressiveVJPOp(form) for form in (False, True)}
-
-
 def autoregressive_density(
-    y, usable, lags: np.ndarray, mean, sigma, coefficients, n_regimes: int, mean_adjusted: bool
+    y,
+    usable,
+    lags: np.ndarray,
+    mean,
+    sigma,
+    coefficients,
+    links: np.ndarray,
+    n_regimes: int,
+    mean_adjusted: bool,
 ) -> Variable:
-    """Symbolic (T, S) log densities (module docstring) for K = ``n_regimes`` and p the
-    number of ``lags``; differentiable in ``mean``, ``sigma`` and ``coefficients``."""
+    """Symbolic (T, S) log densities (module docstring) for K = ``n_regimes``, p the
+    number of ``lags`` and ``links`` (L, 2) the (target, source) pairs of the (K, p, L)
+    ``coefficients``; differentiable in ``mean``, ``sigma`` and ``coefficients``."""
     n_states = n_regimes ** (np.shape(lags)[1] + 1) if mean_adjusted else n_regimes
-    return AutoregressiveLogDensityOp(n_states, mean_adjusted)(
+    links = tuple((int(target), int(source)) for target, source in np.reshape(links, (-1, 2)))
+    return AutoregressiveLogDensityOp(n_states, mean_adjusted, links)(
         y, usable, lags, mean, sigma, coefficients
     )
 
@@ -237,7 +269,7 @@ def autoregressive_density(
 # ----------------------------------------------------- numba mode (nutpie's log density)
 @register_funcify_and_cache_key(AutoregressiveLogDensityOp)
 def _numba_funcify_log_density(op: AutoregressiveLogDensityOp, node: Apply, **kwargs):
-    mean_adjusted = op.mean_adjusted
+    mean_adjusted, links = op.mean_adjusted, _links_array(op.links)
 
     @numba_njit
     def log_density_node(y, usable, lags, mean, sigma, coefficients):
@@ -248,16 +280,17 @@ def _numba_funcify_log_density(op: AutoregressiveLogDensityOp, node: Apply, **kw
             np.ascontiguousarray(mean),
             np.ascontiguousarray(sigma),
             np.ascontiguousarray(coefficients),
+            links,
             mean_adjusted,
         )
 
-    key = f"regime_model.AutoregressiveLogDensityOp_{mean_adjusted}_{_SOURCE_HASH}"
+    key = f"regime_model.AutoregressiveLogDensityOp_{mean_adjusted}_{op.links}_{_SOURCE_HASH}"
     return log_density_node, key
 
 
 @register_funcify_and_cache_key(AutoregressiveVJPOp)
 def _numba_funcify_vjp(op: AutoregressiveVJPOp, node: Apply, **kwargs):
-    mean_adjusted = op.mean_adjusted
+    mean_adjusted, links = op.mean_adjusted, _links_array(op.links)
 
     @numba_njit
     def vjp_node(y, usable, lags, mean, sigma, coefficients, output_grad):
@@ -269,7 +302,9 @@ def _numba_funcify_vjp(op: AutoregressiveVJPOp, node: Apply, **kwargs):
             np.ascontiguousarray(sigma),
             np.ascontiguousarray(coefficients),
             np.ascontiguousarray(output_grad),
+            links,
             mean_adjusted,
         )
 
-    return vjp_node, f"regime_model.AutoregressiveVJPOp_{mean_adjusted}_{_SOURCE_HASH}"
+    key = f"regime_model.AutoregressiveVJPOp_{mean_adjusted}_{op.links}_{_SOURCE_HASH}"
+    return vjp_node, key

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from regime_model.choices import AR_FORMS, COVARIANCES, EMISSIONS, SWITCHING
+from regime_model.choices import AR_FORMS, AR_MATRICES, COVARIANCES, EMISSIONS, SWITCHING
 from regime_model.models.ar_emissions import AutoregressiveEmissions
 from regime_model.models.composition import Regimes
 from regime_model.models.em_hmm import EMHMM, EMEstimate
@@ -54,6 +54,8 @@ class BayesianHMM(RegimeHMM):
         (Hamilton's form: the regime sets the level the series reverts to; the kernel runs
         on the K^(p+1) regime histories, at most MAX_HISTORIES).
     switching_ar: the AR coefficients differ between regimes (default: shared).
+    ar_matrix: "diagonal" (each AR feature on its own lags) or "full" (a VAR(1) among the
+        ``ar_columns``: each one's prediction uses all their lags; ar_order 1).
     (``covariates`` belong to the families that take them: tvtp, hierarchical, leadlag.)
     """
 
@@ -72,6 +74,7 @@ class BayesianHMM(RegimeHMM):
         ar_columns: list[str] | None = None,
         ar_form: str = "intercept",
         switching_ar: bool = False,
+        ar_matrix: str = "diagonal",
         **options: Any,
     ) -> None:
         for value, choices, name in (
@@ -79,26 +82,36 @@ class BayesianHMM(RegimeHMM):
             (switching, SWITCHING, "switching"),
             (covariance, COVARIANCES, "covariance"),
             (ar_form, AR_FORMS, "ar_form"),
+            (ar_matrix, AR_MATRICES, "ar_matrix"),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         order_by = order_by or ("volatility" if switching == "variance" else "mean")
         if (order_by, switching) in (("mean", "variance"), ("volatility", "mean")):
             raise ValueError(f"cannot order by {order_by} when only the other one switches")
-        autoregressive = ar_order or ar_columns or switching_ar or ar_form != "intercept"
+        autoregressive = (
+            ar_order
+            or ar_columns
+            or switching_ar
+            or ar_form != "intercept"
+            or ar_matrix != "diagonal"
+        )
         if autoregressive and not self.autoregressive_allowed:
             raise ValueError(
                 f"the {self.name} model's emissions are not autoregressive (ar_order, "
-                "ar_columns, ar_form and switching_ar are for bayes-hmm and tvtp)"
+                "ar_columns, ar_form, ar_matrix and switching_ar are for bayes-hmm and tvtp)"
             )
         needing_order = {
             "switching_ar": switching_ar,
             "ar_columns": ar_columns,
             "ar_form": ar_form != "intercept",
+            "ar_matrix": ar_matrix != "diagonal",
         }
         given = [name for name, value in needing_order.items() if value]
         if given and not ar_order:
             raise ValueError(f"{given[0]} needs ar_order >= 1")
+        if ar_matrix == "full" and ar_order > 1:
+            raise ValueError(f"ar_matrix='full' is a VAR(1): ar_order must be 1, not {ar_order}")
         if ar_order and (emission, covariance) != ("gaussian", "diag"):
             raise ValueError(
                 "autoregressive emissions (ar_order > 0) are Gaussian with a diagonal "
@@ -119,6 +132,7 @@ class BayesianHMM(RegimeHMM):
         self.ar_columns = ar_columns
         self.ar_form = ar_form
         self.switching_ar = switching_ar
+        self.ar_matrix = ar_matrix
 
     def initial_estimate(self, observations: Observations) -> EMEstimate:
         """A maximum-likelihood fit in the model's regime order, to start chains from."""
@@ -162,6 +176,7 @@ class BayesianHMM(RegimeHMM):
             self.switching,
             ordered,
             self.ar_form,
+            self.ar_matrix,
         )
 
     def transition_component(self) -> StickyDirichlet | CovariateLogit:

@@ -28,7 +28,6 @@ from scipy.special import expit
 
 from regime_model.inference import hmm_filter, hmm_loglik_and_grad
 from regime_model.inference.stationary import stationary_numpy
-from regime_model.models.ar_emissions import coefficients_from_partial_autocorrelations
 from regime_model.models.autoregression import (
     autoregressive_log_density,
     history_log_initial,
@@ -36,6 +35,7 @@ from regime_model.models.autoregression import (
     regime_histories,
     regime_marginals,
 )
+from regime_model.models.stationarity import coefficients_from_partial_autocorrelations
 
 fixtures = pytest.importorskip(
     "statsmodels.tsa.regime_switching.tests.test_markov_autoregression",
