@@ -30,10 +30,10 @@ from regime_model.commands.data import run_build, run_fetch, run_show
 from regime_model.commands.demo import run_demo
 from regime_model.commands.reading import run_now, run_report, run_update
 from regime_model.commands.runs import run_calibrate, run_compare, run_fit, run_plot, run_summary
-from regime_model.data.calendar import FREQUENCIES
+from regime_model.data.calendar import COARSE_FREQUENCIES, FREQUENCIES
 from regime_model.errors import RegimeModelError
 from regime_model.evaluation.schedule import EVERY
-from regime_model.model_options import MODEL_HELP, MODEL_OPTIONS, help_text
+from regime_model.model_options import MODEL_HELP, MODEL_OPTIONS, comma_list, help_text
 from regime_model.progress import hide_phases, show_phases
 
 DEFAULT_CACHE = Path.home() / ".cache" / "regime-model"
@@ -479,6 +479,19 @@ def _add_build(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--start", help="first date, YYYY-MM-DD (default: the universe's start)")
     build.add_argument("--end", help="last date, YYYY-MM-DD (default: the last data)")
     build.add_argument("--out", required=True, help="output CSV path")
+    build.add_argument(
+        "--coarse-columns",
+        type=comma_list,
+        metavar="COL,COL",
+        help="features observed on a coarse calendar (a two-scale model's slow ones): each "
+        "kept only on the last date of every ended --coarse-freq period, as known then",
+    )
+    build.add_argument(
+        "--coarse-freq",
+        choices=COARSE_FREQUENCIES,
+        default="M",
+        help="the coarse calendar: M (months, default), Q (quarters) or W (weeks)",
+    )
     synthetic = build.add_argument_group("synthetic source")
     synthetic.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synthetic.add_argument("--regimes", type=int, default=2, help="number of regimes (default 2)")

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regime_model.data.calendar import align_to_calendar, build_grid, week_ending_friday
+from regime_model.data.calendar import (
+    align_to_calendar,
+    build_grid,
+    coarse_observations,
+    period_closings,
+    period_openings,
+    week_ending_friday,
+)
 from regime_model.data.features import build_features
 from regime_model.data.sources import FrameSource
 from regime_model.data.universe import load_universe
@@ -138,3 +145,37 @@ def test_build_grid_prefers_equity_days():
     assert list(build_grid({"crypto": [crypto]}, "daily")) == list(crypto)
     with pytest.raises(ValueError, match="unknown frequency"):
         build_grid({"crypto": [crypto]}, "monthly")
+
+
+def test_periods_open_on_the_first_fine_date_of_each_month():
+    dates = pd.date_range("2024-01-05", periods=10, freq="W-FRI")  # Jan 5 .. Mar 8
+    opens = period_openings(dates, "M")
+    assert list(dates[opens].strftime("%Y-%m-%d")) == ["2024-01-05", "2024-02-02", "2024-03-01"]
+    # January and February end within the sample; March is unfinished (no observation).
+    assert list(period_closings(opens)) == [3, 7]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        period_openings(dates[::-1])
+    with pytest.raises(ValueError, match="M, Q, W"):
+        period_openings(dates, "D")
+
+
+def test_coarse_observations_sit_on_closing_dates_and_ignore_what_came_later():
+    """A coarse column keeps its value only on each ended month's last Friday; a build on
+    a shorter sample gives the same coarse observations for every month that ended in it
+    (nothing after a month's last fine date enters its observation), and the unfinished
+    last month has none."""
+    dates = pd.date_range("2024-01-05", periods=14, freq="W-FRI")  # Jan 5 .. Apr 5
+    frame = pd.DataFrame(
+        {"ret": np.arange(14.0), "liquidity": 100.0 + np.arange(14.0)}, index=dates
+    )
+    placed = coarse_observations(frame, ["liquidity"], "M")
+    kept = placed["liquidity"].dropna()
+    assert list(kept.index.strftime("%m-%d")) == ["01-26", "02-23", "03-29"]
+    np.testing.assert_array_equal(kept.to_numpy(), frame["liquidity"][kept.index].to_numpy())
+    pd.testing.assert_series_equal(placed["ret"], frame["ret"])  # fine columns untouched
+    shorter = coarse_observations(frame.iloc[:9], ["liquidity"], "M")  # to Mar 1
+    pd.testing.assert_series_equal(
+        shorter["liquidity"].dropna(), kept[kept.index < dates[8]], check_freq=False
+    )
+    with pytest.raises(ValueError, match="coarse columns nope are not among the features"):
+        coarse_observations(frame, ["nope"])

@@ -134,3 +134,38 @@ def test_csv_build_with_small_directory(csv_dir, simple_universe):
     week = weekly.index[10]
     days = daily.loc[(daily.index > weekly.index[9]) & (daily.index <= week), "equity_return"]
     assert weekly.loc[week, "equity_return"] == pytest.approx(days.sum())
+
+
+def test_build_places_coarse_columns_on_month_ends_and_keeps_them_in_the_metadata(tmp_path, capsys):
+    """``regime data build --coarse-columns``: the coarse feature is present only on the
+    last Friday of each ended month, where it equals the plain build's value (so the
+    release lags the plain build respects carry over); every other column is the plain
+    build's; the file's metadata says which columns are coarse, and read_features reads
+    it back. An unknown coarse column is a one-line error, exit 2, and no file."""
+    from regime_model.cli import main
+
+    common = ["data", "build", "--source", "synthetic", "--freq", "weekly", "--seed", "3"]
+    common += ["--end", "2021-09-30"]
+    assert main([*common, "--out", str(tmp_path / "plain.csv")]) == 0
+    coarse = ["--coarse-columns", "net_liquidity_change", "--out", str(tmp_path / "two.csv")]
+    assert main([*common, *coarse]) == 0
+    plain = read_features(tmp_path / "plain.csv")
+    two_scale = read_features(tmp_path / "two.csv")
+    assert two_scale.coarse_columns == ["net_liquidity_change"]
+    assert two_scale.coarse_freq == "M" and plain.coarse_columns == []
+    placed = two_scale.frame["net_liquidity_change"].dropna()
+    dates = two_scale.frame.index
+    month = dates.to_period("M")
+    last_of_month = np.r_[month[1:] != month[:-1], False]  # the last month is unfinished
+    assert list(placed.index) == list(
+        dates[last_of_month & plain.frame["net_liquidity_change"].notna().to_numpy()]
+    )
+    np.testing.assert_array_equal(placed, plain.frame.loc[placed.index, "net_liquidity_change"])
+    others = [column for column in plain.frame.columns if column != "net_liquidity_change"]
+    pd.testing.assert_frame_equal(two_scale.frame[others], plain.frame[others])
+    capsys.readouterr()
+    bad = ["--coarse-columns", "nope", "--out", str(tmp_path / "bad.csv")]
+    assert main([*common, *bad]) == 2
+    error = capsys.readouterr().err
+    assert "coarse columns nope are not among the features" in error and error.count("\n") == 1
+    assert not (tmp_path / "bad.csv").exists()

@@ -58,9 +58,17 @@ def run_build(args: argparse.Namespace) -> int:
         )
         source = market.source()
     features = build_features(universe, source, args.freq, start=start, end=end)
+    if args.coarse_columns:
+        features = features.with_coarse(args.coarse_columns, args.coarse_freq)
     path = features.save(args.out)
     rows, columns = features.frame.shape
     print(f"wrote {path}: {rows} {args.freq} dates x {columns} features")
+    if features.coarse_columns:
+        periods = features.frame[features.coarse_columns[0]].notna().sum()
+        print(
+            f"coarse columns ({args.coarse_freq}, on each ended period's last date, "
+            f"{periods} periods): {', '.join(features.coarse_columns)}"
+        )
     if market is not None:
         truth_file = truth_path(path)
         market.truth_on(features.frame.index).to_csv(truth_file, date_format="%Y-%m-%d")

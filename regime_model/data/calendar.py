@@ -18,6 +18,7 @@ Rules (docs/data.md explains them with examples):
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 FREQUENCIES = ("daily", "weekly")
@@ -89,3 +90,47 @@ def align_to_calendar(
         tolerance=pd.Timedelta(days=tolerance),
     )
     return pd.Series(merged["value"].to_numpy(), index=grid, name=series.name)
+
+
+# ---------------------------------------------------------------- coarse periods
+# The coarse calendar of a two-scale model (months by default) over the fine grid.
+COARSE_FREQUENCIES = ("M", "Q", "W")
+
+
+def period_openings(dates, freq: str = "M") -> np.ndarray:
+    """(T,) bool: True on the first grid date of each coarse period (calendar month
+    ``"M"``, quarter ``"Q"``, week ``"W"``) of the strictly increasing ``dates``."""
+    index = pd.DatetimeIndex(dates)
+    if not index.is_monotonic_increasing or index.has_duplicates:
+        raise ValueError("the dates must be strictly increasing")
+    if freq not in COARSE_FREQUENCIES:
+        raise ValueError(
+            f"the coarse calendar must be one of {', '.join(COARSE_FREQUENCIES)}, not {freq!r}"
+        )
+    periods = index.to_period(freq).asi8
+    return np.r_[True, periods[1:] != periods[:-1]] if len(index) else np.zeros(0, dtype=bool)
+
+
+def period_closings(opens: np.ndarray) -> np.ndarray:
+    """(P,) the last grid date of each coarse period that has ended within the grid (a
+    later date falls in the next period); the last period is unfinished: no one knows
+    at its last grid date that no other date of it will follow."""
+    return np.flatnonzero(np.asarray(opens, dtype=bool))[1:] - 1
+
+
+def coarse_observations(frame: pd.DataFrame, columns: list[str], freq: str = "M") -> pd.DataFrame:
+    """``frame`` with ``columns`` kept only on the closing date of each ended coarse period
+    (:func:`period_closings`) and missing elsewhere: a period's coarse observation is the
+    value known on its last grid date (the grid's release-lag alignment already holds
+    back what was not published by then), so nothing later enters it."""
+    unknown = [column for column in columns if column not in frame.columns]
+    if unknown:
+        raise ValueError(
+            f"coarse columns {', '.join(unknown)} are not among the features "
+            f"({', '.join(frame.columns)})"
+        )
+    closing = np.zeros(len(frame), dtype=bool)
+    closing[period_closings(period_openings(frame.index, freq))] = True
+    placed = frame.copy()
+    placed.loc[~closing, columns] = np.nan
+    return placed

@@ -16,14 +16,14 @@ series that could not be built and why.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from regime_model.data.cache import write_text_atomic
-from regime_model.data.calendar import align_to_calendar, build_grid
+from regime_model.data.calendar import align_to_calendar, build_grid, coarse_observations
 from regime_model.data.sources import SeriesSource, read_dated_csv
 from regime_model.data.transforms import TRANSFORMS, TransformContext, standardize
 from regime_model.data.universe import InputSpec, SeriesSpec, Universe
@@ -53,6 +53,9 @@ class FeatureSet:
     ``groups``: column -> group (equity, crypto, breadth, flows, macro).
     ``skipped``: series of the universe that were not built, with the reason.
     ``warnings``: what the build noticed and handled (e.g. a calendar gap left missing).
+    ``coarse_columns``, ``coarse_freq``: the columns observed on a coarse calendar (a
+    two-scale model's slow features), each present only on the last date of an ended
+    coarse period (:meth:`with_coarse`).
     """
 
     frame: pd.DataFrame
@@ -62,6 +65,17 @@ class FeatureSet:
     universe: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    coarse_columns: list[str] = field(default_factory=list)
+    coarse_freq: str = ""
+
+    def with_coarse(self, columns: list[str], freq: str = "M") -> FeatureSet:
+        """A copy whose ``columns`` hold their values only on each ended coarse period's
+        last date (:func:`~regime_model.data.calendar.coarse_observations`)."""
+        try:
+            frame = coarse_observations(self.frame, columns, freq)
+        except ValueError as exc:
+            raise RegimeDataError(str(exc)) from exc
+        return replace(self, frame=frame, coarse_columns=list(columns), coarse_freq=freq)
 
     @property
     def mask(self) -> np.ndarray:
@@ -83,6 +97,8 @@ class FeatureSet:
             "skipped": self.skipped,
             "warnings": self.warnings,
         }
+        if self.coarse_columns:
+            meta["coarse"] = {"freq": self.coarse_freq, "columns": self.coarse_columns}
         write_text_atomic(json.dumps(meta, indent=2) + "\n", metadata_path(path))
         return path
 
@@ -129,6 +145,8 @@ def read_features(path: str | Path, groups: dict[str, str] | None = None) -> Fea
         universe=meta.get("universe", ""),
         skipped=meta.get("skipped", {}),
         warnings=meta.get("warnings", []),
+        coarse_columns=meta.get("coarse", {}).get("columns", []),
+        coarse_freq=meta.get("coarse", {}).get("freq", ""),
     )
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pandas as pd
 import pytensor.tensor as pt
 
 
@@ -102,27 +101,6 @@ def fine_marginals(
         probabilities.ndim - 1 + axis for axis in range(len(fine_sizes) + 1) if axis != 1 + market
     )
     return shaped.sum(axis=others)
-
-
-def period_openings(dates, freq: str = "M") -> np.ndarray:
-    """(T,) bool: True on the first fine date of each coarse period (calendar month
-    ``"M"``, quarter ``"Q"`` or ISO week ``"W"``) of the sorted ``dates``."""
-    index = pd.DatetimeIndex(dates)
-    if not index.is_monotonic_increasing or index.has_duplicates:
-        raise ValueError("the fine dates must be strictly increasing")
-    if freq not in ("M", "Q", "W"):
-        raise ValueError(f"the coarse calendar must be M, Q or W, not {freq!r}")
-    periods = index.to_period(freq).asi8
-    return np.r_[True, periods[1:] != periods[:-1]]
-
-
-def period_closings(opens: np.ndarray, complete_last: bool = False) -> np.ndarray:
-    """(P,) the last fine date of each coarse period that ends within the sample, where its
-    coarse observation is placed; the last period counts only if ``complete_last`` (the
-    sample ends with it), since its observation is otherwise not published yet."""
-    opens = np.asarray(opens, dtype=bool)
-    closings = np.flatnonzero(opens)[1:] - 1
-    return np.r_[closings, len(opens) - 1] if complete_last else closings
 
 
 def sample_two_scale_path(

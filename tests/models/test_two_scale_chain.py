@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 import pytest
@@ -21,8 +20,6 @@ from regime_model.inference.stationary import stationary_distribution, stationar
 from regime_model.models.two_scale_chain import (
     coarse_marginals,
     fine_marginals,
-    period_closings,
-    period_openings,
     sample_two_scale_path,
     state_grid,
     two_scale_log_emission,
@@ -193,19 +190,6 @@ def test_the_gradient_through_the_kernel_matches_finite_differences():
         abs_tol=1e-5,
         rel_tol=1e-5,
     )
-
-
-def test_periods_open_on_the_first_fine_date_of_each_month():
-    dates = pd.date_range("2024-01-05", periods=10, freq="W-FRI")  # Jan 5 .. Mar 8
-    opens = period_openings(dates, "M")
-    assert list(dates[opens].strftime("%Y-%m-%d")) == ["2024-01-05", "2024-02-02", "2024-03-01"]
-    # January and February end within the sample; March is unfinished (no observation).
-    assert list(period_closings(opens)) == [3, 7]
-    assert list(period_closings(opens, complete_last=True)) == [3, 7, 9]
-    with pytest.raises(ValueError, match="strictly increasing"):
-        period_openings(dates[::-1])
-    with pytest.raises(ValueError, match="M, Q or W"):
-        period_openings(dates, "D")
 
 
 def test_simulated_paths_follow_the_chain():
