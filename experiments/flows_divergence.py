@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     divergence["date"] = divergence["date"].dt.strftime("%Y-%m-%d")
     write_table(divergence, args.out / "divergence_weeks.csv")
     plot_recent(results, flagged, args.out / "risk_on_recent.png")
+    # Out of sample: from 2025 on, the calendar year 2025 and the rest (2026) counted apart.
     recent = divergence[divergence["date"] >= "2025-01-01"]
+    in_2025 = recent[recent["date"] < "2026-01-01"]
     report = {
         "quick": args.quick,
         "dates": [str(weekly.frame.index[0].date()), str(weekly.frame.index[-1].date())],
@@ -112,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         "fit_seconds": seconds,
         "comparison": comparison.to_dict(),
         "coefficients": coefficients.to_dict(orient="records"),
-        "divergence_weeks_2025": int(recent["date"].nunique()),
-        "mean_filtered_risk_on_in_2025_divergence": (
+        "divergence_weeks_2025": int(in_2025["date"].nunique()),
+        "divergence_weeks_since_2025": int(recent["date"].nunique()),
+        "mean_filtered_risk_on_in_divergence_since_2025": (
             recent.groupby("model")["mean"].mean().to_dict()
         ),
         "diagnostics": {name: r.diagnostics().get("verdict") for name, r in results.items()},
