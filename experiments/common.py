@@ -105,3 +105,18 @@ class Timer:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+# Bitcoin's block-reward halvings (public block dates, UTC), marked on the figures: the
+# commentary names the halving cycle as a confounder of the small-cap breakouts.
+HALVINGS = pd.to_datetime(["2012-11-28", "2016-07-09", "2020-05-11", "2024-04-20"])
+
+
+def mark_halvings(axis, start: str | None = None) -> None:
+    """Dashed vertical lines at the halvings on or after ``start`` on a date axis."""
+    dates = HALVINGS if start is None else HALVINGS[pd.Timestamp(start) <= HALVINGS]
+    for number, date in enumerate(dates):
+        axis.axvline(
+            date, color="#c0392b", linestyle="--", linewidth=1,
+            label="Bitcoin halving" if number == 0 else None,
+        )  # fmt: skip

@@ -32,7 +32,15 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import Timer, features, log, parse_args, write_json, write_table  # noqa: E402
+from common import (  # noqa: E402
+    Timer,
+    features,
+    log,
+    mark_halvings,
+    parse_args,
+    write_json,
+    write_table,
+)
 
 from regime_model.compare import compare_runs, format_comparison  # noqa: E402
 from regime_model.data.cache import write_text_atomic  # noqa: E402
@@ -127,21 +135,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plot_recent(results: dict, flagged: pd.Series, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(12, 4))
+    """One panel per model (one band per panel, so none hides another), divergence weeks
+    shaded and the halving marked."""
     colours = ["#7f8c8d", "#27ae60", "#2980b9", "#8e44ad"]
-    for (name, result), colour in zip(results.items(), colours, strict=True):
-        frame = result.regime_probabilities("filtered")["risk_on"].loc["2024-01-01":]
-        axis.plot(frame.index, frame["mean"], color=colour, linewidth=1, label=name)
-        axis.fill_between(frame.index, frame["lower"], frame["upper"], color=colour, alpha=0.15)
+    figure, axes = plt.subplots(
+        len(results), 1, figsize=(11, 1.9 * len(results)), sharex=True, sharey=True
+    )
     shade = flagged.loc["2024-01-01":]
-    axis.fill_between(
-        shade.index, 0, 1, where=shade.to_numpy(), color="#e67e22", alpha=0.12,
-        transform=axis.get_xaxis_transform(), linewidth=0, label="divergence week",
-    )  # fmt: skip
-    axis.set_ylim(0, 1)
-    axis.set_ylabel("filtered P(risk_on), 90% band")
-    axis.set_title("Out of sample (fitted to 2022): risk-on probability by model")
-    axis.legend(fontsize=8, ncol=5, loc="lower left")
+    for axis, (name, result), colour in zip(axes, results.items(), colours, strict=True):
+        frame = result.regime_probabilities("filtered")["risk_on"].loc["2024-01-01":]
+        axis.fill_between(
+            shade.index, 0, 1, where=shade.to_numpy(), color="#e67e22", alpha=0.18,
+            transform=axis.get_xaxis_transform(), linewidth=0, label="divergence week",
+        )  # fmt: skip
+        axis.fill_between(frame.index, frame["lower"], frame["upper"], color=colour, alpha=0.3)
+        axis.plot(frame.index, frame["mean"], color=colour, linewidth=1.4, label=name)
+        mark_halvings(axis, "2024-01-01")
+        axis.set_ylim(0, 1)
+        axis.set_ylabel("P(risk_on)")
+        axis.legend(fontsize=8, ncol=3, loc="lower left")
+    axes[0].set_title(
+        "Out of sample (fitted to 2022): filtered P(risk_on) with its 90% band, by model"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
