@@ -14,7 +14,8 @@ the whole period (the unconditional reference). Separately, a crypto-only Bayesi
 breakout is compared with the same mean over tiling windows by the same event-study model.
 
 Outputs: ``events.csv``, ``event_windows.csv``, ``event_study.csv`` (posteriors per asset
-and horizon, with HDI widths), ``crypto_risk_on.csv``, ``event_study.png``, ``report.json``.
+and horizon, with HDI widths), ``crypto_risk_on.csv``, ``event_study.png``,
+``timeline.png`` (the closes with breakouts and Bitcoin halvings marked), ``report.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import Timer, features, log, parse_args, prices, write_json, write_table  # noqa: E402
+from common import (  # noqa: E402
+    HALVINGS,
+    Timer,
+    features,
+    log,
+    mark_halvings,
+    parse_args,
+    prices,
+    write_json,
+    write_table,
+)
 
 from regime_model.data.events import find_breakouts  # noqa: E402
 from regime_model.models import BayesianHMM  # noqa: E402
@@ -113,12 +124,45 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
+def plot_timeline(
+    closes: pd.DataFrame, events: pd.DatetimeIndex, short_base: pd.DatetimeIndex, path: Path
+) -> None:
+    """IWM and BTC closes (log scale) with the breakouts and the Bitcoin halvings marked:
+    the dates the study rests on, and the confounder the commentary names."""
+    figure, axes = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True)
+    for axis, (name, colour) in zip(axes, (("IWM", "#2c3e50"), ("BTC", "#e67e22")), strict=True):
+        series = closes[name].dropna().loc[FIRST_DATE:]
+        axis.semilogy(series.index, series, color=colour, linewidth=1, label=f"{name} close")
+        for number, date in enumerate(short_base.difference(events)):
+            axis.axvline(
+                date, color="#95a5a6", linestyle=":", linewidth=1,
+                label="breakout, 180-day base only" if number == 0 else None,
+            )  # fmt: skip
+        for number, date in enumerate(events):
+            axis.axvline(
+                date, color="#27ae60", linewidth=1.6,
+                label="IWM breakout (365-day base)" if number == 0 else None,
+            )  # fmt: skip
+        mark_halvings(axis, FIRST_DATE)
+        axis.legend(fontsize=8, loc="upper left")
+    axes[0].set_title("Breakouts used by the event study, and the Bitcoin halvings")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def months_after_halving(dates: pd.DatetimeIndex) -> list[float]:
+    """For each date, the months (30.44 days) since the last halving before it."""
+    return [round((date - HALVINGS[date >= HALVINGS].max()).days / 30.44, 1) for date in dates]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
     min_base_days = 365
     daily = features(args.data_dir, "daily", args.out)
     weekly = features(args.data_dir, "weekly", args.out)
-    iwm = prices(args.data_dir, {"IWM": "iwm.csv:close"})["IWM"].dropna()
+    closes = prices(args.data_dir, {"IWM": "iwm.csv:close", "BTC": "btc_usd_yf.csv:close"})
+    iwm = closes["IWM"].dropna()
     breakouts = find_breakouts(iwm, min_base_days)
     breakouts = breakouts[breakouts["date"] >= FIRST_DATE].reset_index(drop=True)
     sensitivity = find_breakouts(iwm, 180)
@@ -151,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     write_table(table, args.out / "event_study.csv")
     write_table(pd.concat(windows).reset_index(), args.out / "event_windows.csv")
     plot(table, args.out / "event_study.png")
+    plot_timeline(closes, events, pd.DatetimeIndex(sensitivity["date"]), args.out / "timeline.png")
     risk_on = crypto_risk_on(weekly, events, args)
     write_table(risk_on, args.out / "crypto_risk_on.csv")
     report = {
@@ -158,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_base_days": min_base_days,
         "events": [str(date.date()) for date in events],
         "events_with_180_day_base": [str(date.date()) for date in sensitivity["date"]],
+        "months_after_halving": months_after_halving(events),
         "fit_seconds": round(timer.seconds, 1),
         "event_study": table.to_dict(orient="records"),
         "crypto_risk_on": risk_on.to_dict(orient="records"),
