@@ -71,6 +71,25 @@ def test_event_study_finds_a_clear_excess_and_stays_wide_with_few_events():
     assert (table["after_event_hdi_width"] > 2 * table["any_time_hdi_width"]).all()
 
 
+def test_the_predictive_of_a_new_window_has_the_generating_law():
+    """With many windows (40 after events, shared shock sd 1, noise sd 0.5, mean 3) the
+    predictive of a new event window has mean 3, sd sqrt(1 + 0.25) = 1.12 per asset and
+    correlation 1 / 1.25 = 0.8 between assets: the shared shock is in it. The tolerances
+    are about three times the sampling error of these estimates from 40 windows."""
+    rng = np.random.default_rng(3)
+    study = EventStudy(draws=1000, tune=1000, chains=2, seed=2).fit(
+        _windows(rng, 40, 3.0), _windows(rng, 80, 0.0)
+    )
+    predictive = study.predictive(seed=4)
+    assert predictive.shape == (2000, 3) and list(predictive.columns) == ["btc", "eth", "alt"]
+    np.testing.assert_allclose(predictive.mean(), 3.0, atol=0.5)
+    np.testing.assert_allclose(predictive.std(), np.sqrt(1.25), rtol=0.25)
+    correlation = predictive.corr().to_numpy()[np.triu_indices(3, 1)]
+    np.testing.assert_allclose(correlation, 0.8, atol=0.12)
+    reference = study.predictive("any_time", seed=4)
+    assert abs(reference.mean().mean()) < 0.5
+
+
 def test_window_density_is_the_multivariate_normal_of_the_observed_assets():
     """Against scipy's multivariate normal on each window's observed subset, with the
     shared-shock covariance tau^2 11' + diag(sigma^2) written out."""

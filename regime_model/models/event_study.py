@@ -139,6 +139,22 @@ class EventStudy:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def predictive(self, group: str = "event", seed: int = 0) -> pd.DataFrame:
+        """(draws, assets) posterior predictive draws of a *new* window's returns in the
+        returns' units: per posterior draw, mu[group] + one shared shock ~ N(0, tau) +
+        noise ~ N(0, sigma[a]). What the model fitted on past events expects of the next
+        one, its width included (``group``: "event" or "any_time")."""
+        posterior = self.inference_data_.posterior.stack(sample=("chain", "draw"))
+        mean = posterior["mean"].sel(group=group).transpose("sample", "asset").to_numpy()
+        sigma = posterior["noise_scale"].transpose("sample", "asset").to_numpy()
+        n_draws, n_assets = mean.shape
+        rng = np.random.default_rng(seed)
+        shock = np.zeros((n_draws, 1))
+        if "shock_scale" in posterior:
+            shock = posterior["shock_scale"].to_numpy()[:, None] * rng.standard_normal((n_draws, 1))
+        noise = sigma * rng.standard_normal((n_draws, n_assets))
+        return pd.DataFrame((mean + shock + noise) * self.scale_, columns=self.assets_)
+
     def diagnostics(self) -> dict[str, float]:
         data = self.inference_data_
         names = [name for name in ("mean", "shock_scale", "noise_scale") if name in data.posterior]
