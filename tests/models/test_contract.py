@@ -184,7 +184,9 @@ def test_the_fitted_model_reads_its_data_and_appended_dates_as_its_result(fitted
 @pytest.mark.parametrize(
     ("name", "emission"),
     [*((name, {}) for name in CONFIGS), ("bayes-hmm", {"covariance": "full"}),
-     ("bayes-hmm", {"emission": "student-t"})],
+     ("bayes-hmm", {"emission": "student-t"}),
+     *((name, {"ar_matrix": "full", "ar_columns": ["eq_return", "level"]})
+       for name in ("bayes-hmm-ar", "bayes-hmm-ar-mean-adjusted"))],
 )  # fmt: skip
 def test_the_kernel_inputs_vectorise_over_draws(name, emission):
     """Every family's kernel-input graph (and every emission's) takes a leading axis of
