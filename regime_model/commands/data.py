@@ -66,7 +66,7 @@ def run_build(args: argparse.Namespace) -> int:
     if features.coarse_columns:
         periods = features.frame[features.coarse_columns[0]].notna().sum()
         print(
-            f"coarse columns ({args.coarse_freq}, on each ended period's last date, "
+            f"coarse columns ({features.coarse_freq}, on each ended period's last date, "
             f"{periods} periods): {', '.join(features.coarse_columns)}"
         )
     if market is not None:

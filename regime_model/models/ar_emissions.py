@@ -80,22 +80,22 @@ class AutoregressiveEmissions:
     ) -> None:
         if order < 1:
             raise ValueError(f"an autoregressive emission needs order >= 1, not {order}")
-        if matrix == "full" and order != 1:
-            raise ValueError(f"a full AR coefficient matrix is a VAR(1): order 1, not {order}")
         self.n_regimes = n_regimes
         self.order = order
         self.ar_features = np.asarray(ar_features, dtype=int)
         self.switching_ar = switching_ar
         self.form = form
-        self.full = matrix == "full"
+        self.full = matrix == "full"  # a VAR(1): order 1 (checked by the family)
+        # The stationarity prior's free variable: a full matrix's unconstrained B, or the
+        # partial autocorrelations.
+        self.free_name = "ar_unconstrained" if self.full else "ar_partial"
         # How many past regimes the density depends on besides the current one: the
         # composition runs the kernel on K^(history_order + 1) regime histories.
         self.history_order = order if form == "mean-adjusted" else 0
         self.gaussian = GaussianEmissions(n_regimes, "gaussian", switching, "diag", ordered)
         axes: dict[str, RegimeAxes] = {}
         if switching_ar:
-            names = ("ar_coefficient", "ar_unconstrained" if self.full else "ar_partial")
-            axes = {name: (("regime", 0),) for name in names}
+            axes = {name: (("regime", 0),) for name in ("ar_coefficient", self.free_name)}
         self.regime_axes = {**self.gaussian.regime_axes, **axes}
 
     def coords(self, observations: Observations) -> dict[str, list[str]]:
@@ -113,7 +113,7 @@ class AutoregressiveEmissions:
         """The stationarity prior's free variable and the coefficients it maps to."""
         if self.full:
             free = pm.StudentT(
-                "ar_unconstrained",
+                self.free_name,
                 nu=VAR_PRIOR_NU,
                 mu=0.0,
                 sigma=VAR_PRIOR_SCALE,
@@ -121,13 +121,13 @@ class AutoregressiveEmissions:
             )
             matrix = var_coefficients_from_unconstrained(free, len(self.ar_features))
             return pt.expand_dims(matrix, -3)  # the one lag axis
-        partial = pm.Uniform("ar_partial", -1.0, 1.0, dims=self._dims("ar_lag", "ar_feature"))
+        partial = pm.Uniform(self.free_name, -1.0, 1.0, dims=self._dims("ar_lag", "ar_feature"))
         return coefficients_from_partial_autocorrelations(partial, self.order)
 
     def build(self, observations: Observations) -> pt.TensorVariable:
-        """Priors (``mean``, ``sigma``, ``ar_partial``; ``ar_coefficient`` from the
-        partial autocorrelations) -> (T, K) log densities, or (T, K^(p+1)) over regime
-        histories in the mean-adjusted form."""
+        """Priors (``mean``, ``sigma``, ``ar_partial`` or, for a full matrix,
+        ``ar_unconstrained``; ``ar_coefficient`` mapped from it) -> (T, K) log densities,
+        or (T, K^(p+1)) over regime histories in the mean-adjusted form."""
         intercept, sigma, _, _ = self.gaussian.parameters(observations)
         coefficients = pm.Deterministic(
             "ar_coefficient", self._coefficients(), dims=self._coefficient_dims()
@@ -155,9 +155,8 @@ class AutoregressiveEmissions:
         shape = (n_features, n_features) if self.full else (self.order, n_features)
         if self.switching_ar:
             shape = (self.n_regimes, *shape)
-        name = "ar_unconstrained" if self.full else "ar_partial"
         for point in points:
-            point[name] = START_JITTER * rng.standard_normal(shape)
+            point[self.free_name] = START_JITTER * rng.standard_normal(shape)
         return points
 
     def simulate(
