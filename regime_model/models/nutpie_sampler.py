@@ -27,7 +27,6 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 from pymc.model.transform.optimization import freeze_dims_and_data
-from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.rewriting.basic import MergeOptimizer
 from pytensor.graph.rewriting.utils import rewrite_graph
 from pytensor.graph.traversal import graph_inputs, io_toposort
@@ -39,8 +38,14 @@ from regime_model.errors import RegimeModelError
 
 # Registers numba implementations that PyTensor cannot cache (digamma, for Student-t).
 from regime_model.models import numba_special  # noqa: F401
-from regime_model.models.compiled_graphs import compile_stored
-from regime_model.models.vectorised import compile_over_draws, constants_as_inputs
+from regime_model.models.compiled_graphs import (
+    compile_stored,
+    derivation,
+    load_derived,
+    source_version,
+    store_derived,
+)
+from regime_model.models.vectorised import compile_flat_over_draws, constants_as_inputs
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 
@@ -90,6 +95,10 @@ def _unwrapped(fgraph):
     return function
 
 
+def _is_float_data(constant) -> bool:
+    return constant.ndim >= 1 and constant.dtype.startswith("float")
+
+
 def _data_as_inputs(outputs: list) -> tuple[list, list]:
     """(constants, inputs): the float array constants of a graph (observations,
     covariates, prior weights) and an input variable for each.
@@ -100,9 +109,7 @@ def _data_as_inputs(outputs: list) -> tuple[list, list]:
     axes keep their static shape, which broadcasting relies on. Only floats: they travel
     to nutpie's callback in one float64 buffer.
     """
-    return constants_as_inputs(
-        outputs, lambda constant: constant.ndim >= 1 and constant.dtype.startswith("float")
-    )
+    return constants_as_inputs(outputs, _is_float_data)
 
 
 def _pack_data(data: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
@@ -139,20 +146,72 @@ def frozen_model(model: pm.Model) -> pm.Model:
     return frozen
 
 
-def log_density_graph(frozen: pm.Model):
-    """(logp, gradient, constants, data_inputs): the frozen model's log density and its
-    gradient (flattened, in the order of ``frozen.free_RVs``) over its value variables,
-    with the model's float array constants replaced by the ``data_inputs``."""
+def log_density_graph(frozen: pm.Model, logp=None):
+    """(logp, gradient, constants, data_inputs): the frozen model's log density (``logp``,
+    default ``frozen.logp()``) and its gradient (flattened, in the order of
+    ``frozen.free_RVs``) over its value variables, with the model's float array constants
+    replaced by the ``data_inputs``."""
     values = [frozen.rvs_to_values[rv] for rv in frozen.free_RVs]
     # Data become inputs before the gradient is built, so that no size read off them is
     # folded into the gradient's graph as a constant.
-    logp = _merged(_without_shape_assertions(frozen.logp()))
+    logp = _merged(_without_shape_assertions(frozen.logp() if logp is None else logp))
     constants, data_inputs = _data_as_inputs([logp])
     logp = pytensor.clone_replace(
         logp, dict(zip(constants, data_inputs, strict=True)), rebuild_strict=False
     )
     gradient = pt.concatenate([part.ravel() for part in pytensor.grad(logp, values)])
     return logp, gradient, constants, data_inputs
+
+
+def _logp_function(
+    frozen: pm.Model, values: list, shapes: list[tuple[int, ...]]
+) -> tuple[pytensor.compile.function.types.Function, list[np.ndarray]]:
+    """(the log density and its gradient as one function of the flat point (n,) and the
+    data, compiled in NUMBA mode; the data). Stored under a key of the frozen model's log
+    density (:class:`~regime_model.models.compiled_graphs.Derivation`): a later fit of
+    the same structure loads it without building the gradient's graph. Raises
+    NotCompilableError when numba would run a node in object mode."""
+    with frozen:
+        # Keyed without the shape assertions freezing adds, which hold the data's length.
+        logp = _without_shape_assertions(frozen.logp())
+        derived = derivation(
+            values,
+            [logp],
+            f"nutpie log density {shapes} {source_version(log_density_graph)}",
+            _is_float_data,
+        )
+        loaded = load_derived(derived)
+    if loaded is not None:
+        function, data = loaded
+        return function, [np.ascontiguousarray(part, dtype=np.float64) for part in data]
+    bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
+    flat = pt.vector("flat_point", shape=(int(bounds[-1]),), dtype="float64")
+    unflatten = {
+        value: flat[low:high].reshape(shape).astype(value.dtype)
+        for value, low, high, shape in zip(values, bounds[:-1], bounds[1:], shapes, strict=True)
+    }
+    logp, gradient, constants, data_inputs = log_density_graph(frozen, logp)
+    with frozen, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        function = compile_stored(
+            [flat, *data_inputs], pytensor.clone_replace([logp, gradient], unflatten), "NUMBA"
+        )
+    object_mode = sorted(
+        {
+            str(w.message).split("'s perform")[0].split("run ")[-1]
+            for w in caught
+            if "object mode" in str(w.message)
+        }
+    )
+    if object_mode:
+        raise NotCompilableError(
+            f"nutpie cannot sample this model: numba has no native implementation of "
+            f"{', '.join(object_mode)} in its log density"
+        )
+    for warning in caught:  # the others, as they would have been shown
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    store_derived(derived, function, constants, "NUMBA")
+    return function, [np.ascontiguousarray(c.data, dtype=np.float64) for c in constants]
 
 
 def sample_with_nutpie(
@@ -189,45 +248,15 @@ def sample_with_nutpie(
         model=frozen, overrides=start_values, jitter_rvs=set(), return_transformed=True
     )(seed)
     shapes = [np.shape(start[value.name]) for value in values]
-    bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
     base = np.concatenate([np.ravel(start[value.name]) for value in values]).astype(float)
     n_dim = len(base)
-    flat = pt.vector("flat_point", shape=(n_dim,), dtype="float64")
-    unflatten = {
-        value: flat[low:high].reshape(shape).astype(value.dtype)
-        for value, low, high, shape in zip(values, bounds[:-1], bounds[1:], shapes, strict=True)
-    }
-    logp, gradient, constants, data_inputs = log_density_graph(frozen)
-    data = [np.ascontiguousarray(constant.data, dtype=np.float64) for constant in constants]
-    with frozen, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        logp_function = compile_stored(
-            [flat, *data_inputs], pytensor.clone_replace([logp, gradient], unflatten), "NUMBA"
-        )
-    object_mode = sorted(
-        {
-            str(w.message).split("'s perform")[0].split("run ")[-1]
-            for w in caught
-            if "object mode" in str(w.message)
-        }
-    )
-    if object_mode:
-        raise NotCompilableError(
-            f"nutpie cannot sample this model: numba has no native implementation of "
-            f"{', '.join(object_mode)} in its log density"
-        )
-    for warning in caught:  # the others, as they would have been shown
-        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    logp_function, data = _logp_function(frozen, values, shapes)
     with frozen:
         names = {rv.name for rv in frozen.unobserved_RVs}
         reported = [var for var in frozen.unobserved_value_vars if var.name in names]
         # All draws in one call: the reported variables' graph vectorised over a leading
         # draw axis (a per-draw call costs ~0.25 ms, a second for 4,000 draws).
-        flat_points = pt.matrix("flat_points", shape=(None, n_dim), dtype="float64")
-        expand = compile_over_draws(
-            [flat_points],
-            vectorize_graph(pytensor.clone_replace(reported, unflatten), {flat: flat_points}),
-        )
+        expand = compile_flat_over_draws(values, shapes, reported)
 
     # nutpie's C signatures; return codes > 0 reject a point, < 0 abort sampling.
     data_buffer, expressions = _pack_data(data)

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 from pymc.pytensorf import compile as compile_pymc
-from pytensor.graph.replace import vectorize_graph
 
 from regime_model.models.relabelling import label_dates
-from regime_model.models.vectorised import compile_over_draws
+from regime_model.models.vectorised import compile_flat_over_draws
 from regime_model.results import KINDS, ProbabilityDraws
 
 KERNEL_INPUT_CHUNK = 250  # draws per vectorised evaluation of the kernel's inputs
@@ -53,34 +51,29 @@ def kernel_input_chunks(
     # that they broadcast come out of PyTensor's rewrites in an order that changes from
     # process to process, and with it the compiled function's cache key.
     shapes = [posterior[rv.name].shape[2:] for rv in free]
-    bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
-    parts = list(zip(free, shapes, bounds[:-1], bounds[1:], strict=True))
     flat = np.concatenate(
-        [posterior[rv.name].to_numpy().reshape(n_total, high - low) for rv, _, low, high in parts],
+        [
+            posterior[rv.name].to_numpy().reshape(n_total, int(np.prod(shape)))
+            for rv, shape in zip(free, shapes, strict=True)
+        ],
         axis=1,
         dtype=np.float64,
     )
-    points = pt.matrix("points", shape=(None, int(bounds[-1])), dtype="float64")
-    # An explicit length: a parameter can be empty (a chain with one feature has no
-    # "other" columns), and -1 cannot be inferred from a size of 0.
-    batched = {
-        rv: points[:, low:high].reshape((points.shape[0], *shape)).astype(rv.dtype)
-        for rv, shape, low, high in parts
-    }
     try:
-        vectorised = vectorize_graph(list(inputs), batched)
+        evaluate = compile_flat_over_draws(free, shapes, list(inputs))
     except NotImplementedError:
         # e.g. the Cholesky factors of full covariance: evaluate one draw at a time.
         single = compile_pymc(free, list(inputs), on_unused_input="ignore")
+        bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
+        parts = list(zip(shapes, bounds[:-1], bounds[1:], strict=True))
 
         def evaluate(values: np.ndarray) -> list[np.ndarray]:
             per_draw = [
-                single(*(row[low:high].reshape(shape) for _, shape, low, high in parts))
+                single(*(row[low:high].reshape(shape) for shape, low, high in parts))
                 for row in values
             ]
             return [np.stack(part) for part in zip(*per_draw, strict=True)]
-    else:
-        evaluate = compile_over_draws([points], vectorised)
+
     draws = np.arange(n_total) if draws is None else np.asarray(draws, dtype=int)
     for first in range(0, len(draws), KERNEL_INPUT_CHUNK):
         indices = draws[first : first + KERNEL_INPUT_CHUNK]

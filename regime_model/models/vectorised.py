@@ -15,6 +15,10 @@ become inputs bound to their values: a function with data in its code cannot be 
 and would be compiled again by every fit. ViewOps are removed first: vectorised, they
 become a Blockwise numba can only run in object mode. Should numba still need object mode
 for some node, the function is compiled in C instead (slower to start, not to run).
+
+:func:`compile_flat_over_draws` builds the vectorised graph only once per model structure:
+the compiled function is stored under a key of the graph it is derived from
+(:class:`~regime_model.models.compiled_graphs.Derivation`), and later fits load it.
 """
 
 from __future__ import annotations
@@ -28,11 +32,19 @@ import pytensor.tensor as pt
 from pytensor.compile.ops import ViewOp
 from pytensor.graph.basic import Variable
 from pytensor.graph.fg import FunctionGraph
+from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.variable import TensorConstant
 
-from regime_model.models.compiled_graphs import compile_stored
+from regime_model.models.compiled_graphs import (
+    Derivation,
+    compile_stored,
+    derivation,
+    load_derived,
+    source_version,
+    store_derived,
+)
 
 MODE = "NUMBA"
 FALLBACK_MODE = "FAST_RUN"
@@ -90,17 +102,19 @@ def constants_as_inputs(
     return constants, inputs
 
 
+def _is_data(constant: TensorConstant) -> bool:
+    return constant.data.size > LARGEST_INLINE_CONSTANT
+
+
 def compile_over_draws(
-    inputs: Sequence[Variable], outputs: Sequence[Variable]
+    inputs: Sequence[Variable], outputs: Sequence[Variable], derived: Derivation | None = None
 ) -> Callable[..., list[np.ndarray]]:
     """A function of ``inputs`` (each with a leading draw axis) returning ``outputs``,
     compiled in NUMBA mode with the graph's array constants as bound inputs (C when numba
-    would need object mode)."""
+    would need object mode); stored for ``derived`` (the graph it was derived from)."""
     fgraph = _copied(outputs)
     _remove_views(fgraph)
-    constants, data_inputs = constants_as_inputs(
-        fgraph.outputs, lambda constant: constant.data.size > LARGEST_INLINE_CONSTANT
-    )
+    constants, data_inputs = constants_as_inputs(fgraph.outputs, _is_data)
     # Rebuilt, not replaced in place: in place would assert the constants' shapes on
     # their inputs, keeping the data's length in the graph and its cache key.
     outputs = pytensor.clone_replace(
@@ -108,14 +122,47 @@ def compile_over_draws(
     )
     data = [constant.data for constant in constants]
     arguments = [*inputs, *data_inputs]
+    mode = MODE
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        function = compile_stored(arguments, outputs, MODE, on_unused_input="ignore")
+        function = compile_stored(arguments, outputs, mode, on_unused_input="ignore")
     if any("object mode" in str(warning.message) for warning in caught):
-        function = compile_stored(arguments, outputs, FALLBACK_MODE, on_unused_input="ignore")
+        mode = FALLBACK_MODE
+        function = compile_stored(arguments, outputs, mode, on_unused_input="ignore")
     else:
         for warning in caught:  # the others, as they would have been shown
             warnings.showwarning(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
+    if derived is not None:
+        store_derived(derived, function, constants, mode)
     return lambda *values: function(*values, *data)
+
+
+def compile_flat_over_draws(
+    variables: Sequence[Variable], shapes: Sequence[tuple[int, ...]], outputs: Sequence[Variable]
+) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """A function of flat points (N, n), each row every variable of ``variables`` (of
+    ``shapes``) raveled in order, returning ``outputs`` for each row (a leading draw
+    axis), as :func:`compile_over_draws` compiles them. The vectorised graph is built
+    only the first time a graph of this structure is seen (any data): later the
+    function is loaded by the key of ``outputs`` over ``variables``. Raises
+    NotImplementedError where PyTensor cannot vectorise the graph."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    recipe = f"flat over draws {[tuple(s) for s in shapes]} {source_version(compile_over_draws)}"
+    derived = derivation(variables, outputs, recipe, _is_data)
+    loaded = load_derived(derived, on_unused_input="ignore")
+    if loaded is not None:
+        function, data = loaded
+        return lambda points: function(points, *data)
+    bounds = np.cumsum([0, *sizes])
+    points = pt.matrix("points", shape=(None, int(bounds[-1])), dtype="float64")
+    # An explicit length: a variable can be empty (a chain with one feature has no
+    # "other" columns), and -1 cannot be inferred from a size of 0.
+    parts = zip(variables, shapes, bounds[:-1], bounds[1:], strict=True)
+    batched = {
+        variable: points[:, low:high].reshape((points.shape[0], *shape)).astype(variable.dtype)
+        for variable, shape, low, high in parts
+    }
+    vectorised = vectorize_graph(list(outputs), batched)
+    return compile_over_draws([points], vectorised, derived)
