@@ -206,6 +206,12 @@ def _add_backtest(commands: argparse._SubParsersAction) -> None:
         metavar="expanding|N",
         help="fit on every earlier date (expanding, the default) or on the last N dates",
     )
+    schedule.add_argument(
+        "--cold-starts",
+        action="store_true",
+        help="start every refit from its EM estimate (default with nutpie: from where the "
+        "previous refit of its calendar year ended, tuning 100 steps instead of 300)",
+    )
     _add_execution_options(backtest)
     allocation = backtest.add_argument_group(
         "allocation report",

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,12 @@ from regime_model.evaluation.backtest import (
     run_backtest,
     save_backtest,
 )
-from regime_model.evaluation.executor import DaskExecutor, ResultStore, SerialExecutor
+from regime_model.evaluation.executor import (
+    DaskExecutor,
+    ResultStore,
+    SerialExecutor,
+    run_tasks,
+)
 from regime_model.evaluation.schedule import refit_schedule
 from regime_model.evaluation.walk_forward import run_segment
 from regime_model.models import EMHMM, BayesianHMM
@@ -275,6 +281,82 @@ def test_a_worker_result_of_the_wrong_shape_is_not_stored(features, tmp_path):
     with pytest.raises(BacktestError, match="probabilities outside"):
         run_backtest(features, _spec(), tmp_path, SerialExecutor(), segment_function=lying)
     assert not list((tmp_path / "segments").glob("*.json"))
+
+
+# ---------------------------------------------------------------------------- warm starts
+
+NUTPIE_CONFIG = {"model": "bayes-hmm", "n_regimes": 2, "draws": 200, "chains": 2, "seed": 0}
+
+
+def test_a_nutpie_refit_follows_the_previous_refit_of_its_calendar_year(features):
+    tasks = plan_backtest(features, _spec(NUTPIE_CONFIG))
+    assert [task.name for task in tasks] == ["2020-10-02", "2021-01-01", "2021-04-02", "2021-07-02"]
+    assert [task.after for task in tasks] == [None, None, "2021-01-01", "2021-04-02"]
+    cold = plan_backtest(features, _spec(NUTPIE_CONFIG, warm_start=False))
+    assert all(task.after is None for task in cold)
+    # A follower's key covers its predecessor's; a year's first refit is the cold one.
+    assert [a.key == b.key for a, b in zip(tasks, cold, strict=True)] == [True, True, False, False]
+    em = plan_backtest(features, _spec())  # EM has nothing to start from: never chained
+    assert all(task.after is None for task in em)
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    key: str
+    after: str | None = None
+    previous: int = 0
+
+
+def test_tasks_run_after_their_predecessor_with_its_result(tmp_path):
+    """Waves: a follower runs once its predecessor's result is in (stored or new), given
+    that result; a failure stops its followers (named, not run); a follower of a task that
+    does not exist fails instead of waiting forever."""
+    ran: list[str] = []
+
+    def function(task: _Step) -> dict:
+        ran.append(task.name)
+        if task.name == "b1":
+            raise RuntimeError("b1 broke")
+        return {"value": task.previous + 1}
+
+    tasks = [
+        _Step("a1", "k-a1"),
+        _Step("a2", "k-a2", "a1"),
+        _Step("a3", "k-a3", "a2"),
+        _Step("b1", "k-b1"),
+        _Step("b2", "k-b2", "b1"),
+        _Step("c2", "k-c2", "c1"),
+    ]
+    store = ResultStore(tmp_path)
+    prepare = lambda task, result: replace(task, previous=result["value"])  # noqa: E731
+    report = run_tasks(function, tasks, store, SerialExecutor(), prepare=prepare)
+    assert ran == ["a1", "b1", "a2", "a3"]  # three waves
+    assert [store.load(task)["value"] for task in tasks[:3]] == [1, 2, 3]
+    assert sorted(report.failed) == ["b1", "b2", "c2"]
+    assert "b1 failed" in str(report.failed["b2"]) and "no task c1" in str(report.failed["c2"])
+    ran.clear()
+    again = run_tasks(function, tasks[:3], store, SerialExecutor(), prepare=prepare)
+    assert ran == [] and again.reused == ["a1", "a2", "a3"]
+
+
+def test_a_warm_started_backtest_records_its_starts_and_resumes(features, tmp_path):
+    result = run_backtest(features, _spec(NUTPIE_CONFIG), tmp_path, SerialExecutor())
+    records = [segment.record for segment in result.segments]
+    assert [r["fit_info"]["warm_started"] for r in records] == [False, False, True, True]
+    assert [r["fit_info"]["tuning_steps"] for r in records] == [300, 300, 100, 100]
+    assert all("warm_state" in record for record in records)
+    # The predecessor's result lost: it is fitted again (the same, by its key), and its
+    # follower's stored result stays valid.
+    (tmp_path / "segments" / "2021-04-02.json").unlink()
+    resumed = run_backtest(features, _spec(NUTPIE_CONFIG), tmp_path, SerialExecutor())
+    assert resumed.report.computed == ["2021-04-02"]
+    assert sorted(resumed.report.reused) == ["2020-10-02", "2021-01-01", "2021-07-02"]
+    timings = ("sampling_seconds", "sample_call_seconds")
+    for record in (resumed.segments[2].record, records[2]):
+        for name in timings:
+            record["fit_info"].pop(name)
+    assert _comparable(resumed.segments[2].record) == _comparable(records[2])
 
 
 # ---------------------------------------------------------------------------- (4) Dask

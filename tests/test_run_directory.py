@@ -19,6 +19,7 @@ from regime_model.cli import main
 from regime_model.data.synthetic import simulate_tvtp_features
 from regime_model.models import EMHMM, BayesianHMM
 from regime_model.models import samplers as sampler_registry
+from regime_model.models.samplers import Sampled
 from regime_model.provenance import file_sha256
 from regime_model.results import RegimeResult
 from regime_model.run_directory import (
@@ -159,8 +160,10 @@ def test_a_fit_whose_sampling_was_interrupted_raises_instead_of_returning(monkey
     real = sampler_registry.SAMPLERS["nuts"]
 
     def interrupted(model, initvals, settings):
-        posterior, stats = real(model, initvals, settings)
-        return posterior.isel(draw=slice(0, 7)), stats.isel(draw=slice(0, 7))
+        sampled = real(model, initvals, settings)
+        return Sampled(
+            sampled.posterior.isel(draw=slice(0, 7)), sampled.sample_stats.isel(draw=slice(0, 7))
+        )
 
     monkeypatch.setitem(sampler_registry.SAMPLERS, "nuts", interrupted)
     features, _ = simulate_tvtp_features(120, seed=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,6 +42,7 @@ def run_walk_forward(args: argparse.Namespace) -> int:
         parse_date(args.start, "--start"),
         args.every,
         args.window,
+        warm_start=not args.cold_starts,
     )
     truth_file = truth_path(args.features)
     truth = read_truth(truth_file) if truth_file.is_file() else None
@@ -107,7 +109,7 @@ def run_allocation(
         format_allocation,
         save_allocation,
     )
-    from regime_model.evaluation.backtest import BacktestSpec, run_backtest, save_backtest
+    from regime_model.evaluation.backtest import run_backtest, save_backtest
 
     signals = {f"rule:{args.model}": result.probabilities("filtered")["risk_on"]}
     baseline_name = baseline_model(args)
@@ -115,9 +117,7 @@ def run_allocation(
         # The baseline's options are the command's, read as if --model were the baseline's;
         # those it does not take (covariates, lead-lag options, ...) are dropped.
         options = argparse.Namespace(**{**vars(args), "model": baseline_name})
-        baseline_spec = BacktestSpec(
-            model_config(options, (args.model,)), spec.columns, spec.start, spec.every, spec.window
-        )
+        baseline_spec = replace(spec, model_config=model_config(options, (args.model,)))
         out = Path(args.out) / "baseline"
         baseline = run_backtest(
             features,

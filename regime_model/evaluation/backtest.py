@@ -39,6 +39,7 @@ from regime_model.evaluation.walk_forward import (
     config_hash,
     run_segment,
     segment_task,
+    warmed,
 )
 from regime_model.models import model_from_config
 from regime_model.models.observations import MIN_OBSERVATIONS_PER_PARAMETER, select_features
@@ -55,13 +56,16 @@ class BacktestError(RegimeModelError):
 class BacktestSpec:
     """What a backtest does. ``model_config``: as for
     :func:`~regime_model.models.model_from_config`; ``columns``: emission columns (None:
-    all); ``every``: "month" or "quarter"; ``window``: "expanding" or a number of dates."""
+    all); ``every``: "month" or "quarter"; ``window``: "expanding" or a number of dates;
+    ``warm_start``: a nutpie-sampled refit starts from the previous refit of its calendar
+    year (:mod:`~regime_model.evaluation.walk_forward`)."""
 
     model_config: dict[str, Any]
     columns: list[str] | None
     start: str | pd.Timestamp
     every: str
     window: str | int = "expanding"
+    warm_start: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,14 +74,16 @@ class BacktestSpec:
             "start": pd.Timestamp(self.start).strftime("%Y-%m-%d"),
             "every": self.every,
             "window": parse_window(self.window),
+            "warm_start": self.warm_start,
             "config_hash": config_hash(self.model_config, self.columns),
         }
 
 
 def plan_backtest(features: FeatureSet, spec: BacktestSpec) -> list[SegmentTask]:
-    """One task per refit, in date order. Checks the model settings and the schedule
-    before anything runs."""
-    model_from_config(spec.model_config)  # invalid settings fail here, not on a worker
+    """One task per refit, in date order, each warm-started refit naming the refit it
+    follows. Checks the model settings and the schedule before anything runs."""
+    model = model_from_config(spec.model_config)  # invalid settings fail here, not on a worker
+    chained = spec.warm_start and getattr(model, "sampler", None) == "nutpie"
     read = _columns_read(spec.model_config, spec.columns)
     selected = select_features(features, read)
     n_regimes = int(spec.model_config.get("n_regimes", 2))
@@ -88,7 +94,17 @@ def plan_backtest(features: FeatureSet, spec: BacktestSpec) -> list[SegmentTask]
         spec.window,
         min_fit_dates=MIN_OBSERVATIONS_PER_PARAMETER * 2 * n_regimes,
     )
-    return [segment_task(selected, refit, spec.columns, spec.model_config) for refit in refits]
+    tasks: list[SegmentTask] = []
+    for refit in refits:
+        previous = tasks[-1] if tasks else None
+        if (
+            not chained
+            or previous is None
+            or previous.refit.refit_date.year != refit.refit_date.year
+        ):
+            previous = None  # the first refit of a year starts cold
+        tasks.append(segment_task(selected, refit, spec.columns, spec.model_config, previous))
+    return tasks
 
 
 def _columns_read(model_config: dict[str, Any], columns: list[str] | None) -> list[str] | None:
@@ -213,7 +229,9 @@ def run_backtest(
     config = {**spec.to_dict(), **(provenance or {})}
     write_text_atomic(json.dumps(config, indent=2, default=str) + "\n", Path(out) / "config.json")
     store = ResultStore(Path(out) / SEGMENTS_DIRECTORY)
-    report = run_tasks(segment_function, tasks, store, executor, progress, check_segment_record)
+    report = run_tasks(
+        segment_function, tasks, store, executor, progress, check_segment_record, warmed
+    )
     if report.failed:
         raise _failure(report, len(tasks), store.directory)
     segments = [Segment.from_record(store.load(task)) for task in tasks]

@@ -219,6 +219,7 @@ def run_tasks(
     executor: Executor,
     progress: Progress | None = None,
     check: Callable[[Any, Any], None] | None = None,
+    prepare: Callable[[Any, dict[str, Any]], Any] | None = None,
 ) -> TaskReport:
     """Run ``function`` on every task without a valid stored result, saving each result
     as it finishes. The executor is started only when something is left to run.
@@ -228,13 +229,22 @@ def run_tasks(
     its task and is not stored. A failing task does not stop the others (their results
     are saved, so a re-run after the fix computes only what is missing); the caller
     decides what the failures mean.
+
+    A task whose ``after`` names another task (a warm-started refit and the refit before
+    it) runs once that one's result is in, as ``prepare(task, that result)``; its key must
+    cover that task's key, so a stored result stays valid only with its predecessor's.
+    The tasks are run in waves: every task whose predecessor is done, in parallel. A task
+    whose predecessor failed fails too, unrun.
     """
     report = TaskReport()
+    results: dict[str, dict[str, Any]] = {}
     pending = []
     for task in tasks:
-        if store.load(task) is None:
+        stored = store.load(task)
+        if stored is None:
             pending.append(task)
         else:
+            results[task.name] = stored
             report.reused.append(task.name)
     done, total = len(report.reused), len(tasks)
     if progress:
@@ -242,21 +252,44 @@ def run_tasks(
     if not pending:
         return report
     with executor:
-        for task, result, error in executor.map_unordered(function, pending):
-            if error is None:
-                try:
-                    if not isinstance(result, dict):
-                        raise ValueError(f"a {type(result).__name__}, not a dict")
-                    if check is not None:
-                        check(task, result)
-                    store.save(task, result)
-                except (ValueError, TypeError, KeyError) as exc:
-                    error = InvalidResultError(f"returned an invalid result: {exc}")
-            if error is None:
-                report.computed.append(task.name)
-            else:
-                report.failed[task.name] = error
-            done += 1
-            if progress:
-                progress(done, total)
+        while pending:
+            wave, waiting = [], []
+            for task in pending:
+                after = getattr(task, "after", None)
+                if after is None or after in results:
+                    ready = (
+                        task if after is None or prepare is None else prepare(task, results[after])
+                    )
+                    wave.append(ready)
+                elif after in report.failed:
+                    report.failed[task.name] = RuntimeError(f"not run: {after} failed before it")
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                else:
+                    waiting.append(task)
+            if not wave:  # what the rest wait for is not among the tasks
+                for task in waiting:
+                    report.failed[task.name] = RuntimeError(f"not run: no task {task.after}")
+                done += len(waiting)
+                waiting = []
+            for task, result, error in executor.map_unordered(function, wave):
+                if error is None:
+                    try:
+                        if not isinstance(result, dict):
+                            raise ValueError(f"a {type(result).__name__}, not a dict")
+                        if check is not None:
+                            check(task, result)
+                        store.save(task, result)
+                    except (ValueError, TypeError, KeyError) as exc:
+                        error = InvalidResultError(f"returned an invalid result: {exc}")
+                if error is None:
+                    report.computed.append(task.name)
+                    results[task.name] = result
+                else:
+                    report.failed[task.name] = error
+                done += 1
+                if progress:
+                    progress(done, total)
+            pending = waiting
     return report

@@ -6,6 +6,12 @@ scored date, and nothing later. :func:`run_segment` fits on the dates before the
 (``fit(holdout_start=refit_date)``) and runs the filter on through the scored dates
 without refitting. Its result is plain JSON-able data, so it can travel from a Dask
 worker and be stored as it is.
+
+Warm starts: a Bayesian refit can start from where the previous refit of the same
+calendar year ended (its ``warm_state``, see :mod:`regime_model.models.warm_start`); the
+task then names that refit (``after``) and its key covers that refit's key. The first
+refit of each year starts cold, so a mode a chain got stuck in carries over for a year at
+most, and the results do not depend on how many workers run them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +30,7 @@ from regime_model import __version__
 from regime_model.data.features import FeatureSet
 from regime_model.evaluation.schedule import Refit
 from regime_model.models import model_from_config
+from regime_model.models.warm_start import WarmStart
 from regime_model.results import RegimeResult
 
 # Diagnostics copied into each segment's record (and the per-refit table), when a model
@@ -37,7 +44,16 @@ DIAGNOSTIC_FIELDS = (
     "label_switching",
     "labels_consistent",
 )
-FIT_INFO_FIELDS = ("sampler", "sampling_seconds", "sample_call_seconds", "converged", "n_iter")
+FIT_INFO_FIELDS = (
+    "sampler",
+    "sampling_seconds",
+    "sample_call_seconds",
+    "tuning_steps",
+    "warm_started",
+    "gradient_evaluations",
+    "converged",
+    "n_iter",
+)
 
 
 @dataclass(frozen=True)
@@ -50,10 +66,17 @@ class SegmentTask:
     columns: list[str] | None
     model_config: dict[str, Any]
     key: str
+    after: str | None = None
+    warm_start: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
         return self.refit.name
+
+
+def warmed(task: SegmentTask, previous: dict[str, Any]) -> SegmentTask:
+    """``task`` starting from where the refit it follows ended (its stored record)."""
+    return replace(task, warm_start=previous.get("warm_state"))
 
 
 def config_hash(model_config: dict[str, Any], columns: list[str] | None) -> str:
@@ -81,9 +104,11 @@ def segment_task(
     refit: Refit,
     columns: list[str] | None,
     model_config: dict[str, Any],
+    previous: SegmentTask | None = None,
 ) -> SegmentTask:
     """The task of ``refit``: its rows of ``features`` (already restricted to the columns
-    the model reads) and the key a stored result must match to be reused."""
+    the model reads) and the key a stored result must match to be reused; warm-started
+    from the ``previous`` refit's end when given."""
     frame = features.frame
     rows = frame[(frame.index >= refit.fit_start) & (frame.index <= refit.score_end)]
     window = FeatureSet(
@@ -93,10 +118,12 @@ def segment_task(
         source=features.source,
         universe=features.universe,
     )
-    key = hashlib.sha256(
-        "|".join([config_hash(model_config, columns), refit.name, features_digest(window)]).encode()
-    ).hexdigest()
-    return SegmentTask(refit, window, columns, dict(model_config), key)
+    parts = [config_hash(model_config, columns), refit.name, features_digest(window)]
+    if previous is not None:
+        parts.append(f"warm from {previous.key}")
+    key = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    after = None if previous is None else previous.name
+    return SegmentTask(refit, window, columns, dict(model_config), key, after)
 
 
 def run_segment(task: SegmentTask) -> dict[str, Any]:
@@ -111,10 +138,17 @@ def run_segment(task: SegmentTask) -> dict[str, Any]:
         model.cores = 1
     if hasattr(model, "progressbar"):
         model.progressbar = False
+    options = {}
+    if task.after is not None and task.warm_start is not None:
+        options["warm_start"] = WarmStart.from_dict(task.warm_start)
     started = time.perf_counter()
-    result = model.fit(task.features, task.columns, holdout_start=task.refit.refit_date).result_
+    model.fit(task.features, task.columns, holdout_start=task.refit.refit_date, **options)
     fit_seconds = time.perf_counter() - started
-    return segment_record(result, task.refit, fit_seconds)
+    record = segment_record(model.result_, task.refit, fit_seconds)
+    warm_state = getattr(model, "warm_state_", None)
+    if warm_state is not None:
+        record["warm_state"] = warm_state.to_dict()
+    return record
 
 
 def segment_record(result: RegimeResult, refit: Refit, fit_seconds: float) -> dict[str, Any]:
@@ -182,6 +216,8 @@ def check_segment_record(task: SegmentTask, record: dict[str, Any]) -> None:
         raise ValueError("its dates are not scored dates of the refit")
     if dates != sorted(set(dates)):
         raise ValueError("its dates are not ascending and unique")
+    if "warm_state" in record:
+        WarmStart.from_dict(record["warm_state"])  # ValueError unless one
     regimes = record.get("regimes")
     if not isinstance(regimes, list) or not all(isinstance(name, str) for name in regimes):
         raise ValueError("no list of regime names")

@@ -100,7 +100,11 @@ class EMHMM(RegimeEstimator):
             select_features(features, columns), self.n_regimes, self.anchor, holdout_start
         )
 
-    def _fit_result(self, observations: Observations) -> RegimeResult:
+    def _fit_result(self, observations: Observations, warm_start=None) -> RegimeResult:
+        if warm_start is not None:
+            raise ValueError(
+                "EMHMM starts from its own restarts: warm_start is for the Bayesian models"
+            )
         """Fit by EM on the fitted part (the dates before ``holdout_start`` when given;
         the later dates are scored one step ahead with the filter, without refitting).
         Fitted attributes: ``estimate_`` (the best EM fit, standardised units) and

@@ -92,7 +92,7 @@ class FilteredDates:
 
 class RegimeEstimator(ABC):
     """The estimator interface shared by every model (see the module docstring). A model
-    defines ``get_config``, ``_fit_result(observations)`` (fit the observations' fitted
+    defines ``get_config``, ``_fit_result(observations, warm_start)`` (fit the observations' fitted
     part and return the result) and ``_probability_draws(observations)`` (per-date
     probabilities of observations standardised like the fit's, for the result's band
     draws), and records what :meth:`_restore` needs in ``_model_posterior``."""
@@ -117,9 +117,9 @@ class RegimeEstimator(ABC):
         """The model's inputs of ``features`` (validated and standardised)."""
 
     @abstractmethod
-    def _fit_result(self, observations: Observations) -> RegimeResult:
-        """Fit on ``observations.fitted_part()``, set the model's own fitted attributes,
-        return the result."""
+    def _fit_result(self, observations: Observations, warm_start=None) -> RegimeResult:
+        """Fit on ``observations.fitted_part()`` (from ``warm_start``, where the model can
+        start from one), set the model's own fitted attributes, return the result."""
 
     @abstractmethod
     def _probability_draws(self, observations: Observations) -> ProbabilityDraws:
@@ -139,16 +139,20 @@ class RegimeEstimator(ABC):
         X: FeatureSet | pd.DataFrame,
         columns: list[str] | None = None,
         holdout_start: str | pd.Timestamp | None = None,
+        warm_start=None,
     ) -> RegimeEstimator:
         """Fit the model to ``X`` (``columns`` of it; default: every column that is not a
         covariate) and return it. ``holdout_start``: fit on the dates before it only and
         score the later ones one step ahead with the filter (``result_``'s
-        ``holdout_log_predictive``). Fitted attributes: ``result_`` (the
-        :class:`RegimeResult`), ``inference_data_``, ``inputs_`` (the input columns as
-        fitted, raw units) and ``observations_``, plus the model's own."""
+        ``holdout_log_predictive``). ``warm_start``: a Bayesian model's ``warm_state_``
+        from an earlier fit of the same structure (a walk-forward's previous refit) to
+        start sampling from (:mod:`~regime_model.models.warm_start`). Fitted attributes:
+        ``result_`` (the :class:`RegimeResult`), ``inference_data_``, ``inputs_`` (the
+        input columns as fitted, raw units) and ``observations_``, plus the model's
+        own."""
         inputs, columns = self._inputs(X, columns)
         observations = self.observations(inputs, columns, holdout_start)
-        result = self._fit_result(observations)
+        result = self._fit_result(observations, warm_start)
         self.inputs_, self.observations_ = inputs, observations
         result.inference_data.add_groups(
             {INPUTS_GROUP: inputs_dataset(inputs), "model_posterior": self._model_posterior()}

@@ -157,7 +157,9 @@ class HierarchicalHMM(BayesianHMM):
         )
         composition = pilot.components(observations, start)
         model, _ = pilot._build(composition, observations)
-        point, _ = pilot._sample(model, composition.starts(start, observations, 1, pilot.seed))
+        point = pilot._sample(
+            model, composition.starts(start, observations, 1, pilot.seed)
+        ).posterior
         values = {name: point[name].to_numpy()[0, 0] for name in ("mean", "sigma", "transition")}
         if not all(np.isfinite(value).all() for value in values.values()):
             return start

@@ -48,9 +48,10 @@ from regime_model.models.relabelling import (
     permute_posterior,
     take_regimes,
 )
-from regime_model.models.samplers import SAMPLERS, SamplerSettings, point_as_posterior
+from regime_model.models.samplers import SAMPLERS, Sampled, SamplerSettings, point_as_posterior
 from regime_model.models.simulation import PriorSimulation, draw_prior, replace_columns
 from regime_model.models.transitions import DEFAULT_COEFFICIENT_SCALE
+from regime_model.models.warm_start import WarmStart
 from regime_model.progress import phase
 from regime_model.results import (
     KINDS,
@@ -241,12 +242,16 @@ class RegimeHMM(RegimeEstimator):
         )
 
     # ------------------------------------------------------------------ fitting
-    def _fit_result(self, observations: Observations) -> RegimeResult:
+    def _fit_result(
+        self, observations: Observations, warm_start: WarmStart | None = None
+    ) -> RegimeResult:
         """Sample the posterior of the fitted part and summarise it (see
         :meth:`RegimeEstimator.fit`). Fitted attributes: ``model_`` (the PyMC model) and
         ``graphs_`` (its :class:`~regime_model.models.composition.KernelGraphs`),
         ``components_`` (the composition), ``parameter_draws_`` (the posterior of the
-        model's free variables, relabelled) and, when relabelled, ``labelling_``."""
+        model's free variables, relabelled), ``warm_state_`` (where a refit of this
+        structure can start: :mod:`~regime_model.models.warm_start`; None when the
+        sampler cannot) and, when relabelled, ``labelling_``."""
         fitted = observations.fitted_part()
         phase("maximum-likelihood start (EM) on %d dates x %d features", *fitted.values.shape)
         start = self.initial_estimate(fitted)
@@ -258,13 +263,20 @@ class RegimeHMM(RegimeEstimator):
         model, graphs = self._build(composition, fitted)
         started = time.perf_counter()
         initvals = composition.starts(start, fitted, max(self.chains, 1), self.seed)
-        posterior, sample_stats = self._sample(model, initvals)
+        sampled = self._sample(model, initvals, warm_start)
         sampling_seconds = time.perf_counter() - started
         if observations.n_holdout:
             model, graphs = self._build(composition, observations)
         self.model_, self.graphs_, self.components_ = model, graphs, composition
+        self.warm_state_ = sampled.warm_state
         return self._result(
-            composition, model, graphs, observations, posterior, sample_stats, sampling_seconds
+            composition,
+            model,
+            graphs,
+            observations,
+            sampled.posterior,
+            sampled.sample_stats,
+            sampling_seconds,
         )
 
     def _model_posterior(self) -> xr.Dataset:
@@ -298,8 +310,13 @@ class RegimeHMM(RegimeEstimator):
         """Tuning steps per chain this estimator runs: ``tune``, else its sampler's default."""
         return tuning_steps(self.tune, self.sampler)
 
-    def _sample(self, model: pm.Model, initvals: list[dict[str, np.ndarray]]):
-        """(posterior, sample_stats or None) from the sampler named ``sampler``
+    def _sample(
+        self,
+        model: pm.Model,
+        initvals: list[dict[str, np.ndarray]],
+        warm_start: WarmStart | None = None,
+    ) -> Sampled:
+        """What the sampler named ``sampler`` gives
         (:data:`~regime_model.models.samplers.SAMPLERS`)."""
         settings = SamplerSettings(
             draws=self.draws,
@@ -309,8 +326,10 @@ class RegimeHMM(RegimeEstimator):
             seed=self.seed,
             target_accept=self.target_accept,
             progressbar=self.progressbar,
+            warm_start=warm_start,
         )
-        posterior, sample_stats = SAMPLERS[self.sampler](model, initvals, settings)
+        sampled = SAMPLERS[self.sampler](model, initvals, settings)
+        posterior = sampled.posterior
         if self.sampler in ("nuts", "nutpie"):
             # PyMC catches Ctrl-C and returns the draws taken so far: a run must never
             # pass those off as the posterior it was asked for.
@@ -320,7 +339,7 @@ class RegimeHMM(RegimeEstimator):
                     f"sampling stopped after {taken} of {self.draws} draws in {chains} of "
                     f"{self.chains} chains"
                 )
-        return posterior, sample_stats
+        return sampled
 
     # ------------------------------------------------------------------ labels
     def _relabelled(
@@ -486,7 +505,8 @@ class RegimeHMM(RegimeEstimator):
                 # pm.sample's wall time includes compiling; PyMC times the draws alone.
                 "sample_call_seconds": round(seconds, 2),
                 "sampling_seconds": _float_or_none(posterior.attrs.get("sampling_time")),
-                "tuning_steps": self.tuning_steps,
+                "tuning_steps": int(posterior.attrs.get("tuning_steps", self.tuning_steps)),
+                "warm_started": bool(posterior.attrs.get("warm_started", False)),
                 # Leapfrog steps of tuning and draws, all chains (nutpie reports them).
                 **(
                     {"gradient_evaluations": int(posterior.attrs["gradient_evaluations"])}

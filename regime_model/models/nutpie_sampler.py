@@ -46,6 +46,7 @@ from regime_model.models.compiled_graphs import (
     store_derived,
 )
 from regime_model.models.vectorised import compile_flat_over_draws, constants_as_inputs
+from regime_model.models.warm_start import WARM_TUNE, WarmStart
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 
@@ -225,11 +226,18 @@ def sample_with_nutpie(
     seed: int,
     target_accept: float,
     progressbar: bool,
-) -> tuple[xr.Dataset, xr.Dataset]:
-    """(posterior, sample_stats) with chain and draw dimensions, like ``pm.sample``'s.
+    warm_start: WarmStart | None = None,
+    warm_tune: int = WARM_TUNE,
+) -> tuple[xr.Dataset, xr.Dataset, WarmStart]:
+    """(posterior, sample_stats, warm state) with chain and draw dimensions, like
+    ``pm.sample``'s; the warm state is where the next fit of this structure can start
+    (:mod:`~regime_model.models.warm_start`).
 
     ``start_values``: a point in the model's (untransformed) variables; every chain starts
-    from it plus a small jitter.
+    from it plus a small jitter. With a ``warm_start`` of this model's layout, the chains
+    start at its points instead, the sampler runs on the coordinates scaled by its scales,
+    from its step size, and tunes for ``warm_tune`` steps (the posterior attribute
+    ``tuning_steps`` says how many it ran).
     """
     try:
         import nutpie
@@ -250,6 +258,12 @@ def sample_with_nutpie(
     shapes = [np.shape(start[value.name]) for value in values]
     base = np.concatenate([np.ravel(start[value.name]) for value in values]).astype(float)
     n_dim = len(base)
+    layout = [(value.name, shape) for value, shape in zip(values, shapes, strict=True)]
+    warm = warm_start if warm_start is not None and warm_start.matches(layout) else None
+    # The sampler's coordinates are z = x / scale (all ones unless warm-started): the
+    # callback evaluates the log density at x = z * scale and scales its gradient.
+    scale = np.ones(n_dim) if warm is None else warm.scale
+    tune = tune if warm is None else warm_tune
     logp_function, data = _logp_function(frozen, values, shapes)
     with frozen:
         names = {rv.name for rv in frozen.unobserved_RVs}
@@ -259,11 +273,12 @@ def sample_with_nutpie(
         expand = compile_flat_over_draws(values, shapes, reported)
 
     # nutpie's C signatures; return codes > 0 reject a point, < 0 abort sampling.
-    data_buffer, expressions = _pack_data(data)
+    # The scale travels first in the data buffer, then the model's data.
+    data_buffer, expressions = _pack_data([scale, *data])
     unpack = "".join(
         f"\n        data_{index} = {expression}" for index, expression in enumerate(expressions)
     )
-    arguments = "".join(f", data_{index}" for index in range(len(expressions)))
+    arguments = "".join(f", data_{index}" for index in range(1, len(expressions)))
     # The try block holds the call alone: numba turns every bytecode instruction inside
     # a try (Python 3.11's inline caches included) into a basic block, and its SSA pass is
     # quadratic in blocks. With the data unpacking inside, the callback had 881 blocks and
@@ -275,12 +290,13 @@ def sample_with_nutpie(
         total = int(numba.carray(user_data, (1,), np.float64)[0])
         data = numba.carray(user_data, (total,), np.float64)
         point = numba.carray(point_pointer, ({n_dim},)){unpack}
+        scaled = point * data_0
         try:
-            value, gradient = jitted(point{arguments})
+            value, gradient = jitted(scaled{arguments})
         except Exception:
             return 1
         numba.carray(logp_pointer, (1,))[0] = value[()]
-        numba.carray(gradient_pointer, ({n_dim},))[:] = gradient
+        numba.carray(gradient_pointer, ({n_dim},))[:] = gradient * data_0
         if not np.isfinite(value[()]):
             return 4
         if not np.all(np.isfinite(gradient)):
@@ -317,8 +333,13 @@ def sample_with_nutpie(
         callbacks.append(numba.cfunc(signature, cache=graph_key is not None)(function))
 
     def initial_point(chain_seed: int) -> np.ndarray:
-        jitter = np.random.default_rng([seed, chain_seed]).standard_normal(n_dim)
-        return base + 0.05 * jitter
+        rng = np.random.default_rng([seed, chain_seed])
+        if warm is None:
+            return base + 0.05 * rng.standard_normal(n_dim)
+        # nutpie's seeds are not chain indices: each chain takes one of the previous
+        # fit's chain ends, by its seed, jittered by a twentieth of a posterior sd.
+        origin = warm.points[rng.integers(len(warm.points))]
+        return origin / scale + 0.05 * rng.standard_normal(n_dim)
 
     compiled = CompiledPyMCModel(
         dims={"point": ("point_dim",)},
@@ -340,6 +361,8 @@ def sample_with_nutpie(
     settings = dict(
         draws=draws, tune=tune, chains=chains, cores=cores, seed=seed, target_accept=target_accept
     )
+    if warm is not None:
+        settings["initial_step"] = warm.step_size
     if reporting_lines(progressbar):
         data = _sample_reporting_lines(nutpie, compiled, settings)
     else:  # nutpie's own bar: on a terminal, in a notebook, or nothing
@@ -355,7 +378,7 @@ def sample_with_nutpie(
         if group in data.groups():
             del data[group]
     phase("sampled in %.1f s; post-processing %d draws", seconds, chains * draws)
-    points = data.posterior["point"].to_numpy()
+    points = data.posterior["point"].to_numpy() * scale  # back to x = z * scale
     n_chains, n_draws = points.shape[:2]
     expanded = expand(points.reshape(n_chains * n_draws, n_dim))
     variables = {}
@@ -367,9 +390,16 @@ def sample_with_nutpie(
         )
         variables[var.name] = (("chain", "draw", *dims), stacked)
         coords.update({dim: list(frozen.coords[dim]) for dim in dims if dim in frozen.coords})
-    attrs = {"sampling_time": seconds, "gradient_evaluations": gradient_evaluations}
+    attrs = {
+        "sampling_time": seconds,
+        "gradient_evaluations": gradient_evaluations,
+        "tuning_steps": tune,
+        "warm_started": int(warm is not None),
+    }
     posterior = xr.Dataset(variables, coords=coords, attrs=attrs)
-    return posterior, data.sample_stats
+    # The tuned step size (in this fit's z), the same at every kept draw of a chain.
+    step_size = float(np.median(data.sample_stats["step_size"].to_numpy()[:, -1]))
+    return posterior, data.sample_stats, WarmStart.from_draws(layout, points, step_size)
 
 
 def _sample_reporting_lines(nutpie, compiled, settings: dict):

@@ -1,6 +1,7 @@
 """Posterior samplers, by name (``SAMPLERS``): each takes a PyMC model, one starting point
-per chain and the :class:`SamplerSettings`, and returns (posterior, sample_stats or None)
-as xarray Datasets with chain and draw dimensions.
+per chain and the :class:`SamplerSettings`, and returns a :class:`Sampled`: the posterior
+and sample_stats (or None) as xarray Datasets with chain and draw dimensions, and where
+the sampler can start a later fit from (nutpie; :mod:`~regime_model.models.warm_start`).
 
 * ``nuts``: PyMC's NUTS, the chains started at the given points;
 * ``nutpie``: the same model and starts, compiled once and sampled by nutpie
@@ -21,6 +22,7 @@ import pymc as pm
 import xarray as xr
 
 from regime_model.models.nutpie_sampler import NotCompilableError, sample_with_nutpie
+from regime_model.models.warm_start import WARM_TUNE, WarmStart
 from regime_model.progress import SAMPLING_INTERVAL, SamplingReporter, phase, reporting_lines
 
 ADVI_ITERATIONS = 20_000
@@ -28,7 +30,9 @@ ADVI_ITERATIONS = 20_000
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """What every sampler is told (a model family's MCMC options)."""
+    """What every sampler is told (a model family's MCMC options). ``warm_start``: the end
+    of an earlier fit of the same model structure to start from (nutpie uses it, with
+    ``warm_tune`` tuning steps; the others start from the given points)."""
 
     draws: int
     tune: int
@@ -37,10 +41,23 @@ class SamplerSettings:
     seed: int
     target_accept: float
     progressbar: bool
+    warm_start: WarmStart | None = None
+    warm_tune: int = WARM_TUNE
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A sampler's output: ``posterior`` and ``sample_stats`` (None for the optimisers)
+    with chain and draw dimensions; ``warm_state``, where a later fit can start (None
+    when the sampler cannot start from one)."""
+
+    posterior: xr.Dataset
+    sample_stats: xr.Dataset | None
+    warm_state: WarmStart | None = None
 
 
 Starts = list[dict[str, np.ndarray]]
-Sampler = Callable[[pm.Model, Starts, SamplerSettings], tuple[xr.Dataset, xr.Dataset | None]]
+Sampler = Callable[[pm.Model, Starts, SamplerSettings], Sampled]
 
 
 def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
@@ -65,7 +82,7 @@ def sample_nuts(model: pm.Model, starts: Starts, settings: SamplerSettings):
             callback=_LineReporter(settings) if lines else None,
             compute_convergence_checks=False,
         )
-    return data.posterior, data.sample_stats
+    return Sampled(data.posterior, data.sample_stats)
 
 
 class _LineReporter:
@@ -93,30 +110,34 @@ def sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):
         return _sample_nutpie(model, starts, settings)
     except NotCompilableError as exc:
         logging.getLogger("regime_model").warning("%s: sampling with PyMC's NUTS instead", exc)
-        posterior, stats = sample_nuts(model, starts, settings)
-        posterior.attrs["sampler"] = "nuts"
-        posterior.attrs["sampler_note"] = f"{exc}: sampled with PyMC's NUTS"
-        return posterior, stats
+        sampled = sample_nuts(model, starts, settings)
+        sampled.posterior.attrs["sampler"] = "nuts"
+        sampled.posterior.attrs["sampler_note"] = f"{exc}: sampled with PyMC's NUTS"
+        return sampled
 
 
-def _sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):
-    return sample_with_nutpie(
-        model,
-        starts[0],
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        cores=settings.cores,
-        seed=settings.seed,
-        target_accept=settings.target_accept,
-        progressbar=settings.progressbar,
+def _sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings) -> Sampled:
+    return Sampled(
+        *sample_with_nutpie(
+            model,
+            starts[0],
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.cores,
+            seed=settings.seed,
+            target_accept=settings.target_accept,
+            progressbar=settings.progressbar,
+            warm_start=settings.warm_start,
+            warm_tune=settings.warm_tune,
+        )
     )
 
 
 def find_map(model: pm.Model, starts: Starts, settings: SamplerSettings):
     with model:
         point = pm.find_MAP(start=starts[0], progressbar=settings.progressbar)
-    return point_as_posterior(model, point), None
+    return Sampled(point_as_posterior(model, point), None)
 
 
 def fit_advi(model: pm.Model, starts: Starts, settings: SamplerSettings):
@@ -129,7 +150,7 @@ def fit_advi(model: pm.Model, starts: Starts, settings: SamplerSettings):
             progressbar=settings.progressbar,
         )
         data = approximation.sample(settings.draws, random_seed=settings.seed)
-    return data.posterior, None
+    return Sampled(data.posterior, None)
 
 
 SAMPLERS: dict[str, Sampler] = {
