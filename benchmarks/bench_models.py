@@ -5,7 +5,8 @@ repository). Each model is fitted at its defaults (4 chains, 1000 draws; ``--tun
 tuning steps, else the default) on
 the same columns: IWM returns and breadth change (equity), BTC and ETH returns (crypto);
 tvtp adds the lagged change in high-yield spreads as its transition driver, leadlag uses
-lag 1 and volatility ordering.
+lag 1 and volatility ordering; two-scale keeps D = 4 with IWM returns (equity), BTC and
+ETH returns (crypto) and the month-end high-yield spread level as its coarse column.
 
     python benchmarks/bench_models.py --data-dir ../shared/data
     python benchmarks/bench_models.py --data-dir ../shared/data --only tvtp
@@ -30,7 +31,10 @@ RUNS = {
     "hierarchical": {},
     "tvtp": {"covariates": ["hy_spread_change"]},
     "leadlag": {"lag": 1, "order_by": "volatility"},
+    "two-scale": {"coarse_columns": ["hy_spread"], "coarse_order": "inverse"},
 }
+# A family's own columns where it needs others (the same T and D).
+RUN_COLUMNS = {"two-scale": ["iwm_return", "btc_return", "eth_return", "hy_spread"]}
 
 
 def main() -> None:
@@ -40,7 +44,7 @@ def main() -> None:
     parser.add_argument("--tune", type=int, help="tuning steps per chain (default: the model's)")
     args = parser.parse_args()
     weekly = build_features(load_universe(), CsvDirectorySource(args.data_dir), "weekly")
-    needed = weekly.frame[COLUMNS + ["hy_spread_change"]].notna().all(axis=1)
+    needed = weekly.frame[COLUMNS + ["hy_spread_change", "hy_spread"]].notna().all(axis=1)
     frame = weekly.frame.loc[needed.idxmax() : needed[::-1].idxmax()]
     groups = {**weekly.groups, "pct_above_200dma_change": "equity"}
     features = FeatureSet(frame, groups, "weekly")
@@ -51,7 +55,7 @@ def main() -> None:
     for name in args.only or RUNS:
         model = MODELS[name](2, progressbar=False, **RUNS[name], **tune)
         started = time.perf_counter()
-        result = model.fit(features, COLUMNS).result_
+        result = model.fit(features, RUN_COLUMNS.get(name, COLUMNS)).result_
         wall = time.perf_counter() - started
         data = result.inference_data
         ess = float(az.ess(data, method="bulk").to_array().min())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from regime_model import __version__
-from regime_model.choices import MODEL_NAMES
+from regime_model.choices import COARSE_FREQUENCIES, MODEL_NAMES
 from regime_model.commands.argument_types import positive, probability, window_argument
 from regime_model.commands.backtest import (
     BASELINE_MODELS,
@@ -30,7 +30,7 @@ from regime_model.commands.data import run_build, run_fetch, run_show
 from regime_model.commands.demo import run_demo
 from regime_model.commands.reading import run_now, run_report, run_update
 from regime_model.commands.runs import run_calibrate, run_compare, run_fit, run_plot, run_summary
-from regime_model.data.calendar import COARSE_FREQUENCIES, FREQUENCIES
+from regime_model.data.calendar import FREQUENCIES
 from regime_model.errors import RegimeModelError
 from regime_model.evaluation.schedule import EVERY
 from regime_model.model_options import MODEL_HELP, MODEL_OPTIONS, comma_list, help_text

@@ -17,8 +17,11 @@ import numpy as np
 from regime_model.choices import (
     AR_FORMS,
     AR_MATRICES,
+    COARSE_FREQUENCIES,
+    COARSE_ORDERS,
     COVARIANCES,
     EMISSIONS,
+    FINE_ENTRIES,
     IDENTIFICATIONS,
     MODEL_NAMES,
     ORDER_BY,
@@ -30,6 +33,7 @@ BAYESIAN = tuple(name for name in MODEL_NAMES if name != "em-hmm")
 GAUSSIAN = ("bayes-hmm", "tvtp", "leadlag")  # the families with free switching and covariance
 COVARIATE_FAMILIES = ("tvtp", "hierarchical", "leadlag")  # covariate-driven transitions
 AUTOREGRESSIVE = ("bayes-hmm", "tvtp")  # the families whose emissions can be AR(p)
+TWO_SCALE = ("two-scale",)
 
 
 def comma_list(value: str) -> list[str]:
@@ -125,7 +129,7 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
         "order_by",
         "--order-by",
         "name regimes by the anchor's mean (default) or volatility",
-        (*GAUSSIAN, "em-hmm"),
+        (*GAUSSIAN, "em-hmm", *TWO_SCALE),
         choices=ORDER_BY,
     ),
     ModelOption(
@@ -292,12 +296,96 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ),
 )
 
+TWO_SCALE_OPTIONS: tuple[ModelOption, ...] = (
+    ModelOption(
+        "coarse_columns",
+        "--coarse-columns",
+        "the slow (liquidity, credit) features, each kept once per coarse period, on its last "
+        "date, as known then",
+        TWO_SCALE,
+        comma_list,
+        section="two-scale model",
+        metavar="COL,COL",
+    ),
+    ModelOption(
+        "coarse_freq",
+        "--coarse-freq",
+        "the coarse calendar: months (M), quarters (Q) or weeks (W)",
+        TWO_SCALE,
+        choices=COARSE_FREQUENCIES,
+        default="M",
+        section="two-scale model",
+    ),
+    ModelOption(
+        "coarse_regimes",
+        "--coarse-regimes",
+        "number of coarse regimes",
+        TWO_SCALE,
+        int,
+        default=2,
+        section="two-scale model",
+        minimum=2,
+        maximum=3,
+    ),
+    ModelOption(
+        "coarse_anchor",
+        "--coarse-anchor",
+        "coarse column its regimes are named on (default: the first)",
+        TWO_SCALE,
+        section="two-scale model",
+    ),
+    ModelOption(
+        "coarse_order",
+        "--coarse-order",
+        "the coarse regime with the highest anchor mean is risk_on (mean: liquidity, flows) "
+        "or the one with the lowest (inverse: spreads, volatility)",
+        TWO_SCALE,
+        choices=COARSE_ORDERS,
+        default="mean",
+        section="two-scale model",
+    ),
+    ModelOption(
+        "markets",
+        "--markets",
+        "feature groups with a fine chain each (default: every group of a non-coarse column)",
+        TWO_SCALE,
+        comma_list,
+        section="two-scale model",
+        metavar="GROUP,GROUP",
+    ),
+    ModelOption(
+        "fine_entry",
+        "--fine-entry",
+        "at a coarse period's first date a fine chain moves on from where it was by the new "
+        "coarse regime's matrix (carry) or starts afresh from its law under it (restart, "
+        "fHMM's)",
+        TWO_SCALE,
+        choices=FINE_ENTRIES,
+        default="carry",
+        section="two-scale model",
+    ),
+    ModelOption(
+        "coarse_stickiness",
+        "--coarse-stickiness",
+        "Dirichlet weight on staying in a coarse regime",
+        TWO_SCALE,
+        float,
+        default=10.0,
+        section="two-scale model",
+        minimum=0,
+        above=True,
+    ),
+)
+MODEL_OPTIONS = (*MODEL_OPTIONS, *TWO_SCALE_OPTIONS)
+
 MODEL_HELP = (
     "bayes-hmm (default), em-hmm (maximum likelihood), hierarchical (one regime, asset "
     "parameters pooled by group), tvtp (covariate-driven transitions), leadlag (a leading "
-    "and a lagging regime chain)"
+    "and a lagging regime chain), two-scale (a monthly liquidity regime driving each "
+    "market's weekly or daily regimes)"
 )
-REQUIRED = {"tvtp": "covariates"}  # options a family cannot go without
+# Options a family cannot go without.
+REQUIRED = {"tvtp": "covariates", "two-scale": "coarse_columns"}
 
 
 def help_text(option: ModelOption) -> str:

@@ -42,8 +42,11 @@ NOT_ON_THE_COMMAND_LINE = {
 }
 
 
+REQUIRED_SETTINGS = {"tvtp": {"covariates": ["x"]}, "two-scale": {"coarse_columns": ["x"]}}
+
+
 def _default_instance(name: str):
-    return MODELS[name](covariates=["x"]) if name == "tvtp" else MODELS[name]()
+    return MODELS[name](**REQUIRED_SETTINGS.get(name, {}))
 
 
 def test_every_model_option_matches_the_families_constructors():

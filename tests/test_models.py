@@ -236,3 +236,25 @@ def test_full_covariance_fits_end_to_end(synthetic):
     assert note.startswith("nutpie cannot sample this model: numba has no native") and (
         "SolveTriangular" in note
     ), note
+
+
+def test_a_sparsely_observed_feature_is_left_out_of_the_em_start():
+    """EM runs on complete dates only: a feature observed every fourth date (a monthly
+    one in weekly data) would leave runs of length one. It is left out of EM and gets its
+    regime moments from its own dates, weighted by the fit's regime probabilities; the
+    other features' start is the EM fit on them alone (moved by less than 1e-3 by the
+    weighted moments, which are computed for every feature)."""
+    features, path = simulate_hmm(400, seed=1)
+    frame = features.frame.copy()
+    rng = np.random.default_rng(3)
+    monthly = np.where(path == 1, 2.0, -2.0) + 0.3 * rng.standard_normal(len(path))
+    frame["monthly"] = np.where(np.arange(len(path)) % 4 == 3, monthly, np.nan)
+    sparse = FeatureSet(frame, {**features.groups, "monthly": "flows"}, features.freq)
+    model = BayesianHMM(2, seed=0)
+    start = model.initial_estimate(model.observations(sparse))
+    dense = model.initial_estimate(model.observations(features))
+    np.testing.assert_allclose(start.mean[:, :2], dense.mean[:, :2], atol=1e-3)
+    np.testing.assert_array_equal(start.transition, dense.transition)
+    observations = model.observations(sparse)
+    expected = (np.array([-2.0, 2.0]) - observations.center[2]) / observations.scale[2]
+    np.testing.assert_allclose(start.mean[:, 2], expected, atol=0.15)

@@ -117,8 +117,29 @@ def test_simulation_is_reproducible_and_reports_what_generated_it():
             "covariates": ["driver"],
             "coefficient_scale": 3,
         },
+        {
+            "model": "two-scale",
+            "stickiness": 1.5,
+            "coarse_stickiness": 1.5,
+            "coarse_columns": ["liquidity"],
+        },
+        {
+            "model": "two-scale",
+            "stickiness": 1.5,
+            "coarse_stickiness": 1.5,
+            "coarse_columns": ["liquidity"],
+            "fine_entry": "restart",
+        },
     ],
-    ids=["bayes-hmm-ordered", "bayes-hmm", "leadlag-lag2", "tvtp", "leadlag-covariates"],
+    ids=[
+        "bayes-hmm-ordered",
+        "bayes-hmm",
+        "leadlag-lag2",
+        "tvtp",
+        "leadlag-covariates",
+        "two-scale",
+        "two-scale-restart",
+    ],
 )
 def test_simulated_states_are_calibrated_under_the_models_own_kernel(config):
     """At the true parameters, E[P(z_t = true state | y)] = E[sum_k P(z_t = k | y)^2].

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from regime_model.choices import COARSE_FREQUENCIES
+
 FREQUENCIES = ("daily", "weekly")
 # In weekly mode a market price may come from any day of the week ending on Friday.
 _WEEK_DAYS = 6
@@ -93,8 +95,8 @@ def align_to_calendar(
 
 
 # ---------------------------------------------------------------- coarse periods
-# The coarse calendar of a two-scale model (months by default) over the fine grid.
-COARSE_FREQUENCIES = ("M", "Q", "W")
+# The coarse calendar of a two-scale model (months by default) over the fine grid:
+# COARSE_FREQUENCIES, from regime_model.choices.
 
 
 def period_openings(dates, freq: str = "M") -> np.ndarray:

@@ -547,3 +547,109 @@ def simulate_lead_lag_features(
         lag_columns=[c for c, lead in zip(columns, follows_lead, strict=True) if not lead],
     )
     return FeatureSet(frame, groups, "weekly", source="synthetic-leadlag"), truth
+
+
+@dataclass(frozen=True)
+class TwoScaleTruth:
+    """What generated :func:`simulate_two_scale_features` (2 coarse and 2 fine regimes).
+
+    ``coarse`` (T,): the coarse regime of each weekly date (constant within a month);
+    ``fine`` (T, M): each market's fine regime; 0 = risk_off. ``coarse_transition`` (2, 2)
+    from month to month; ``fine_transitions`` one (2, 2, 2) per market, [c] its weekly
+    matrix under coarse regime c; ``entries`` one (2, 2) per market, [c] its stationary
+    law (where it starts a month under c); ``coupling`` per market, P(risk_on | coarse
+    risk_on) - P(risk_on | coarse risk_off) of the entry laws. ``markets`` in order.
+    """
+
+    coarse: np.ndarray
+    fine: np.ndarray
+    coarse_transition: np.ndarray
+    fine_transitions: list[np.ndarray]
+    entries: list[np.ndarray]
+    coupling: dict[str, float]
+    markets: list[str]
+
+
+# Per column: (name, group, risk_off mean, risk_on mean, risk_off scale, risk_on scale).
+_TWO_SCALE_COLUMNS = (
+    ("liquidity", "flows", -1.0, 1.0, 0.5, 0.5),
+    ("eq_return", "equity", -1.0, 0.6, 1.5, 0.8),
+    ("eq_breadth_change", "equity", -0.8, 0.5, 1.0, 1.0),
+    ("coin_return", "crypto", -1.5, 1.5, 2.0, 1.2),
+    ("alt_return", "crypto", -1.2, 1.2, 2.2, 1.5),
+)
+# Each market's weekly matrices under the coarse regimes (risk_off, risk_on): equity
+# follows liquidity closely, crypto barely.
+_TWO_SCALE_FINE = {
+    "equity": [[[0.92, 0.08], [0.45, 0.55]], [[0.55, 0.45], [0.06, 0.94]]],
+    "crypto": [[[0.85, 0.15], [0.2, 0.8]], [[0.8, 0.2], [0.15, 0.85]]],
+}
+
+
+def _stationary(matrix: np.ndarray) -> np.ndarray:
+    """The stationary law of a 2 x 2 transition matrix."""
+    leave_off, leave_on = matrix[0, 1], matrix[1, 0]
+    return np.array([leave_on, leave_off]) / (leave_on + leave_off)
+
+
+def simulate_two_scale_features(
+    n_dates: int = 520,
+    coarse_stay: tuple[float, float] = (0.9, 0.85),
+    fine_entry: str = "carry",
+    seed: int = 0,
+) -> tuple[FeatureSet, TwoScaleTruth]:
+    """Weekly features of a monthly liquidity regime driving two markets' weekly regimes.
+
+    The coarse regime moves at the first week of each month (P(stay) ``coarse_stay`` in
+    risk_off, risk_on) and sets the ``liquidity`` column's mean; each market's regime
+    moves weekly by its matrix under the current coarse regime (``_TWO_SCALE_FINE``:
+    equity strongly coupled, crypto weakly) and, at each month's first week, moves on from
+    where it was (``fine_entry="carry"``) or starts afresh from that matrix's stationary
+    law ("restart", fHMM's). Every date gets a liquidity value; a two-scale model keeps
+    the one on each month's last week. Returns (FeatureSet, :class:`TwoScaleTruth`)."""
+    from regime_model.data.calendar import period_openings
+
+    if fine_entry not in ("restart", "carry"):
+        raise ValueError(f"fine_entry must be 'restart' or 'carry', not {fine_entry!r}")
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range("2015-01-02", periods=n_dates, freq="W-FRI", name="date")
+    opens = period_openings(dates, "M")
+    coarse_transition = np.array(
+        [[coarse_stay[0], 1 - coarse_stay[0]], [1 - coarse_stay[1], coarse_stay[1]]]
+    )
+    markets = list(_TWO_SCALE_FINE)
+    fine_transitions = [np.array(_TWO_SCALE_FINE[market]) for market in markets]
+    entries = [np.stack([_stationary(p) for p in fine]) for fine in fine_transitions]
+    coarse = np.empty(n_dates, dtype=np.int64)
+    fine = np.empty((n_dates, len(markets)), dtype=np.int64)
+    for t in range(n_dates):
+        if t == 0:
+            coarse[t] = int(rng.random() < _stationary(coarse_transition)[1])
+        elif opens[t]:
+            coarse[t] = int(rng.random() < coarse_transition[coarse[t - 1], 1])
+        else:
+            coarse[t] = coarse[t - 1]
+        for m, (matrices, entry) in enumerate(zip(fine_transitions, entries, strict=True)):
+            if t == 0 or (opens[t] and fine_entry == "restart"):
+                law = entry[coarse[t]]
+            else:
+                law = matrices[coarse[t], fine[t - 1, m]]
+            fine[t, m] = int(rng.random() < law[1])
+    columns = [spec[0] for spec in _TWO_SCALE_COLUMNS]
+    groups = {spec[0]: spec[1] for spec in _TWO_SCALE_COLUMNS}
+    values = np.empty((n_dates, len(columns)))
+    for d, (_, group, *parameters) in enumerate(_TWO_SCALE_COLUMNS):
+        regime = coarse if group == "flows" else fine[:, markets.index(group)]
+        mean, scale = np.array(parameters[:2]), np.array(parameters[2:])
+        values[:, d] = mean[regime] + scale[regime] * rng.standard_normal(n_dates)
+    truth = TwoScaleTruth(
+        coarse=coarse,
+        fine=fine,
+        coarse_transition=coarse_transition,
+        fine_transitions=fine_transitions,
+        entries=entries,
+        coupling={m: float(e[1, 1] - e[0, 1]) for m, e in zip(markets, entries, strict=True)},
+        markets=markets,
+    )
+    frame = pd.DataFrame(values, index=dates, columns=columns)
+    return FeatureSet(frame, groups, "weekly", source="synthetic-two-scale"), truth

@@ -116,8 +116,9 @@ def plan_calibration(spec: CalibrationSpec) -> list[ReplicateTask]:
 def simulation_template(spec: CalibrationSpec, seed: int) -> tuple[FeatureSet, list[str]]:
     """(template, emission columns): weekly dates, ``n_series`` return columns (the first
     half equity, the rest crypto, so every model family finds its groups) with placeholder
-    values, and any covariates the model reads as a persistent AR(1) series. The
-    covariates are part of the design: the simulation conditions on them."""
+    values, any coarse columns of a two-scale model (group flows; the model keeps their
+    month-end values), and any covariates the model reads as a persistent AR(1) series.
+    The covariates are part of the design: the simulation conditions on them."""
     rng = np.random.default_rng([seed, 2])
     dates = pd.date_range("2000-01-07", periods=spec.n_dates, freq="W-FRI", name="date")
     n_equity = max(spec.n_series // 2, 1)
@@ -126,6 +127,10 @@ def simulation_template(spec: CalibrationSpec, seed: int) -> tuple[FeatureSet, l
     ]
     groups = {column: column.split("_")[0] for column in columns}
     frame = pd.DataFrame(rng.standard_normal((spec.n_dates, spec.n_series)), dates, columns)
+    for name in spec.model_config.get("coarse_columns") or []:
+        frame[name] = rng.standard_normal(spec.n_dates)
+        groups[name] = "flows"
+        columns.append(name)
     for name in spec.model_config.get("covariates") or []:
         frame[name] = _ar1(rng, spec.n_dates, COVARIATE_PERSISTENCE)
         groups[name] = "covariate"

@@ -15,6 +15,7 @@ from regime_model.models.em_hmm import EMHMM
 from regime_model.models.hierarchical import HierarchicalHMM
 from regime_model.models.leadlag import LeadLagHMM
 from regime_model.models.tvtp import TVTPHMM
+from regime_model.models.two_scale import TwoScaleHMM
 
 MODELS = {
     "bayes-hmm": BayesianHMM,
@@ -22,6 +23,7 @@ MODELS = {
     "hierarchical": HierarchicalHMM,
     "tvtp": TVTPHMM,
     "leadlag": LeadLagHMM,
+    "two-scale": TwoScaleHMM,
 }
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "HierarchicalHMM",
     "LeadLagHMM",
     "TVTPHMM",
+    "TwoScaleHMM",
     "model_from_config",
 ]
 

@@ -23,7 +23,7 @@ from typing import Any
 from regime_model.choices import AR_FORMS, AR_MATRICES, COVARIANCES, EMISSIONS, SWITCHING
 from regime_model.models.ar_emissions import AutoregressiveEmissions
 from regime_model.models.composition import Regimes
-from regime_model.models.em_hmm import EMHMM, EMEstimate
+from regime_model.models.em_hmm import EMHMM, EMEstimate, extended_to_features, sparse_features
 from regime_model.models.gaussian_emissions import GaussianEmissions
 from regime_model.models.model import RegimeHMM
 from regime_model.models.observations import Observations
@@ -136,13 +136,23 @@ class BayesianHMM(RegimeHMM):
 
     def initial_estimate(self, observations: Observations) -> EMEstimate:
         """A maximum-likelihood fit in the model's regime order, to start chains from."""
-        return EMHMM(
-            self.n_regimes,
-            n_restarts=4,
-            anchor=observations.columns[observations.anchor],
-            order_by=self.order_by,
-            seed=self.seed,
-        ).estimate(observations)
+        return self.em_estimate(observations, self.n_regimes, self.order_by)
+
+    def em_estimate(self, observations: Observations, n_regimes: int, order_by: str) -> EMEstimate:
+        """An EM fit of ``n_regimes`` regimes ordered by ``order_by`` on the anchor.
+
+        EM runs on complete dates only, so with diagonal covariance the features observed
+        on few dates (a late-starting asset, a monthly one) are left out of it
+        (:func:`~regime_model.models.em_hmm.sparse_features`) and their regime moments
+        taken from their own dates, weighted by the fit's regime probabilities."""
+        anchor = observations.columns[observations.anchor]
+        em = EMHMM(n_regimes, n_restarts=4, anchor=anchor, order_by=order_by, seed=self.seed)
+        sparse = sparse_features(observations)
+        if self.covariance == "full" or not sparse.any():
+            return em.estimate(observations)
+        kept = [c for c, drop in zip(observations.columns, sparse, strict=True) if not drop]
+        subset = observations.view(kept, anchor)
+        return extended_to_features(em.estimate(subset), subset, observations)
 
     def components(self, observations: Observations, start: EMEstimate) -> Regimes:
         """Gaussian emissions (their anchor's means or scales ordered under

@@ -79,6 +79,7 @@ from regime_model.models.leadlag_report import chain_forecast, model_summary
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.product_chain import (
     chain_anchor,
+    chain_emissions,
     coupled_log_transition,
     lead_lag_date_quantities,
     lead_lag_filtered_draws,
@@ -493,19 +494,10 @@ class CoupledChains:
         features' units, plus each chain's transitions and the couplings."""
         lead, lag = self.chains(observations)
         k = self.n_regimes
-        state_regime = {"lead": np.arange(k * k) // k, "lag": np.arange(k * k) % k}
-        draws_shape = (posterior.sizes["chain"], posterior.sizes["draw"])
-        emission_mean = np.empty((*draws_shape, k * k, observations.n_features))
-        emission_scale = np.empty_like(emission_mean)
-        emission_nu = np.empty((*draws_shape, observations.n_features))
-        for chain, view in zip(CHAINS, (lead, lag), strict=True):
-            columns = [observations.columns.index(c) for c in view.columns]
-            mean = posterior[f"{chain}::mean"].to_numpy() * view.scale + view.center
-            scale = posterior[f"{chain}::sigma"].to_numpy() * view.scale
-            emission_mean[..., columns] = mean[:, :, state_regime[chain], :]
-            emission_scale[..., columns] = scale[:, :, state_regime[chain], :]
-            if f"{chain}::nu" in posterior and posterior[f"{chain}::nu"].ndim == 3:
-                emission_nu[..., columns] = posterior[f"{chain}::nu"].to_numpy()
+        states = np.arange(k * k)
+        emission_mean, emission_scale, emission_nu = chain_emissions(
+            posterior, observations, [("lead", lead, states // k), ("lag", lag, states % k)]
+        )
         reported = {
             "transition": posterior["transition"].to_numpy(),
             "initial": posterior["initial"].to_numpy(),

@@ -9,7 +9,7 @@ masked. A point estimate has no bands; the result says so.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from hmmlearn.hmm import GaussianHMM
 from regime_model.choices import COVARIANCES
 from regime_model.data.features import FeatureSet
 from regime_model.errors import InsufficientDataError
+from regime_model.inference import hmm_smoother
 from regime_model.model_options import check_option_values
 from regime_model.models.emissions import diagonal_log_density, full_log_density, missing_patterns
 from regime_model.models.estimator import RegimeEstimator
@@ -323,3 +324,33 @@ def _floor(probabilities: np.ndarray) -> np.ndarray:
     # zero would make the Bayesian sampler start on a boundary, so keep a tiny floor.
     floored = np.clip(probabilities, 1e-8, None)
     return floored / floored.sum(axis=-1, keepdims=True)
+
+
+# Features observed on fewer of the fitted dates are left out of EM's own fit (it runs on
+# complete dates only: a late-starting or monthly feature would cut it down to its dates).
+EM_MIN_OBSERVED_SHARE = 0.8
+
+
+def sparse_features(observations: Observations) -> np.ndarray:
+    """(D,) bool: the features observed on fewer than ``EM_MIN_OBSERVED_SHARE`` of the
+    dates (never the anchor)."""
+    sparse = observations.observed.mean(axis=0) < EM_MIN_OBSERVED_SHARE
+    sparse[observations.anchor] = False
+    return sparse
+
+
+def extended_to_features(
+    start: EMEstimate, subset: Observations, observations: Observations
+) -> EMEstimate:
+    """An EM estimate on ``subset`` (some of the features), extended to every feature of
+    ``observations``: each feature's regime mean and scale are its moments over its
+    observed dates, weighted by the smoothed regime probabilities of ``start`` (a masked
+    M-step). Diagonal covariance; standardised units."""
+    occupancy = hmm_smoother(
+        np.log(start.initial), np.log(start.transition), em_log_emission(subset, start)
+    ).smoothed_probs  # (T, K)
+    weights = occupancy.T[:, :, None] * observations.observed[None]  # (K, T, D)
+    total = np.maximum(weights.sum(axis=1), 1e-9)  # (K, D)
+    mean = (weights * observations.values[None]).sum(axis=1) / total
+    squared = (weights * (observations.values[None] - mean[:, None]) ** 2).sum(axis=1) / total
+    return replace(start, mean=mean, sigma=np.sqrt(np.maximum(squared, 1e-4)))

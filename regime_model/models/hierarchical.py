@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from regime_model.inference import hmm_smoother
 from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.composition import Regimes
-from regime_model.models.em_hmm import EMEstimate, em_log_emission
+from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.observations import Observations
 from regime_model.models.pooled_emissions import (
     GroupStructure,
@@ -45,9 +44,6 @@ __all__ = [
     "pooling_summary",
     "zero_sum_basis",
 ]
-
-# Features observed on fewer of the fitted dates are left out of the EM start's own fit.
-EM_MIN_OBSERVED_SHARE = 0.8
 
 
 class HierarchicalHMM(BayesianHMM):
@@ -102,23 +98,14 @@ class HierarchicalHMM(BayesianHMM):
     def initial_estimate(self, observations: Observations) -> EMEstimate:
         """The start of the chains, which also fixes each feature's response sign.
 
-        EM runs on complete dates only, so one late-starting asset would cut it down to
-        that asset's window. It therefore runs on the features observed on at least
-        ``EM_MIN_OBSERVED_SHARE`` of the dates, and every feature's regime moments come
-        from its own dates weighted by that fit's regime probabilities. From there, the
-        maximum a posteriori point of the non-pooled BayesianHMM on all features (missing
-        values masked) gives the start: signs read off a fit whose regimes are those of
-        the full data, not of an EM on a subset.
+        From :class:`BayesianHMM`'s EM start (on the features with long histories, the
+        others' regime moments from their own dates), the maximum a posteriori point of
+        the non-pooled BayesianHMM on all features (missing values masked) gives the
+        start: signs read off a fit whose regimes are those of the full data, not of an
+        EM on a subset.
         """
         self._check_signs(observations)
-        long_history = observations.observed.mean(axis=0) >= EM_MIN_OBSERVED_SHARE
-        long_history[observations.anchor] = True
-        if long_history.all():
-            start = super().initial_estimate(observations)
-        else:
-            subset = _feature_subset(observations, np.flatnonzero(long_history))
-            start = _moments_on_all_features(super().initial_estimate(subset), subset, observations)
-        return self._unpooled_map(observations, start)
+        return self._unpooled_map(observations, super().initial_estimate(observations))
 
     def components(self, observations: Observations, start: EMEstimate) -> Regimes:
         """Pooled emissions on the group structure the start fixes, and this family's
@@ -170,34 +157,3 @@ class HierarchicalHMM(BayesianHMM):
             transition=values["transition"],
             initial=point["initial"].to_numpy()[0, 0] if "initial" in point else start.initial,
         )
-
-
-def _feature_subset(observations: Observations, keep: np.ndarray) -> Observations:
-    """The observations restricted to the feature indices ``keep`` (which hold the anchor)."""
-    columns = [observations.columns[d] for d in keep]
-    return replace(
-        observations,
-        columns=columns,
-        groups={column: observations.groups[column] for column in columns},
-        values=observations.values[:, keep],
-        observed=observations.observed[:, keep],
-        center=observations.center[keep],
-        scale=observations.scale[keep],
-        anchor=int(np.flatnonzero(keep == observations.anchor)[0]),
-    )
-
-
-def _moments_on_all_features(
-    start: EMEstimate, subset: Observations, observations: Observations
-) -> EMEstimate:
-    """An EM estimate on some features, extended to all: each feature's regime mean and
-    scale are its moments over its observed dates, weighted by the smoothed regime
-    probabilities of ``start`` (a masked M-step). Standardised units."""
-    occupancy = hmm_smoother(
-        np.log(start.initial), np.log(start.transition), em_log_emission(subset, start)
-    ).smoothed_probs  # (T, K)
-    weights = occupancy.T[:, :, None] * observations.observed[None]  # (K, T, D)
-    total = np.maximum(weights.sum(axis=1), 1e-9)  # (K, D)
-    mean = (weights * observations.values[None]).sum(axis=1) / total
-    squared = (weights * (observations.values[None] - mean[:, None]) ** 2).sum(axis=1) / total
-    return replace(start, mean=mean, sigma=np.sqrt(np.maximum(squared, 1e-4)))

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy.special import logsumexp
 
+from regime_model.models import report_tables
 from regime_model.models.observations import regime_names
-from regime_model.results import RegimeResult, hdi_bounds
+from regime_model.results import RegimeResult, bands, probability_table
 
 MODEL_NAME = "leadlag"
 SUMMARY_HDI = 0.9
@@ -33,7 +33,7 @@ def chain_forecast(
         ("lead", lead_group, joint.sum(axis=3)),
         ("lag", lag_group, joint.sum(axis=2)),
     ):
-        lower, upper = _bands(marginal, hdi)
+        lower, upper = bands(marginal, hdi)
         for h in range(horizon):
             for r, regime in enumerate(regime_names(k)):
                 rows.append(
@@ -63,39 +63,10 @@ def chain_regime_probabilities(
     k = round(np.sqrt(draws.shape[-1]))
     joint = draws.reshape(*draws.shape[:2], k, k).astype(float)
     marginal = joint.sum(axis=3 if chain == "lead" else 2)
-    lower, upper = _bands(marginal, hdi) if result.has_bands else _bands(marginal[:1], hdi)
-    columns = {}
-    for r, name in enumerate(regime_names(k)):
-        columns[(name, "mean")] = marginal.mean(axis=0)[:, r]
-        columns[(name, "lower")] = lower[:, r]
-        columns[(name, "upper")] = upper[:, r]
-    frame = pd.DataFrame(columns, index=result.dates)
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["regime", "statistic"])
+    frame = probability_table(marginal, result.dates, regime_names(k), hdi, result.has_bands, kind)
     group = result.fit_info.get("lead_lag", {}).get(f"{chain}_group", chain)
     frame.attrs.update(kind=kind, hdi=hdi, chain=chain, group=group)
     return frame
-
-
-def _bands(draws: np.ndarray, hdi: float) -> tuple[np.ndarray, np.ndarray]:
-    if draws.shape[0] < 2:
-        empty = np.full(draws.shape[1:], np.nan)
-        return empty, empty
-    return hdi_bounds(draws, hdi)
-
-
-def _stacked(posterior: xr.Dataset, name: str) -> np.ndarray:
-    values = posterior[name].to_numpy()
-    return values.reshape(-1, *values.shape[2:])
-
-
-def _record(draws: np.ndarray, hdi: float, **labels: Any) -> dict[str, Any]:
-    lower, upper = _bands(draws[:, None], hdi)
-    return {
-        **labels,
-        "mean": float(draws.mean()),
-        "lower": float(lower[0]),
-        "upper": float(upper[0]),
-    }
 
 
 def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, Any]:
@@ -120,14 +91,16 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
     }
     coupling = []
     for name, meaning in meanings.items():
-        draws = _stacked(posterior, name)
-        record = _record(draws, hdi, parameter=name, meaning=meaning)
+        draws = report_tables.stacked(posterior, name)
+        record = report_tables.record(draws, hdi, parameter=name, meaning=meaning)
         record["p_positive"] = float((draws > 0).mean())
         record["odds_ratio_median"] = float(np.exp(np.median(draws)))
         coupling.append(record)
-    lead_transition = _stacked(posterior, "lead_transition")
-    lag_transition = _stacked(posterior, "lag_transition")
-    emission = {name: _stacked(posterior, f"emission_{name}") for name in ("mean", "scale")}
+    lead_transition = report_tables.stacked(posterior, "lead_transition")
+    lag_transition = report_tables.stacked(posterior, "lag_transition")
+    emission = {
+        name: report_tables.stacked(posterior, f"emission_{name}") for name in ("mean", "scale")
+    }
     columns = list(result.columns)
     emissions = {}
     for chain in CHAINS:
@@ -138,7 +111,7 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
                 state = r * k if chain == "lead" else r
                 for column in layout[f"{chain}_columns"]:
                     rows.append(
-                        _record(
+                        report_tables.record(
                             draws[:, state, columns.index(column)],
                             hdi,
                             parameter=parameter,
@@ -156,7 +129,7 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
         ),
         "coupling": coupling,
         "lag_transition": [
-            _record(
+            report_tables.record(
                 lag_transition[:, e, i, j],
                 hdi,
                 lead_regime_lagged=names[e],
@@ -167,7 +140,9 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
             for j in range(k)
         ],
         "lead_transition": [
-            _record(lead_transition[:, i, j], hdi, **{"from": names[i], "to": names[j]})
+            report_tables.record(
+                lead_transition[:, i, j], hdi, **{"from": names[i], "to": names[j]}
+            )
             for i in range(k)
             for j in range(k)
         ],

@@ -86,6 +86,21 @@ class Observations:
     def n_features(self) -> int:
         return self.values.shape[1]
 
+    def view(self, columns: list[str], anchor: str) -> Observations:
+        """These ``columns`` only (in this order), named on ``anchor`` (one of them): one
+        chain's part of a composition of chains."""
+        index = [self.columns.index(column) for column in columns]
+        return replace(
+            self,
+            columns=list(columns),
+            groups={column: self.groups[column] for column in columns},
+            values=self.values[:, index],
+            observed=self.observed[:, index],
+            center=self.center[index],
+            scale=self.scale[index],
+            anchor=list(columns).index(anchor),
+        )
+
     def raw(self) -> np.ndarray:
         """(T, D) observations in the features' own units, NaN where missing."""
         values = self.values * self.scale + self.center

@@ -5,12 +5,15 @@ inputs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytensor.tensor as pt
+import xarray as xr
 
 from regime_model.inference import fixed_lag_draws, hmm_filter, hmm_filter_draws, hmm_smoother
 from regime_model.inference.fixed_lag import fixed_lag_joint, log_sum_exp
-from regime_model.models.observations import regime_names
+from regime_model.models.observations import Observations, regime_names
 from regime_model.results import DrawProbabilities
 
 
@@ -18,6 +21,29 @@ def state_names(n_regimes: int, lead_group: str, lag_group: str) -> list[str]:
     """Product-state names, lead regime major: index = lead * K + lag."""
     names = regime_names(n_regimes)
     return [f"{lead_group}:{a}|{lag_group}:{b}" for a in names for b in names]
+
+
+def chain_emissions(
+    posterior: xr.Dataset, observations: Observations, chains: list[tuple[str, Any, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each product state's emission means and scales (chain, draw, S, D) in the features'
+    units, and each feature's Student-t degrees of freedom (chain, draw, D; NaN where
+    Gaussian), from the chains' own variables: ``chains`` lists (prefix of the chain's
+    variables, its observations view, (S,) its regime in each product state)."""
+    draws = (posterior.sizes["chain"], posterior.sizes["draw"])
+    n_states = len(chains[0][2])
+    mean_out = np.empty((*draws, n_states, observations.n_features))
+    scale_out = np.empty_like(mean_out)
+    nu_out = np.full((*draws, observations.n_features), np.nan)
+    for prefix, view, regime_of_state in chains:
+        columns = [observations.columns.index(c) for c in view.columns]
+        mean = posterior[f"{prefix}::mean"].to_numpy() * view.scale + view.center
+        scale = posterior[f"{prefix}::sigma"].to_numpy() * view.scale
+        mean_out[..., columns] = mean[:, :, regime_of_state, :]
+        scale_out[..., columns] = scale[:, :, regime_of_state, :]
+        if f"{prefix}::nu" in posterior and posterior[f"{prefix}::nu"].ndim == 3:
+            nu_out[..., columns] = posterior[f"{prefix}::nu"].to_numpy()
+    return mean_out, scale_out, nu_out
 
 
 def chain_anchor(columns: list[str]) -> str:

@@ -9,7 +9,9 @@ True where date t is the first of its period (date 0 always). The move into date
 
 * where t opens a period: c' ~ Q[c, .], and every fine chain enters afresh from its
   entry law given the new coarse state, f'_m ~ pi_m(c') (fHMM's hierarchical HMM: within
-  each coarse period the fine chain is an HMM of its own);
+  each coarse period the fine chain is an HMM of its own; ``log_entries`` given), or, in
+  the *carry* form (``log_entries`` None), moves on from where it was by the new coarse
+  state's matrix, f'_m ~ P_m(c')[f_m, .], so a fine regime can outlast its period;
 * otherwise c' = c, and f'_m ~ P_m(c)[f_m, .] for each market independently.
 
 At date t the emission is sum_m log p_m(y[t, market m] | f_m) plus, on the last fine date
@@ -19,7 +21,8 @@ at t. The likelihood of the whole is therefore the forward recursion over coarse
 whose "emission" for state c is g(x | c) times each market's fine HMM likelihood over
 the period (started from pi_m(c), moved by P_m(c)): the nested recursion of the
 hierarchical HMM, computed exactly by the package's forward-backward kernel on
-(T - 1, S, S) transitions, with its analytic gradient.
+(T - 1, S, S) transitions, with its analytic gradient. (The carry form is no longer a
+product of per-period HMMs; the same kernel gives its likelihood exactly.)
 
 Every function takes PyTensor or numpy inputs and returns PyTensor graphs (``.eval()``
 for numbers). Shapes: ``log_coarse_transition`` (K_c, K_c), rows the regime moved from;
@@ -52,23 +55,38 @@ def two_scale_log_initial(log_coarse_initial, log_entries, grid: np.ndarray) -> 
     return log_probability
 
 
+def two_scale_moves(
+    log_coarse_transition, log_fine_transitions, log_entries, grid: np.ndarray
+) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """((S, S) the opening move's log probabilities, (S, S) the within-period move's):
+    the two matrices a date's transition is one of (module docstring); ``log_entries``
+    None: the carry form. A coarse switch within a period is -inf, which the kernel
+    handles exactly."""
+    before, after = grid[:, None, :], grid[None, :, :]  # (S, 1, .) and (1, S, .)
+    opening = pt.as_tensor(log_coarse_transition)[before[..., 0], after[..., 0]]
+    within = 0.0
+    for market, fine in enumerate(log_fine_transitions):
+        column = 1 + market
+        fine = pt.as_tensor(fine)
+        if log_entries is None:  # on from f_m, by the new coarse state's matrix
+            move = fine[after[..., 0], before[..., column], after[..., column]]
+        else:
+            move = pt.as_tensor(log_entries[market])[after[..., 0], after[..., column]]
+        opening = opening + move
+        within = within + fine[before[..., 0], before[..., column], after[..., column]]
+    within = pt.where(before[..., 0] == after[..., 0], within, -np.inf)
+    return opening, within
+
+
 def two_scale_log_transition(
     log_coarse_transition, log_fine_transitions, log_entries, opens: np.ndarray, grid: np.ndarray
 ) -> pt.TensorVariable:
     """(T - 1, S, S) log transitions into dates 1..T-1 (module docstring): the opening
-    move where ``opens[t]`` (T,), the within-period move elsewhere. Entries that cannot
-    happen (a coarse switch within a period) are -inf, which the kernel handles exactly."""
-    before, after = grid[:, None, :], grid[None, :, :]  # (S, 1, .) and (1, S, .)
-    opening = pt.as_tensor(log_coarse_transition)[before[..., 0], after[..., 0]]
-    for market, entry in enumerate(log_entries):
-        opening = opening + pt.as_tensor(entry)[after[..., 0], after[..., 1 + market]]
-    within = 0.0
-    for market, fine in enumerate(log_fine_transitions):
-        column = 1 + market
-        within = (
-            within + pt.as_tensor(fine)[before[..., 0], before[..., column], after[..., column]]
-        )
-    within = pt.where(before[..., 0] == after[..., 0], within, -np.inf)  # (S, S)
+    move where ``opens[t]`` (T,), the within-period move elsewhere
+    (:func:`two_scale_moves`; ``log_entries`` None: the carry form)."""
+    opening, within = two_scale_moves(
+        log_coarse_transition, log_fine_transitions, log_entries, grid
+    )
     opens = np.asarray(opens, dtype=bool)[1:, None, None]
     return pt.where(opens, opening[None], within[None])
 
@@ -110,9 +128,12 @@ def sample_two_scale_path(
     entries: list[np.ndarray],
     opens: np.ndarray,
     rng: np.random.Generator,
+    carry: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Simulate the chain (module docstring) in probabilities: (coarse (T,), fine (T, M))
-    regime paths on the fine calendar of ``opens`` (T,)."""
+    regime paths on the fine calendar of ``opens`` (T,). ``entries`` (one (K_c, K_m) per
+    market) start every chain at date 0, and restart them at each opening unless
+    ``carry``."""
     opens = np.asarray(opens, dtype=bool)
     n_dates, n_markets = len(opens), len(fine_transitions)
     coarse = np.zeros(n_dates, dtype=int)
@@ -122,7 +143,10 @@ def sample_two_scale_path(
             law = coarse_initial if t == 0 else coarse_transition[coarse[t - 1]]
             coarse[t] = rng.choice(len(law), p=law)
             for market in range(n_markets):
-                law = entries[market][coarse[t]]
+                if carry and t > 0:
+                    law = fine_transitions[market][coarse[t], fine[t - 1, market]]
+                else:
+                    law = entries[market][coarse[t]]
                 fine[t, market] = rng.choice(len(law), p=law)
             continue
         coarse[t] = coarse[t - 1]

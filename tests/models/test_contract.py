@@ -21,6 +21,7 @@ from regime_model.data.synthetic import (
     simulate_lead_lag_features,
     simulate_pooled_features,
     simulate_tvtp_features,
+    simulate_two_scale_features,
 )
 from regime_model.models import model_from_config
 from regime_model.models.diagnostics import MAX_MEAN_OUTSIDE_BAND
@@ -43,6 +44,10 @@ class Config:
 
 def _lead_lag_states(truth) -> np.ndarray:
     return truth.lead_regimes * 2 + truth.lag_regimes  # lead-major product states
+
+
+def _two_scale_states(truth) -> np.ndarray:
+    return truth.coarse * 4 + truth.fine[:, 0] * 2 + truth.fine[:, 1]  # coarse-major states
 
 
 def _with_driver(simulated):
@@ -99,6 +104,12 @@ CONFIGS = {
         lambda: simulate_lead_lag_features(300, lag=1, seed=3),
         _lead_lag_states,
         min_accuracy=0.8,  # four product states, each chain's own errors add up
+    ),
+    "two-scale": Config(
+        {"model": "two-scale", "coarse_columns": ["liquidity"]},
+        lambda: simulate_two_scale_features(300, seed=4),
+        _two_scale_states,
+        min_accuracy=0.8,  # eight product states: each scale's own errors add up
     ),
     "leadlag-covariates": Config(
         {"model": "leadlag", "lag": 1, "covariates": ["driver"]},

@@ -23,6 +23,14 @@ FAMILIES = {
     "leadlag": {"model": "leadlag", "n_regimes": 2, "lag": 1},
     "leadlag-3": {"model": "leadlag", "n_regimes": 3, "lag": 0},
     "leadlag-covariates": {"model": "leadlag", "n_regimes": 2, "lag": 2, "covariates": ["x"]},
+    "two-scale": {"model": "two-scale", "coarse_columns": ["liquidity"]},
+    "two-scale-restart-3": {
+        "model": "two-scale",
+        "coarse_columns": ["liquidity"],
+        "coarse_regimes": 3,
+        "fine_entry": "restart",
+        "emission": "student-t",
+    },
 }
 
 
@@ -30,7 +38,8 @@ def _model_and_point(config: dict, seed: int):
     """(composition, PyMC model without value transforms, a prior draw of its free
     variables)."""
     family = model_from_config({**config, "standardise": False})
-    template, columns = simulation_template(CalibrationSpec(config, 1, 60, n_series=4), seed)
+    # 200 weeks: 45 month ends, enough for a two-scale model with three coarse regimes.
+    template, columns = simulation_template(CalibrationSpec(config, 1, 200, n_series=4), seed)
     observations = family.observations(template, columns)
     composition, model, _ = family.compose(observations)
     model = remove_value_transforms(model)

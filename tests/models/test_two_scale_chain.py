@@ -59,22 +59,32 @@ def _problem(seed: int, n_coarse: int = 2, fine_sizes=(2, 3)):
     )
 
 
-def _kernel_inputs(coarse_initial, coarse_transition, fine_transitions, entries, fine, coarse):
+def _kernel_inputs(
+    coarse_initial, coarse_transition, fine_transitions, entries, fine, coarse, carry=False
+):
     log_entries = [np.log(entry) for entry in entries]
     grid = state_grid(len(coarse_initial), [p.shape[-1] for p in fine_transitions])
     log_fine_transitions = [np.log(p) for p in fine_transitions]
     return (
         two_scale_log_initial(np.log(coarse_initial), log_entries, grid).eval(),
         two_scale_log_transition(
-            np.log(coarse_transition), log_fine_transitions, log_entries, OPENS, grid
+            np.log(coarse_transition),
+            log_fine_transitions,
+            None if carry else log_entries,
+            OPENS,
+            grid,
         ).eval(),
         two_scale_log_emission(fine, coarse, grid).eval(),
     )
 
 
-def _brute_force(coarse_initial, coarse_transition, fine_transitions, entries, fine, coarse):
+def _brute_force(
+    coarse_initial, coarse_transition, fine_transitions, entries, fine, coarse, carry=False
+):
     """log of the sum over every path of coarse regimes (one per period) and fine regimes
-    (one per date and market) of its probability times its emissions."""
+    (one per date and market) of its probability times its emissions; ``carry``: a fine
+    chain moves on at an opening (by the new coarse state's matrix) instead of entering
+    afresh."""
     periods = np.cumsum(OPENS) - 1
     sizes = [p.shape[-1] for p in fine_transitions]
     n_coarse = len(coarse_initial)
@@ -91,7 +101,7 @@ def _brute_force(coarse_initial, coarse_transition, fine_transitions, entries, f
             for f in itertools.product(range(size), repeat=len(OPENS)):
                 log_p = 0.0
                 for t in range(len(OPENS)):
-                    if OPENS[t]:
+                    if t == 0 or (OPENS[t] and not carry):
                         log_p += np.log(entries[market][c[t], f[t]])
                     else:
                         log_p += np.log(fine_transitions[market][c[t], f[t - 1], f[t]])
@@ -127,13 +137,16 @@ def _nested_recursion(coarse_initial, coarse_transition, fine_transitions, entri
     return logsumexp(log_alpha)
 
 
+@pytest.mark.parametrize("carry", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_the_product_chain_likelihood_is_the_brute_force_sum_over_paths(seed):
+def test_the_product_chain_likelihood_is_the_brute_force_sum_over_paths(seed, carry):
     problem = _problem(seed, fine_sizes=(2, 2))
-    inputs = _kernel_inputs(*problem)
+    inputs = _kernel_inputs(*problem, carry=carry)
     assert inputs[1].shape == (len(OPENS) - 1, 8, 8)
     ours = hmm_loglik_and_grad(*inputs).marginal_loglik
-    np.testing.assert_allclose(ours, _brute_force(*problem), rtol=1e-10)
+    np.testing.assert_allclose(ours, _brute_force(*problem, carry=carry), rtol=1e-10)
+    # The two forms are different models: the other's brute force does not match.
+    assert abs(ours - _brute_force(*problem, carry=not carry)) > 1e-3
 
 
 @pytest.mark.parametrize("n_coarse", [2, 3])
@@ -229,3 +242,22 @@ def test_simulated_paths_follow_the_chain():
         counts = np.zeros((2, 2, 2))
         np.add.at(counts, (coarse[within], fine[within - 1, market], fine[within, market]), 1)
         check(counts, fine_transitions[market])
+
+
+def test_simulated_carry_paths_move_on_at_openings():
+    """The carry form: at an opening the fine chain moves from where it was by the new
+    coarse state's matrix (within four binomial standard errors)."""
+    rng = np.random.default_rng(1)
+    coarse_transition = np.array([[0.8, 0.2], [0.3, 0.7]])
+    fine = np.array([[[0.9, 0.1], [0.4, 0.6]], [[0.6, 0.4], [0.1, 0.9]]])
+    entries = [np.stack([stationary_numpy(p) for p in fine])]
+    opens = np.arange(20_000) % 4 == 0
+    coarse, path = sample_two_scale_path(
+        np.array([0.5, 0.5]), coarse_transition, [fine], entries, opens, rng, carry=True
+    )
+    openings = np.flatnonzero(opens)[1:]
+    counts = np.zeros((2, 2, 2))
+    np.add.at(counts, (coarse[openings], path[openings - 1, 0], path[openings, 0]), 1)
+    total = counts.sum(axis=-1, keepdims=True)
+    se = np.sqrt(fine * (1 - fine) / total)
+    assert np.all(np.abs(counts / total - fine) <= 4 * se)
