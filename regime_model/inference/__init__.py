@@ -5,6 +5,7 @@ All functions take log-space inputs: ``log_initial`` (K,), ``log_transition`` (K
 (T, K), where a missing observation is a row of zeros.
 
 The PyTensor Ops (``hmm_log_likelihood``, ``HMMLogLikelihoodOp``,
+``indexed_log_likelihood`` for moves drawn from a bank of matrices,
 ``stationary_distribution``) are imported on first access, so numpy-only users do not pay
 the ~1 s PyTensor import.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "hmm_loglik_and_grad",
     "hmm_posterior_sample",
     "hmm_smoother",
+    "indexed_log_likelihood",
     "sample_markov_path",
     "stationary_distribution",
 ]
@@ -42,6 +44,7 @@ __all__ = [
 _PYTENSOR_NAMES = {
     "HMMLogLikelihoodOp": "pytensor_op",
     "hmm_log_likelihood": "pytensor_op",
+    "indexed_log_likelihood": "pytensor_op",
     "stationary_distribution": "stationary",
 }
 

@@ -22,10 +22,11 @@ from regime_model.inference import forward_backward as fb
 @numba.njit(cache=True, nogil=True)
 def _filter_draws(log_initial, log_transition, log_emission, rows, log_predictive, filtered):
     """Fills ``log_predictive`` and ``filtered`` at ``rows`` (the draws of one thread)."""
+    sources = fb._sources(log_emission.shape[1], log_transition.shape[1])
     for draw in rows:
         transition = np.exp(log_transition[draw])
         forward_pass = fb._forward(
-            log_initial[draw], transition, log_transition[draw], log_emission[draw]
+            log_initial[draw], transition, log_transition[draw], log_emission[draw], sources
         )
         filtered[draw] = forward_pass[1]
         log_predictive[draw] = forward_pass[6]
@@ -36,10 +37,11 @@ def _smoother_draws(
     log_initial, log_transition, log_emission, rows, log_predictive, filtered, predicted, smoothed
 ):
     """As :func:`_filter_draws`, also filling ``predicted`` and ``smoothed`` at ``rows``."""
+    sources = fb._sources(log_emission.shape[1], log_transition.shape[1])
     for draw in rows:
         transition = np.exp(log_transition[draw])
         forward_pass = fb._forward(
-            log_initial[draw], transition, log_transition[draw], log_emission[draw]
+            log_initial[draw], transition, log_transition[draw], log_emission[draw], sources
         )
         marginal_loglik, filtered_probs, predicted_mass, log_filtered, log_predicted = forward_pass[
             :5
@@ -59,6 +61,7 @@ def _smoother_draws(
                 log_step,
                 transition,
                 log_transition[draw],
+                sources,
             )[0]
 
 

@@ -4,7 +4,11 @@ Interface conventions (shared by every function in :mod:`regime_model.inference`
 
 * ``log_initial``: shape (K,), log P(z_0).
 * ``log_transition``: shape (K, K) with row i = "from state i", or shape (T-1, K, K) for a
-  time-varying chain, where ``log_transition[t]`` moves z_t to z_{t+1}.
+  time-varying chain, where ``log_transition[t]`` moves z_t to z_{t+1}. Inside, every
+  kernel takes a stack (n, K, K) and ``sources`` (T-1,), the matrix each move uses: all 0
+  (homogeneous), 0..T-2 (time-varying), or any index into a bank of a few matrices
+  (:func:`loglik_and_grad_indexed`: a calendar switching between known moves, without a
+  (T-1, K, K) copy); the gradient sums each matrix's moves.
 * ``log_emission``: shape (T, K), log p(y_t | z_t = k).  A missing observation is a row of
   zeros.  Entries may be -inf (impossible) but never +inf or NaN.
 
@@ -114,9 +118,12 @@ def _logsumexp(values: np.ndarray) -> float:
 
 
 @numba.njit(cache=True)
-def _transition_index(t: int, n_transitions: int) -> int:
-    """Index into the (n, K, K) transition stack for the move from z_t to z_{t+1}."""
-    return t if n_transitions > 1 else 0
+def _sources(n_steps: int, n_transitions: int) -> np.ndarray:
+    """(T-1,) the matrix of an (n, K, K) stack each move uses: 0 when homogeneous, the
+    move's own index when time-varying."""
+    if n_transitions == 1:
+        return np.zeros(max(n_steps - 1, 0), dtype=np.int64)
+    return np.arange(n_steps - 1)
 
 
 @numba.njit(cache=True)
@@ -127,12 +134,13 @@ def _small_entries_are_structural_zeros(
     log_initial: np.ndarray,
     log_transition: np.ndarray,
     log_emission: np.ndarray,
+    sources: np.ndarray,
 ) -> bool:
     """True if every entry of step t's unnormalised filter below _SAFE_MIN is exactly zero
     in exact arithmetic, so the linear step lost nothing.  Requires filtered[t-1] to be
     exact (its zeros are true zeros)."""
     n_states = unnormalised.shape[0]
-    source = _transition_index(t - 1, log_transition.shape[0])
+    source = sources[t - 1] if t > 0 else 0
     for k in range(n_states):
         if unnormalised[k] >= _SAFE_MIN or log_emission[t, k] == -np.inf:
             continue
@@ -190,8 +198,10 @@ def _forward(
     transition: np.ndarray,
     log_transition: np.ndarray,
     log_emission: np.ndarray,
+    sources: np.ndarray,
 ):
-    """Scaled forward pass with per-step log-space fallback.
+    """Scaled forward pass with per-step log-space fallback; the move into step t uses
+    matrix ``sources[t-1]`` of the stack.
 
     Returns (marginal_loglik, filtered (T, K), predicted (T, K), log_filtered (T, K),
     log_predicted (T, K), log_step (T,), log_increment (T,)), where ``log_increment[t]``
@@ -203,7 +213,6 @@ def _forward(
     the likelihood is exactly zero, returns -inf with NaN probabilities from that step on.
     """
     n_steps, n_states = log_emission.shape
-    n_transitions = transition.shape[0]
     filtered = np.empty((n_steps, n_states))
     predicted = np.empty((n_steps, n_states))
     log_filtered = np.empty((n_steps, n_states))
@@ -216,7 +225,7 @@ def _forward(
     previous_is_exact = True
 
     for t in range(n_steps):
-        source = _transition_index(t - 1, n_transitions)
+        source = sources[t - 1] if t > 0 else 0
         # Fast path: scaled linear-space step, valid if nothing underflows or overflows.
         if previous_is_exact:
             if t == 0:
@@ -243,7 +252,7 @@ def _forward(
             exact = _SAFE_MIN <= normaliser < np.inf and (
                 not any_small
                 or _small_entries_are_structural_zeros(
-                    t, filtered[t], filtered, log_initial, log_transition, log_emission
+                    t, filtered[t], filtered, log_initial, log_transition, log_emission, sources
                 )
             )
             if exact:
@@ -338,6 +347,7 @@ def _backward(
     log_step: np.ndarray,
     transition: np.ndarray,
     log_transition: np.ndarray,
+    sources: np.ndarray,
 ):
     """Backward smoothing pass over the output of :func:`_forward`.
 
@@ -351,7 +361,7 @@ def _backward(
     smoothed[n_steps - 1] = filtered[n_steps - 1]
     ratio = np.empty(n_states)
     for t in range(n_steps - 2, -1, -1):
-        source = _transition_index(t, n_transitions)
+        source = sources[t]
         # Log space wherever the forward pass needed it for alpha_t or p_{t+1}.
         if log_step[t] or log_step[t + 1]:
             _log_space_backward_step(
@@ -404,12 +414,13 @@ def _normalised_predicted(
 
 @numba.njit(cache=True)
 def _loglik_and_grad_stacked(
-    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray, sources
 ):
-    """Log-likelihood and gradient for a (n, K, K) transition stack (n == 1: homogeneous)."""
+    """Log-likelihood and gradient for a (n, K, K) transition stack whose matrix
+    ``sources[t]`` moves z_t to z_{t+1}."""
     transition = np.exp(log_transition)
     marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step, _ = _forward(
-        log_initial, transition, log_transition, log_emission
+        log_initial, transition, log_transition, log_emission, sources
     )
     if marginal_loglik == -np.inf:
         # Zero likelihood: the gradient is undefined.
@@ -420,7 +431,14 @@ def _loglik_and_grad_stacked(
             np.full(log_emission.shape, np.nan),
         )
     smoothed, transition_counts = _backward(
-        filtered, predicted, log_filtered, log_predicted, log_step, transition, log_transition
+        filtered,
+        predicted,
+        log_filtered,
+        log_predicted,
+        log_step,
+        transition,
+        log_transition,
+        sources,
     )
     return marginal_loglik, smoothed[0].copy(), transition_counts, smoothed
 
@@ -446,8 +464,9 @@ def loglik_and_grad_homogeneous(
     _check_shapes(log_initial, log_transition, log_emission)
     n_states = log_transition.shape[0]
     stacked = np.ascontiguousarray(log_transition).reshape((1, n_states, n_states))
+    sources = _sources(log_emission.shape[0], 1)
     marginal_loglik, grad_initial, grad_transition, grad_emission = _loglik_and_grad_stacked(
-        np.ascontiguousarray(log_initial), stacked, np.ascontiguousarray(log_emission)
+        np.ascontiguousarray(log_initial), stacked, np.ascontiguousarray(log_emission), sources
     )
     return marginal_loglik, grad_initial, grad_transition[0], grad_emission
 
@@ -462,6 +481,31 @@ def loglik_and_grad_time_varying(
         np.ascontiguousarray(log_initial),
         np.ascontiguousarray(log_transition),
         np.ascontiguousarray(log_emission),
+        _sources(log_emission.shape[0], log_transition.shape[0]),
+    )
+
+
+@numba.njit(cache=True)
+def loglik_and_grad_indexed(
+    log_initial: np.ndarray, log_bank: np.ndarray, log_emission: np.ndarray, sources: np.ndarray
+):
+    """Jitted (value, grads) for moves that each use one matrix of a bank (B, K, K):
+    ``sources`` (T-1,) ints in 0..B-1; the bank's gradient sums the moves of each matrix."""
+    n_steps, n_states = log_emission.shape
+    if n_steps < 1 or log_initial.shape[0] != n_states:
+        raise ValueError("log_emission must be (T, K) with T >= 1 and log_initial (K,)")
+    if log_bank.ndim != 3 or log_bank.shape[1] != n_states or log_bank.shape[2] != n_states:
+        raise ValueError("log_bank must be (B, K, K)")
+    if sources.shape[0] != n_steps - 1:
+        raise ValueError("sources must give one matrix per move (T-1)")
+    for source in sources:
+        if source < 0 or source >= log_bank.shape[0]:
+            raise ValueError("sources must index the bank")
+    return _loglik_and_grad_stacked(
+        np.ascontiguousarray(log_initial),
+        np.ascontiguousarray(log_bank),
+        np.ascontiguousarray(log_emission),
+        np.ascontiguousarray(sources).astype(np.int64),
     )
 
 
@@ -502,7 +546,8 @@ def _forward_from_inputs(
         log_initial, log_transition, log_emission
     )
     transition = np.exp(log_transition)
-    forward_pass = _forward(log_initial, transition, log_transition, log_emission)
+    sources = _sources(log_emission.shape[0], log_transition.shape[0])
+    forward_pass = _forward(log_initial, transition, log_transition, log_emission, sources)
     return transition, log_transition, forward_pass
 
 
@@ -538,8 +583,16 @@ def hmm_smoother(
     if marginal_loglik == -np.inf:
         smoothed = np.full(filtered.shape, np.nan)
     else:
+        sources = _sources(filtered.shape[0], log_transition.shape[0])
         smoothed, _ = _backward(
-            filtered, predicted, log_filtered, log_predicted, log_step, transition, log_transition
+            filtered,
+            predicted,
+            log_filtered,
+            log_predicted,
+            log_step,
+            transition,
+            log_transition,
+            sources,
         )
     return HMMSmootherResult(
         float(marginal_loglik),
@@ -560,8 +613,9 @@ def hmm_loglik_and_grad(
     log_initial, stacked_transition, log_emission = _validated_inputs(
         log_initial, log_transition, log_emission
     )
+    sources = _sources(log_emission.shape[0], stacked_transition.shape[0])
     marginal_loglik, grad_initial, grad_transition, grad_emission = _loglik_and_grad_stacked(
-        log_initial, stacked_transition, log_emission
+        log_initial, stacked_transition, log_emission, sources
     )
     if not time_varying:
         grad_transition = grad_transition[0]

@@ -26,6 +26,7 @@ from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_and_
 from regime_model.inference import forward_backward
 from regime_model.inference.forward_backward import (
     loglik_and_grad_homogeneous,
+    loglik_and_grad_indexed,
     loglik_and_grad_time_varying,
 )
 
@@ -121,3 +122,69 @@ def _numba_funcify_hmm_log_likelihood(op: HMMLogLikelihoodOp, node: Apply, **kwa
 
     cache_key = f"regime_model.HMMLogLikelihoodOp_{_KERNEL_SOURCE_HASH}_tv{int(time_varying)}"
     return hmm_log_likelihood_numba, cache_key
+
+
+class IndexedHMMLogLikelihoodOp(Op):
+    """log p(y_1..T) of an HMM whose moves each use one matrix of a small bank, plus its
+    gradient (:func:`~regime_model.inference.forward_backward.loglik_and_grad_indexed`).
+
+    Inputs: log_initial (K,), log_bank (B, K, K), log_emission (T, K), sources (T-1,) ints
+    (the matrix of each move; data, not differentiable). Outputs: marginal_loglik (), and
+    the gradients with respect to the first three inputs."""
+
+    __props__ = ()
+    default_output = 0
+
+    def make_node(self, log_initial, log_bank, log_emission, sources) -> Apply:
+        floats = [
+            pt.cast(pt.as_tensor_variable(value), "float64")
+            for value in (log_initial, log_bank, log_emission)
+        ]
+        sources = pt.cast(pt.as_tensor_variable(sources), "int64")
+        if floats[0].type.ndim != 1 or floats[1].type.ndim != 3 or floats[2].type.ndim != 2:
+            raise TypeError("log_initial (K,), log_bank (B, K, K) and log_emission (T, K)")
+        if sources.type.ndim != 1:
+            raise TypeError("sources must be a vector of ints (T-1,)")
+        outputs = [pt.scalar(dtype="float64")] + [value.type() for value in floats]
+        return Apply(self, [*floats, sources], outputs)
+
+    def infer_shape(self, fgraph, node: Apply, input_shapes):
+        return [(), *input_shapes[:3]]
+
+    def connection_pattern(self, node: Apply) -> list[list[bool]]:
+        return [[True] * 4] * 3 + [[False] * 4]
+
+    def L_op(
+        self, inputs: list[Variable], outputs: list[Variable], output_grads: list[Variable]
+    ) -> list[Variable]:
+        floats = KernelLikelihoodOp.L_op(self, inputs[:3], outputs, output_grads)
+        return [*floats, disconnected_type()]
+
+    def perform(self, node: Apply, inputs: list[np.ndarray], output_storage) -> None:
+        values = loglik_and_grad_indexed(*inputs[:3], inputs[3])
+        for storage, value in zip(output_storage, values, strict=True):
+            storage[0] = np.asarray(value, dtype=np.float64)
+
+
+_indexed_log_likelihood_op = IndexedHMMLogLikelihoodOp()
+
+
+def indexed_log_likelihood(log_initial, log_bank, log_emission, sources) -> Variable:
+    """Symbolic marginal log-likelihood of an HMM whose move into date t+1 uses matrix
+    ``sources[t]`` of ``log_bank`` (B, K, K); differentiable once in the float inputs."""
+    return _indexed_log_likelihood_op(log_initial, log_bank, log_emission, sources)
+
+
+@register_funcify_and_cache_key(IndexedHMMLogLikelihoodOp)
+def _numba_funcify_indexed_log_likelihood(op: IndexedHMMLogLikelihoodOp, node: Apply, **kwargs):
+    @numba_njit
+    def indexed_log_likelihood_numba(log_initial, log_bank, log_emission, sources):
+        marginal_loglik, grad_initial, grad_bank, grad_emission = loglik_and_grad_indexed(
+            log_initial, log_bank, log_emission, sources
+        )
+        return np.asarray(marginal_loglik), grad_initial, grad_bank, grad_emission
+
+    return (
+        indexed_log_likelihood_numba,
+        f"regime_model.IndexedHMMLogLikelihoodOp_{_KERNEL_SOURCE_HASH}",
+    )

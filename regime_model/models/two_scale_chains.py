@@ -52,11 +52,11 @@ from regime_model.data.calendar import period_openings
 from regime_model.errors import InsufficientDataError
 from regime_model.inference import (
     hmm_filter_draws,
-    hmm_log_likelihood,
+    indexed_log_likelihood,
     sample_markov_path,
     stationary_distribution,
 )
-from regime_model.models.composition import KernelGraphs, fitted_part, regime_date_quantities
+from regime_model.models.composition import KernelGraphs, regime_date_quantities
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.gaussian_emissions import GaussianEmissions
@@ -77,6 +77,7 @@ COARSE = "coarse"
 # The coarse chain's EM start needs this many complete periods per coarse regime.
 COARSE_PERIODS_PER_REGIME = 10
 FORECAST_STEPS = 13  # fine steps of the exact forecast (a quarter of weeks)
+OPENING, WITHIN = 0, 1  # the two moves' places in the likelihood's bank
 EMISSION_VARIABLES = ("mean", "sigma", "regime_mean", "regime_scale")
 
 
@@ -257,10 +258,17 @@ class TwoScaleChains:
         )
         pm.Deterministic("initial", pt.exp(log_initial), dims="state")
         log_emission = two_scale_log_emission(fine_log_emissions, coarse_log_emission, grid)
-        inputs = (log_initial, log_transition, log_emission)
-        sizes = (observations.n_fit, observations.n_dates)
-        likelihood = hmm_log_likelihood(*fitted_part(*inputs, *sizes))
-        return KernelGraphs((*inputs, forecast), likelihood)
+        # The likelihood takes the two moves and which one each date makes, not the
+        # (T-1, S, S) stack the per-draw pass reads: the sampler's gradient then never
+        # builds, exponentiates or sums back T copies of the two matrices.
+        # The moves as floats: data (an input of the compiled log density, so that one
+        # compiled function serves every data set), cast to ints by the Op. No slice when
+        # every date is fitted: the graph then does not depend on n_fit.
+        n_fit = observations.n_fit
+        moves = np.where(opens[1:n_fit], OPENING, WITHIN).astype(float)
+        fitted = log_emission if n_fit == observations.n_dates else log_emission[:n_fit]
+        likelihood = indexed_log_likelihood(log_initial, pt.stack([opening, within]), fitted, moves)
+        return KernelGraphs((log_initial, log_transition, log_emission, forecast), likelihood)
 
     def starts(
         self, start: TwoScaleStart, observations: Observations, n_chains: int, seed: int

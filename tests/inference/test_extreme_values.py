@@ -172,7 +172,10 @@ def test_structural_zeros_keep_the_fast_linear_path():
         log_initial = np.log(np.eye(n_states)[0])
     log_emission = rng.normal(size=(n_steps, n_states))
 
-    log_step = _forward(log_initial, transition[None], log_transition[None], log_emission)[5]
+    sources = np.zeros(n_steps - 1, dtype=np.int64)  # every move by the one matrix
+    log_step = _forward(log_initial, transition[None], log_transition[None], log_emission, sources)[
+        5
+    ]
 
     assert not log_step.any()
     assert_matches_reference(log_initial, log_transition, log_emission)

@@ -138,3 +138,58 @@ def test_pymc_model_compiles_logp_and_dlogp(two_state_model, mode):
         expected.grad_log_emission * (observations[:, None] - point["means"]), axis=0
     )
     np.testing.assert_allclose(gradient[4:], means_gradient, rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_bank_of_moves_gives_the_time_varying_kernel_on_its_stack(mode):
+    """Each move drawn from a bank of three matrices by an index (with a structural zero
+    in one): the value is the time-varying kernel's on the stack those indices build, and
+    each bank matrix's gradient is the sum of its moves' gradients; in NUMBA mode too."""
+    from regime_model.inference import indexed_log_likelihood
+
+    rng = np.random.default_rng(5)
+    n_dates, n_states = 40, 4
+    log_initial, _, log_emission = random_hmm(rng, n_dates, n_states, False)
+    bank = rng.dirichlet(np.ones(n_states), size=(3, n_states))
+    bank[2, 0, 1] = 0.0
+    log_bank = np.log(bank / bank.sum(axis=-1, keepdims=True))
+    sources = rng.integers(0, 3, size=n_dates - 1)
+    expected = hmm_loglik_and_grad(log_initial, log_bank[sources], log_emission)
+    inputs = [pt.vector("i"), pt.tensor3("b"), pt.matrix("e"), pt.lvector("s")]
+    value = indexed_log_likelihood(*inputs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*object mode.*")
+        function = pytensor.function(inputs, [value, *pytensor.grad(value, inputs[:3])], mode=mode)
+    loglik, grad_initial, grad_bank, grad_emission = function(
+        log_initial, log_bank, log_emission, sources
+    )
+    np.testing.assert_allclose(loglik, expected.marginal_loglik, rtol=1e-12)
+    np.testing.assert_allclose(grad_initial, expected.grad_log_initial, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad_emission, expected.grad_log_emission, rtol=1e-10, atol=1e-12)
+    summed = np.stack([expected.grad_log_transition[sources == b].sum(axis=0) for b in range(3)])
+    np.testing.assert_allclose(grad_bank, summed, rtol=1e-10, atol=1e-12)
+
+
+def test_the_bank_gradient_matches_finite_differences():
+    from regime_model.inference import indexed_log_likelihood
+
+    rng = np.random.default_rng(6)
+    log_initial, _, log_emission = random_hmm(rng, 25, 3, False)
+    sources = np.array([0, 1, 1, 0, 1] * 4 + [0, 0, 1, 1])
+
+    def log_likelihood(initial_logits, bank_logits):
+        return indexed_log_likelihood(
+            pt.log(pt.special.softmax(initial_logits)),
+            pt.log(pt.special.softmax(bank_logits, axis=-1)),
+            log_emission,
+            sources,
+        )
+
+    pytensor.gradient.verify_grad(
+        log_likelihood,
+        [rng.normal(size=3), rng.normal(size=(2, 3, 3))],
+        rng=np.random.default_rng(7),
+        eps=1e-6,
+        abs_tol=1e-6,
+        rel_tol=1e-6,
+    )

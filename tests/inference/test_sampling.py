@@ -71,7 +71,10 @@ def test_log_space_steps_sample_the_smoothed_marginals():
     log_initial = np.log(np.full(3, 1 / 3))
     with np.errstate(divide="ignore"):
         log_transition = np.log(transition)
-    log_step = _forward(log_initial, transition[None], log_transition[None], log_emission)[5]
+    sources = np.zeros(n_steps - 1, dtype=np.int64)  # every move by the one matrix
+    log_step = _forward(log_initial, transition[None], log_transition[None], log_emission, sources)[
+        5
+    ]
     assert log_step.sum() >= n_steps // 5
 
     paths = hmm_posterior_sample(

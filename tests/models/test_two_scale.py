@@ -148,3 +148,26 @@ def test_the_command_line_fits_and_refuses_what_it_cannot_fit(world, tmp_path, c
         assert code == 2 and message in err, err
         assert len(err.strip().splitlines()) == 1
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("holdout", [None, "2022-06-03"])
+def test_the_sampled_likelihood_is_the_kernels_on_the_full_transition_stack(world, holdout):
+    """The likelihood the sampler differentiates takes the two moves and which one each
+    date makes (a bank and its indices); on the (T-1, S, S) stack the per-draw pass reads,
+    the general kernel gives the same value over the fitted dates."""
+    import pymc as pm
+    from pymc.pytensorf import compile as compile_pymc
+
+    from regime_model.inference import hmm_loglik_and_grad
+
+    features, _ = world
+    model = TwoScaleHMM(2, **SETTINGS)
+    observations = model.observations(features, holdout_start=holdout)
+    _, pymc_model, graphs = model.compose(observations)
+    free = list(pymc_model.free_RVs)
+    evaluate = compile_pymc(free, [graphs.log_likelihood, *graphs.inputs[:3]])
+    likelihood, log_initial, log_transition, log_emission = evaluate(*pm.draw(free, random_seed=1))
+    n_fit = observations.n_fit
+    expected = hmm_loglik_and_grad(log_initial, log_transition[: n_fit - 1], log_emission[:n_fit])
+    assert n_fit == (len(observations.dates) if holdout is None else 387)
+    np.testing.assert_allclose(likelihood, expected.marginal_loglik, rtol=1e-12)
