@@ -22,6 +22,13 @@ are more or less dispersed. With one asset the shock and the noise are the same 
 so the shock is left out. Everything is standardised by the pooled standard deviation of
 the windows; priors are Normal(0, 1) on means and HalfNormal(1) on scales in those units.
 The answer is the posterior of mu[event, a] − mu[any time, a] per asset.
+
+Covariates (optional, e.g. whether a window starts in the year after a Bitcoin halving)
+shift every window's mean, event or not: y[i, a] = mu[group(i), a] + x[i] . beta[a] +
+shock[i] + noise[i, a], beta ~ Normal(0, 1) per covariate and asset (standardised
+units; a covariate enters as given, so give indicators or standardised values). The
+difference mu[event] − mu[any time] is then the events' effect *at equal covariates*:
+what is left of the breakout once the halving phase is accounted for.
 """
 
 from __future__ import annotations
@@ -72,13 +79,24 @@ class EventStudy:
         self.chains = chains
         self.seed = seed
 
-    def fit(self, event_returns: pd.DataFrame, reference_returns: pd.DataFrame) -> EventStudy:
+    def fit(
+        self,
+        event_returns: pd.DataFrame,
+        reference_returns: pd.DataFrame,
+        event_covariates: pd.DataFrame | None = None,
+        reference_covariates: pd.DataFrame | None = None,
+    ) -> EventStudy:
         """``event_returns``: windows after events x assets; ``reference_returns``: tiling
-        windows x assets (same assets). Windows with a missing asset keep the others."""
+        windows x assets (same assets). Windows with a missing asset keep the others.
+        ``event_covariates`` / ``reference_covariates``: windows x covariates, one row per
+        window of each (both or neither; see the module docstring)."""
         if list(event_returns.columns) != list(reference_returns.columns):
             raise ValueError("event and reference windows must have the same assets")
         if event_returns.notna().any(axis=1).sum() < 2:
             raise InsufficientDataError("an event study needs at least two complete windows")
+        covariates = _covariates(
+            event_covariates, reference_covariates, len(event_returns), len(reference_returns)
+        )
         values = np.vstack([event_returns.to_numpy(), reference_returns.to_numpy()])
         group = np.r_[np.zeros(len(event_returns), int), np.ones(len(reference_returns), int)]
         scale = float(np.nanstd(values))
@@ -87,14 +105,18 @@ class EventStudy:
         filled = np.where(observed, standardised, 0.0)
         assets = list(event_returns.columns)
         coords = {"group": list(GROUPS), "asset": assets}
+        if covariates is not None:
+            coords["covariate"] = list(covariates.columns)
         with pm.Model(coords=coords) as model:
             mean = pm.Normal("mean", 0.0, 1.0, dims=("group", "asset"))
             sigma = pm.HalfNormal("noise_scale", 1.0, dims="asset")
             # One asset: the shock and the noise are the same thing, so no shock.
             tau = pm.HalfNormal("shock_scale", 1.0) if len(assets) > 1 else pt.zeros(())
-            pm.Potential(
-                "y", pt.sum(window_log_density(filled - mean[group], observed, sigma, tau))
-            )
+            expected = mean[group]
+            if covariates is not None:
+                effect = pm.Normal("covariate_effect", 0.0, 1.0, dims=("covariate", "asset"))
+                expected = expected + pt.as_tensor(covariates.to_numpy(dtype=float)) @ effect
+            pm.Potential("y", pt.sum(window_log_density(filled - expected, observed, sigma, tau)))
             data = pm.sample(
                 draws=self.draws,
                 tune=tuning_steps(self.tune, "nuts"),
@@ -105,6 +127,7 @@ class EventStudy:
                 compute_convergence_checks=False,
             )
         self.assets_ = assets
+        self.covariates_ = [] if covariates is None else list(covariates.columns)
         self.scale_ = scale
         self.n_events_ = int(len(event_returns))
         self.n_reference_ = int(len(reference_returns))
@@ -139,11 +162,35 @@ class EventStudy:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def covariate_effects(self, hdi: float = 0.9) -> pd.DataFrame:
+        """Per covariate and asset: the posterior mean and HDI of its effect on a window's
+        return (returns' units per unit of the covariate), and P(effect > 0)."""
+        if not self.covariates_:
+            return pd.DataFrame(columns=["covariate", "asset", "mean", "lower", "upper"])
+        effect = self.inference_data_.posterior["covariate_effect"]
+        draws = effect.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+        draws = draws * self.scale_
+        rows = []
+        for c, covariate in enumerate(self.covariates_):
+            for a, asset in enumerate(self.assets_):
+                lower, upper = hdi_bounds(draws[:, c, a], hdi)
+                rows.append(
+                    {
+                        "covariate": covariate,
+                        "asset": asset,
+                        "mean": float(draws[:, c, a].mean()),
+                        "lower": float(lower),
+                        "upper": float(upper),
+                        "p_positive": float((draws[:, c, a] > 0).mean()),
+                    }
+                )
+        return pd.DataFrame(rows)
+
     def predictive(self, group: str = "event", seed: int = 0) -> pd.DataFrame:
         """(draws, assets) posterior predictive draws of a *new* window's returns in the
         returns' units: per posterior draw, mu[group] + one shared shock ~ N(0, tau) +
         noise ~ N(0, sigma[a]). What the model fitted on past events expects of the next
-        one, its width included (``group``: "event" or "any_time")."""
+        one, its width included (``group``: "event" or "any_time"), at covariates of 0."""
         posterior = self.inference_data_.posterior.stack(sample=("chain", "draw"))
         mean = posterior["mean"].sel(group=group).transpose("sample", "asset").to_numpy()
         sigma = posterior["noise_scale"].transpose("sample", "asset").to_numpy()
@@ -157,7 +204,11 @@ class EventStudy:
 
     def diagnostics(self) -> dict[str, float]:
         data = self.inference_data_
-        names = [name for name in ("mean", "shock_scale", "noise_scale") if name in data.posterior]
+        names = [
+            name
+            for name in ("mean", "shock_scale", "noise_scale", "covariate_effect")
+            if name in data.posterior
+        ]
         statistics = convergence(data, names)
         return {
             "max_rhat": statistics["max_rhat"],
@@ -186,3 +237,21 @@ def window_log_density(residuals, observed, noise_scale, shock_scale):
     log_determinant = (mask * 2.0 * pt.log(noise_scale)[None, :]).sum(axis=1) + pt.log(shrink)
     mahalanobis = quadratic - shock_scale**2 * weighted**2 / shrink
     return -0.5 * (mask.sum(axis=1) * np.log(2 * np.pi) + log_determinant + mahalanobis)
+
+
+def _covariates(
+    event: pd.DataFrame | None, reference: pd.DataFrame | None, n_events: int, n_reference: int
+) -> pd.DataFrame | None:
+    """The event windows' covariates stacked on the reference windows', checked."""
+    if event is None and reference is None:
+        return None
+    if event is None or reference is None:
+        raise ValueError("give covariates for both the event and the reference windows")
+    if list(event.columns) != list(reference.columns) or event.shape[1] == 0:
+        raise ValueError("event and reference covariates must name the same columns")
+    if len(event) != n_events or len(reference) != n_reference:
+        raise ValueError("one covariate row per window")
+    stacked = pd.concat([event, reference], ignore_index=True)
+    if not np.isfinite(stacked.to_numpy(dtype=float)).all():
+        raise ValueError("covariates must be finite")
+    return stacked
