@@ -167,12 +167,18 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         axis.set_yticks(range(len(values.index)), values.index)
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
-                if np.isfinite(values.iat[i, j]):
+                value = values.iat[i, j]
+                if np.isfinite(value):
                     axis.text(
-                        j, i, f"{values.iat[i, j]:+.0f}%\np={p.iat[i, j]:.2f}",
-                        ha="center", va="center", fontsize=8,
+                        j, i, f"{value:+.0f}%\np={p.iat[i, j]:.2f}", ha="center", va="center",
+                        fontsize=8, color="white" if abs(value) > 0.6 * limit else "black",
                     )  # fmt: skip
-        axis.set_title(f"{label}: crypto return after - any time")
+        axis.set_title(f"{label} after the breakout", fontsize=10)
+    figure.suptitle(
+        "Crypto (BTC, ETH) forward log return after each rule's breakouts minus any time, "
+        "with the placebo p-value",
+        fontsize=10,
+    )
     figure.colorbar(image, ax=axes, shrink=0.8, label="effect, % (log return)")
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)

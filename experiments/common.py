@@ -107,6 +107,16 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+# One colour per model family in every figure (and grey for the maximum-likelihood fit).
+MODEL_COLOURS = {
+    "em-hmm": "#7f8c8d",
+    "bayes-hmm": "#27ae60",
+    "hierarchical": "#c0392b",
+    "tvtp": "#2980b9",
+    "leadlag": "#8e44ad",
+    "two-scale": "#d35400",
+}
+
 # Bitcoin's block-reward halvings (public block dates, UTC), marked on the figures: the
 # commentary names the halving cycle as a confounder of the small-cap breakouts.
 HALVINGS = pd.to_datetime(["2012-11-28", "2016-07-09", "2020-05-11", "2024-04-20"])

@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import (  # noqa: E402
+    MODEL_COLOURS,
     Timer,
     features,
     log,
@@ -137,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 def plot_recent(results: dict, flagged: pd.Series, path: Path) -> None:
     """One panel per model (one band per panel, so none hides another), divergence weeks
     shaded and the halving marked."""
-    colours = ["#7f8c8d", "#27ae60", "#2980b9", "#8e44ad"]
+    # no_drivers is a plain Bayesian HMM, the others covariate-driven (tvtp): one colour
+    # per model family, as in every figure; the panels name the drivers.
+    colours = [MODEL_COLOURS["bayes-hmm" if name == "no_drivers" else "tvtp"] for name in results]
     figure, axes = plt.subplots(
         len(results), 1, figsize=(11, 1.9 * len(results)), sharex=True, sharey=True
     )

@@ -37,6 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import (  # noqa: E402
+    MODEL_COLOURS,
     Timer,
     features,
     log,
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             ignore_index=True,
         )
         write_table(tables[name], args.out / f"{name}.csv")
-    plot(weekly, runs["restart"], args.out / "liquidity_regimes.png")
+    plot(weekly, runs["carry"], args.out / "liquidity_regimes.png")  # the default form
     report = {
         "quick": args.quick,
         "design": {
@@ -154,9 +155,9 @@ def plot(weekly: FeatureSet, result, path: Path) -> None:
         mean = table[("risk_on", "mean")]
         axis.fill_between(
             table.index, table[("risk_on", "lower")], table[("risk_on", "upper")],
-            color="#2e86c1", alpha=0.25, linewidth=0,
+            color=MODEL_COLOURS["two-scale"], alpha=0.25, linewidth=0,
         )  # fmt: skip
-        axis.plot(table.index, mean, color="#2e86c1", linewidth=1)
+        axis.plot(table.index, mean, color=MODEL_COLOURS["two-scale"], linewidth=1)
         axis.set_ylim(0, 1)
         axis.set_ylabel(f"P({scale} risk_on)\nfiltered")
     for axis in axes:

@@ -27,7 +27,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import Timer, features, log, parse_args, write_json, write_table  # noqa: E402
+from common import (  # noqa: E402
+    MODEL_COLOURS,
+    Timer,
+    features,
+    log,
+    parse_args,
+    write_json,
+    write_table,
+)
 
 from regime_model.calibration import brier_score, reliability_table  # noqa: E402
 from regime_model.compare import compare_runs, format_comparison  # noqa: E402
@@ -110,13 +118,13 @@ def synthetic_calibration(args) -> tuple[pd.DataFrame, pd.DataFrame]:
 def plot_reliability(table: pd.DataFrame, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     axis.plot([0, 1], [0, 1], color="black", linewidth=0.5)
-    for (name, part), colour in zip(table.groupby("model"), ("#7f8c8d", "#27ae60"), strict=False):
+    for name, part in table.groupby("model"):
         axis.errorbar(
             part["mean_forecast"],
             part["observed_frequency"],
             yerr=2 * part["standard_error"],
             fmt="o-",
-            color=colour,
+            color=MODEL_COLOURS[name],
             label=name,
         )
     axis.set_xlabel("one-step forecast P(risk_on)")

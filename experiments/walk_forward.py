@@ -33,7 +33,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import Timer, features, log, parse_args, write_json, write_table  # noqa: E402
+from common import (  # noqa: E402
+    MODEL_COLOURS,
+    Timer,
+    features,
+    log,
+    parse_args,
+    write_json,
+    write_table,
+)
 
 from regime_model.choices import IDENTIFICATIONS  # noqa: E402
 from regime_model.cli import main as regime  # noqa: E402
@@ -170,9 +178,10 @@ def plot(frame: pd.DataFrame, runs: dict[str, Path], path: Path) -> None:
     axes[0].set_ylabel("cumulative log return")
     axes[0].legend(["IWM", "BTC"], loc="upper left", frameon=False)
     bayes = probabilities["bayes"]
-    axes[1].fill_between(dates, bayes["lower"], bayes["upper"], color="#27ae60", alpha=0.25, lw=0)
-    axes[1].plot(dates, bayes["mean"], color="#27ae60", lw=0.9, label="Bayesian HMM (90% HDI)")
-    axes[1].plot(dates, probabilities["em"]["mean"], color="#7f8c8d", lw=0.8, label="EM")
+    green, grey = MODEL_COLOURS["bayes-hmm"], MODEL_COLOURS["em-hmm"]
+    axes[1].fill_between(dates, bayes["lower"], bayes["upper"], color=green, alpha=0.25, lw=0)
+    axes[1].plot(dates, bayes["mean"], color=green, lw=0.9, label="Bayesian HMM (90% HDI)")
+    axes[1].plot(dates, probabilities["em"]["mean"], color=grey, lw=0.8, label="EM")
     axes[1].set_ylabel("P(risk_on), filtered,\nout of sample")
     axes[1].legend(loc="lower left", frameon=False, fontsize=8)
     wealth = pd.read_csv(runs["bayes"] / "allocation_wealth.csv", parse_dates=["date"])
