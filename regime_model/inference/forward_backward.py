@@ -541,14 +541,15 @@ def _validated_inputs(
 def _forward_from_inputs(
     log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
 ):
-    """Validate inputs and run the forward pass; returns (transition, log_transition, pass)."""
+    """Validate inputs and run the forward pass; returns (transition, log_transition,
+    sources, pass)."""
     log_initial, log_transition, log_emission = _validated_inputs(
         log_initial, log_transition, log_emission
     )
     transition = np.exp(log_transition)
     sources = _sources(log_emission.shape[0], log_transition.shape[0])
     forward_pass = _forward(log_initial, transition, log_transition, log_emission, sources)
-    return transition, log_transition, forward_pass
+    return transition, log_transition, sources, forward_pass
 
 
 def hmm_filter(
@@ -559,7 +560,7 @@ def hmm_filter(
 
     If the data have zero likelihood (every path impossible), marginal_loglik is -inf and
     the probabilities are NaN from the first impossible step on."""
-    _, _, forward_pass = _forward_from_inputs(log_initial, log_transition, log_emission)
+    *_, forward_pass = _forward_from_inputs(log_initial, log_transition, log_emission)
     marginal_loglik, filtered, predicted, _, log_predicted, log_step, log_increment = forward_pass
     return HMMFilterResult(
         float(marginal_loglik),
@@ -574,7 +575,7 @@ def hmm_smoother(
 ) -> HMMSmootherResult:
     """Forward filter and backward smoother; shapes as :func:`hmm_filter`, plus
     smoothed_probs (T, K) = P(z_t | y_1..T) (all NaN if the likelihood is zero)."""
-    transition, log_transition, forward_pass = _forward_from_inputs(
+    transition, log_transition, sources, forward_pass = _forward_from_inputs(
         log_initial, log_transition, log_emission
     )
     marginal_loglik, filtered, predicted, log_filtered, log_predicted, log_step, log_increment = (
@@ -583,7 +584,6 @@ def hmm_smoother(
     if marginal_loglik == -np.inf:
         smoothed = np.full(filtered.shape, np.nan)
     else:
-        sources = _sources(filtered.shape[0], log_transition.shape[0])
         smoothed, _ = _backward(
             filtered,
             predicted,

@@ -96,7 +96,7 @@ def hmm_posterior_sample(
     are drawn up front), so results are reproducible by seed.  Raises ValueError if the data
     have zero likelihood.
     """
-    transition, stacked_transition, forward_pass = _forward_from_inputs(
+    transition, stacked_transition, _, forward_pass = _forward_from_inputs(
         log_initial, log_transition, log_emission
     )
     marginal_loglik, filtered, _, log_filtered, _, log_step, _ = forward_pass
