@@ -12,6 +12,8 @@ relabelled, or ordered) for every Bayesian row:
 * nuts:    the package's BayesianHMM (compiled forward-backward Op with an analytic
            gradient) sampled by PyMC's NUTS;
 * nutpie:  the same model sampled by nutpie (the Op's numba dispatch, NUMBA mode);
+* full, full-nuts: full-covariance emissions (LKJ correlations, a Cholesky factor per
+           regime) by nutpie and by PyMC's NUTS;
 * numpyro: the model written by hand in numpyro (forward pass in jax.lax.scan, JAX
            autodiff, numpyro's NUTS; benchmarks/numpyro_reference.py), same EM starts;
 * stan:    the same model in Stan with its built-in ``hmm_marginal`` (pystan 3;
@@ -34,6 +36,7 @@ diagnostics.
     python benchmarks/bench_fit.py --regimes 3 --true-regimes 3 --skip-scan  # K=3 data and fit
     python benchmarks/bench_fit.py --regimes 3 --skip-scan     # K=3 fit of the 2-regime data
     time python benchmarks/bench_fit.py --only nutpie         # one row in a fresh process
+    python benchmarks/bench_fit.py --dates 400 --features 2 --only full,full-nuts
 
 For a cold start, point both compile caches at empty directories:
     PYTENSOR_FLAGS=base_compiledir=$(mktemp -d) NUMBA_CACHE_DIR=$(mktemp -d) \\
@@ -65,12 +68,27 @@ from regime_model.models.observations import prepare_observations, select_featur
 from regime_model.results import RegimeResult
 
 REFERENCE_TUNE = 1000  # Stan's default warm-up, also used for numpyro (which has none)
-ROWS = ("cli", "em", "nuts", "nutpie", "ar1", "ar1ma", "var1", "numpyro", "stan", "scan")
+ROWS = (
+    "cli",
+    "em",
+    "nuts",
+    "nutpie",
+    "full",
+    "full-nuts",
+    "ar1",
+    "ar1ma",
+    "var1",
+    "numpyro",
+    "stan",
+    "scan",
+)
 LABELS = {
     "cli": "regime fit (the default, whole process)",
     "em": "hmmlearn-em",
     "nuts": "package (PyMC NUTS)",
     "nutpie": "package (nutpie)",
+    "full": "package (nutpie), full covariance",
+    "full-nuts": "package (PyMC NUTS), full covariance",
     "ar1": "package (nutpie), AR(1) emissions on every feature",
     "ar1ma": "package (nutpie), AR(1) emissions on every feature, mean-adjusted",
     "var1": "package (nutpie), VAR(1) with a full matrix over every feature",
@@ -414,11 +432,17 @@ def main() -> None:
         )
 
     settings = dict(chains=args.chains, seed=1, progressbar=False)
-    for sampler in ("nuts", "nutpie"):
-        if sampler in wanted:
+    for row, sampler, covariance in (
+        ("nuts", "nuts", "diag"),
+        ("nutpie", "nutpie", "diag"),
+        ("full", "nutpie", "full"),
+        ("full-nuts", "nuts", "full"),
+    ):
+        if row in wanted:
             model = BayesianHMM(
                 args.regimes,
                 sampler=sampler,
+                covariance=covariance,
                 draws=args.draws,
                 tune=args.tune,
                 identification=args.identification,
@@ -426,8 +450,8 @@ def main() -> None:
             )
             start = time.perf_counter()
             result = model.fit(features).result_
-            rows[sampler] = package_row(LABELS[sampler], result, time.perf_counter() - start, path)
-            add_ideal_time(rows[sampler], model, result)
+            rows[row] = package_row(LABELS[row], result, time.perf_counter() - start, path)
+            add_ideal_time(rows[row], model, result)
     # The AR(1) component on the same data (phi -> 0): intercept form (K states),
     # mean-adjusted form (the kernel on K^2 regime histories), and a VAR(1) whose full
     # matrix links every feature to every lag (D^2 coefficients).

@@ -228,14 +228,28 @@ def test_full_covariance_fits_end_to_end(synthetic):
     result = model.fit(features).result_
     assert result.probabilities.smoothed.shape[0] == 120
     assert _accuracy(result, path) > 0.9
-    # numba has no native implementation of an Op in its log density (the batched
-    # triangular solve of the Cholesky factors): the default sampler, nutpie, hands the
-    # model to PyMC's NUTS and the run says so, naming the Op.
+    # The Cholesky factors and triangular solves are one regime at a time, which numba
+    # compiles natively: the default sampler, nutpie, takes the model itself.
+    assert result.fit_info["sampler"] == "nutpie" and "sampler_note" not in result.fit_info
+
+
+def test_a_model_nutpie_cannot_compile_goes_to_pymcs_nuts_and_says_so(synthetic, monkeypatch):
+    import regime_model.models.nutpie_sampler as nutpie_sampler
+
+    def refuse(*args, **kwargs):
+        raise nutpie_sampler.NotCompilableError(
+            "nutpie cannot sample this model: numba has no native implementation of SomeOp"
+        )
+
+    monkeypatch.setattr(nutpie_sampler, "_logp_function", refuse)
+    features, _ = synthetic
+    model = BayesianHMM(2, draws=30, tune=30, chains=2, cores=1, seed=2, progressbar=False)
+    result = model.fit(features).result_
     assert result.fit_info["sampler"] == "nuts"
-    note = result.fit_info["sampler_note"]
-    assert note.startswith("nutpie cannot sample this model: numba has no native") and (
-        "SolveTriangular" in note
-    ), note
+    assert result.fit_info["sampler_note"] == (
+        "nutpie cannot sample this model: numba has no native implementation of SomeOp: "
+        "sampled with PyMC's NUTS"
+    )
 
 
 def test_a_sparsely_observed_feature_is_left_out_of_the_em_start():

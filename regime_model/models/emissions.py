@@ -85,6 +85,9 @@ def full_log_density(
     missing features use the marginal of the observed subset. -> (T, K).
     """
     n_rows = y.shape[0]
+    n_regimes = int(mean.type.shape[0]) if mean.type.shape[0] is not None else None
+    if n_regimes is None:
+        raise ValueError("full covariance needs the number of regimes in the mean's static shape")
     correlation = correlation_cholesky @ correlation_cholesky.transpose(0, 2, 1)
     covariance = correlation * sigma[:, :, None] * sigma[:, None, :]
     # Selections and the reassembly of rows are products with 0/1 matrices and one
@@ -95,16 +98,19 @@ def full_log_density(
         d = len(pattern.features)
         selection = np.eye(y.shape[1])[pattern.features]  # (d, D)
         sub_covariance = selection @ covariance @ selection.T  # (K, d, d)
-        cholesky = pt.linalg.cholesky(sub_covariance)  # batched over regimes
         residual = (
             pt.as_tensor(y[np.ix_(pattern.rows, pattern.features)])[None, :, :]
             - (mean @ selection.T)[:, None, :]
         )  # (K, n, d)
-        whitened = pt.linalg.solve_triangular(
-            cholesky, residual.transpose(0, 2, 1), lower=True
-        )  # (K, d, n)
-        mahalanobis = (whitened**2).sum(axis=1)  # (K, n)
-        log_det = pt.log(pt.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=-1)  # (K,)
+        # One regime at a time: numba compiles a single matrix's Cholesky and triangular
+        # solve natively, not a batch of them (nutpie then could not take the model).
+        whitened, log_det = [], []
+        for k in range(n_regimes):
+            cholesky = pt.linalg.cholesky(sub_covariance[k])  # (d, d)
+            whitened.append(pt.linalg.solve_triangular(cholesky, residual[k].T, lower=True))
+            log_det.append(pt.log(pt.diagonal(cholesky)).sum())
+        mahalanobis = (pt.stack(whitened) ** 2).sum(axis=1)  # (K, n)
+        log_det = pt.stack(log_det)  # (K,)
         if nu is None:
             rows = -0.5 * mahalanobis - log_det[:, None] - 0.5 * d * _LOG_2PI
         else:

@@ -105,7 +105,7 @@ class _LineReporter:
 
 def sample_nutpie(model: pm.Model, starts: Starts, settings: SamplerSettings):
     """nutpie; PyMC's NUTS instead, saying so, for a model whose log density numba cannot
-    compile natively (full covariance today)."""
+    compile natively (an Op without a numba implementation)."""
     try:
         return _sample_nutpie(model, starts, settings)
     except NotCompilableError as exc:
