@@ -8,7 +8,7 @@ against the families' constructors (the same names, families and defaults).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +90,42 @@ class ModelOption:
         try:
             return self.check(self.type(text))
         except ValueError as exc:  # not of the type, or out of range: the same message
+            if self.type not in (int, float):  # a parser of its own says what is wrong
+                raise argparse.ArgumentTypeError(str(exc)) from exc
             raise argparse.ArgumentTypeError(f"must be {self.rule()}, got {text!r}") from exc
+
+
+def normalise_lags(lag: int | Sequence[int]) -> tuple[int, ...]:
+    """An int or a sequence of distinct lags >= 0 -> the sorted tuple; ValueError naming
+    the problem otherwise."""
+    values = [lag] if np.ndim(lag) == 0 else list(lag)  # type: ignore[arg-type]
+    if not values:
+        raise ValueError("lag needs at least one value")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"lag must be an integer >= 0 or a list of them, got {value!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"lag lists a value twice: {values}")
+    return tuple(sorted(int(value) for value in values))
+
+
+def parse_lags(text: str) -> int | tuple[int, ...]:
+    """The CLI's --lag: "3", "0-6" (a range, both ends in) or "0,1,2,4"."""
+    text = text.strip()
+    try:
+        if "-" in text[1:]:
+            first, last = (int(part) for part in text.split("-", 1))
+            if last <= first:
+                raise ValueError
+            return normalise_lags(list(range(first, last + 1)))
+        if "," in text:
+            return normalise_lags([int(part) for part in text.split(",") if part.strip()])
+        return normalise_lags(int(text))[0]
+    except ValueError as exc:
+        raise ValueError(
+            f"lag must be an integer >= 0, a range such as 0-6 or a list such as 0,1,2,4, "
+            f"got {text!r}"
+        ) from exc
 
 
 MODEL_OPTIONS: tuple[ModelOption, ...] = (
@@ -269,12 +304,13 @@ MODEL_OPTIONS: tuple[ModelOption, ...] = (
     ModelOption(
         "lag",
         "--lag",
-        "the lagging chain's transitions depend on the leading regime LAG steps earlier",
+        "the lagging chain's transitions depend on the leading regime LAG steps earlier; "
+        "a range (0-6) or a list (0,1,2,4) marginalises the lag over those values "
+        "(uniform prior) and reports its posterior",
         ("leadlag",),
-        int,
+        parse_lags,
         default=1,
         section="leadlag model",
-        minimum=0,
     ),
     ModelOption(
         "lag_anchor",

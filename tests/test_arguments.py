@@ -23,7 +23,12 @@ FIT = ["fit", "--features", "missing.csv", "--out", "out"]
         ("--seed", "-1", "argument --seed: must be an integer >= 0, got '-1'"),
         ("--stickiness", "-1", "argument --stickiness: must be a number > 0, got '-1'"),
         ("--stickiness", "nan", "argument --stickiness: must be a number > 0, got 'nan'"),
-        ("--lag", "-2", "argument --lag: must be an integer >= 0, got '-2'"),
+        (
+            "--lag",
+            "-2",
+            "argument --lag: lag must be an integer >= 0, a range such as 0-6 or a list "
+            "such as 0,1,2,4, got '-2'",
+        ),
     ],
 )
 def test_out_of_range_flags_are_one_line_errors(flag, value, expected, capsys):

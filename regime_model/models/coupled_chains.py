@@ -57,6 +57,7 @@ chain (which uses the lead regimes already seen) is in ``fit_info["model_summary
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -69,12 +70,19 @@ from regime_model.inference import (
     sample_markov_path,
     stationary_distribution,
 )
+from regime_model.model_options import normalise_lags
 from regime_model.models.composition import KernelGraphs, Regimes
 from regime_model.models.covariate_link import coefficient_table, move_labels
 from regime_model.models.covariates import standardise_covariates
 from regime_model.models.em_hmm import EMEstimate
 from regime_model.models.emissions import sample_emissions
 from regime_model.models.gaussian_emissions import GaussianEmissions
+from regime_model.models.lag_mixture import (
+    mix_date_quantities,
+    mix_draws,
+    mixture_log_likelihood,
+    padded,
+)
 from regime_model.models.leadlag_report import chain_forecast, model_summary
 from regime_model.models.observations import Observations, regime_names
 from regime_model.models.product_chain import (
@@ -117,7 +125,7 @@ class CoupledChains:
         n_regimes: int,
         lead_group: str,
         lag_group: str,
-        lag: int,
+        lag: int | Sequence[int],
         anchor: str | None,
         lag_anchor: str | None,
         order_by: str,
@@ -130,7 +138,14 @@ class CoupledChains:
         self.n_regimes = n_regimes
         self.lead_group = lead_group
         self.lag_group = lag_group
-        self.lag = lag
+        # One lag, or several to marginalise (lag_mixture); ``lag`` is None then.
+        self.lags = normalise_lags(lag)
+        self.lag = self.lags[0] if len(self.lags) == 1 else None
+        if self.lag is None and lead_covariates is not None:
+            raise ValueError(
+                "the lead-lag model marginalises the lag over several values without "
+                "covariates only (their alignment depends on the lag): give one lag"
+            )
         self.anchor = anchor
         self.lag_anchor = lag_anchor
         self.order_by = order_by
@@ -199,6 +214,7 @@ class CoupledChains:
             "lag_regime_to": names,
             "lead_feature": lead.columns,
             "lag_feature": lag.columns,
+            **({"lag": list(self.lags)} if self.lag is None else {}),
             **self._covariate_coords(),
         }
 
@@ -264,8 +280,13 @@ class CoupledChains:
             initial = pm.Deterministic("initial", stationary_distribution(transition), dims="state")
         else:
             initial = dirichlet("initial", np.ones(self.n_regimes**2), dims="state")
-        log_emission = product_log_emission(lead_log_emission, lag_log_emission, self.lag)
+        log_initial = pt.log(initial)
         n_fit = observations.n_fit
+        if self.lag is None:
+            return self._lag_mixture(
+                log_initial, log_transition, lead_log_emission, lag_log_emission, n_fit
+            )
+        log_emission = product_log_emission(lead_log_emission, lag_log_emission, self.lag)
         fitted = log_emission  # no slice when all are fitted: the graph keeps no n_fit
         fitted_transition = log_transition
         if n_fit < observations.n_dates:
@@ -277,12 +298,35 @@ class CoupledChains:
         lead_part = product_log_emission(
             lead_log_emission, pt.zeros_like(lag_log_emission), self.lag
         )
-        log_initial = pt.log(initial)
         inputs = (log_initial, log_transition, log_emission, lead_part)
         return KernelGraphs(
             inputs if forecast is None else (*inputs, forecast),
             hmm_log_likelihood(log_initial, fitted_transition, fitted),
         )
+
+    def _lag_mixture(self, log_initial, log_transition, lead_log_emission, lag_log_emission, n_fit):
+        """The kernel graphs with the lag marginalised over ``lags`` (uniform prior; see
+        :mod:`~regime_model.models.lag_mixture`): inputs log_initial, log_transition and
+        the per-lag product emissions and their lead-only parts, each (m, T + max L, S);
+        the likelihood is the mixture's over the fitted dates, and each draw keeps
+        ``lag_probability`` (m,), P(L | fitted data, parameters)."""
+        log_likelihoods, emissions, lead_parts = [], [], []
+        for lag in self.lags:
+            emissions.append(product_log_emission(lead_log_emission, lag_log_emission, lag))
+            lead_parts.append(
+                product_log_emission(lead_log_emission, pt.zeros_like(lag_log_emission), lag)
+            )
+            fitted = product_log_emission(lead_log_emission[:n_fit], lag_log_emission[:n_fit], lag)
+            log_likelihoods.append(hmm_log_likelihood(log_initial, log_transition, fitted))
+        total, probability = mixture_log_likelihood(log_likelihoods)
+        pm.Deterministic("lag_probability", probability, dims="lag")
+        inputs = (
+            log_initial,
+            log_transition,
+            padded(emissions, self.lags),
+            padded(lead_parts, self.lags),
+        )
+        return KernelGraphs(inputs, total)
 
     def _chain_log_emission(self, chain: str, observations: Observations):
         """One chain's emission priors (named ``<chain>::...``) -> (T, K) log densities."""
@@ -427,8 +471,9 @@ class CoupledChains:
                 "chains' correlation factors are not kept as variables to simulate from"
             )
         k, n_dates = self.n_regimes, observations.n_dates
-        path = sample_markov_path(rng, log_initial, log_transition, n_dates + self.lag)
-        regimes = {"lead": path[self.lag :] // k, "lag": path[:n_dates] % k}
+        lag = self.lag if self.lag is not None else int(rng.choice(self.lags))  # its prior
+        path = sample_markov_path(rng, log_initial, log_transition, n_dates + lag)
+        regimes = {"lead": path[lag:] // k, "lag": path[:n_dates] % k}
         values = np.empty((n_dates, observations.n_features))
         for chain, view in zip(CHAINS, self.chains(observations), strict=True):
             index = [observations.columns.index(column) for column in view.columns]
@@ -451,27 +496,36 @@ class CoupledChains:
         nothing observed: their filtered probabilities (horizon, S) are the exact forecast,
         returned beside the quantities for :meth:`annotate`. Unobserved trailing steps
         change nothing before them. With covariate-driven lead transitions the inputs end
-        with the forecast steps' transitions (see :func:`lead_drivers`).
+        with the forecast steps' transitions (see :func:`lead_drivers`). With the lag
+        marginalised, each lag's quantities (forecasts over max L + FORECAST_STEPS dates)
+        are mixed (:func:`~regime_model.models.lag_mixture.mix_date_quantities`).
         """
         log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
-        horizon = self.lag + FORECAST_STEPS if with_bands else 0
-        empty = np.zeros((horizon, log_emission.shape[1]))
-        if forecast and horizon:
-            log_transition = np.concatenate([log_transition, forecast[0][:horizon]])
-        quantities = lead_lag_date_quantities(
-            log_initial,
-            log_transition,
-            np.vstack([log_emission, empty]),
-            np.vstack([lead_log_emission, empty]),
-            self.lag,
-            self.n_regimes,
-            with_bands,
-        )
-        if not with_bands:
-            return quantities, None
-        n_dates = log_emission.shape[0] - self.lag
-        dates = DrawProbabilities(*(values[:n_dates] for values in quantities))  # type: ignore[index]
-        return dates, quantities.filtered[n_dates:]
+        horizon = max(self.lags) + FORECAST_STEPS if with_bands else 0
+        if self.lag is not None:
+            return _one_lag_quantities(
+                (log_initial, log_transition, log_emission, lead_log_emission, *forecast),
+                self.lag,
+                self.n_regimes,
+                horizon,
+                with_bands,
+            )
+        n_dates = log_emission.shape[1] - max(self.lags)
+        per_lag, forecasts = [], []
+        for i, lag in enumerate(self.lags):
+            steps = n_dates + lag  # the lag's own product steps (the rest is padding)
+            inputs_at_lag = (
+                log_initial,
+                log_transition,
+                log_emission[i, :steps],
+                lead_log_emission[i, :steps],
+            )
+            dates, paths = _one_lag_quantities(
+                inputs_at_lag, lag, self.n_regimes, horizon, with_bands
+            )
+            per_lag.append(dates)
+            forecasts.append(paths)
+        return mix_date_quantities(per_lag, n_dates, forecasts if with_bands else None)
 
     def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws | None:
         """What :meth:`date_quantities` gives each of N draws without bands (filtered
@@ -480,8 +534,30 @@ class CoupledChains:
         if with_bands:
             return None
         log_initial, log_transition, log_emission, lead_log_emission, *_ = inputs
-        filtered, pointwise = lead_lag_filtered_draws(
-            log_initial, log_transition, log_emission, lead_log_emission, self.lag, self.n_regimes
+        if self.lag is not None:
+            filtered, pointwise = lead_lag_filtered_draws(
+                log_initial,
+                log_transition,
+                log_emission,
+                lead_log_emission,
+                self.lag,
+                self.n_regimes,
+            )
+            return ProbabilityDraws(filtered, None, None, pointwise)
+        n_dates = log_emission.shape[2] - max(self.lags)
+        per_lag = [
+            lead_lag_filtered_draws(
+                log_initial,
+                log_transition,
+                np.ascontiguousarray(log_emission[:, i, : n_dates + lag]),
+                np.ascontiguousarray(lead_log_emission[:, i, : n_dates + lag]),
+                lag,
+                self.n_regimes,
+            )
+            for i, lag in enumerate(self.lags)
+        ]
+        filtered, pointwise = mix_draws(
+            np.stack([f for f, _ in per_lag], axis=1), np.stack([p for _, p in per_lag], axis=1)
         )
         return ProbabilityDraws(filtered, None, None, pointwise)
 
@@ -491,7 +567,8 @@ class CoupledChains:
 
     def reported(self, posterior: xr.Dataset, observations: Observations):
         """Product-state transition, initial distribution and emissions (S, D) in the
-        features' units, plus each chain's transitions and the couplings."""
+        features' units, plus each chain's transitions and the couplings (and each draw's
+        P(L | data, draw) when the lag is marginalised)."""
         lead, lag = self.chains(observations)
         k = self.n_regimes
         states = np.arange(k * k)
@@ -518,6 +595,10 @@ class CoupledChains:
         coords = {
             name: names for name in ("lead_from", "lead_to", "lead_lagged", "lag_from", "lag_to")
         }
+        if self.lag is None:
+            reported["lag_probability"] = posterior["lag_probability"].to_numpy()
+            dims["lag_probability"] = ["lag"]
+            coords["lag"] = list(self.lags)
         if self.lead_covariates is not None:
             for name, name_dims in (
                 ("transition_intercept", ["lead_move"]),
@@ -541,7 +622,8 @@ class CoupledChains:
         by ``permutations``) in ``fit_info``."""
         lead, lag = self.chains(observations)
         layout = {
-            "lag": self.lag,
+            "lag": self.lag,  # None: marginalised over "lags"
+            **({"lags": list(self.lags)} if self.lag is None else {}),
             "lead_group": self.lead_group,
             "lag_group": self.lag_group,
             "lead_columns": lead.columns,
@@ -571,6 +653,31 @@ class CoupledChains:
             )
             summary["lead_coefficients"] = table.to_dict(orient="records")
         result.fit_info["model_summary"] = summary
+
+
+def _one_lag_quantities(
+    inputs: tuple, lag: int, n_regimes: int, horizon: int, with_bands: bool
+) -> tuple[DrawProbabilities, np.ndarray | None]:
+    """:meth:`CoupledChains.date_quantities` at one lag: the dates' quantities and, with
+    bands, the filtered probabilities of the ``horizon`` empty dates after them."""
+    log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
+    empty = np.zeros((horizon, log_emission.shape[1]))
+    if forecast and horizon:
+        log_transition = np.concatenate([log_transition, forecast[0][:horizon]])
+    quantities = lead_lag_date_quantities(
+        log_initial,
+        log_transition,
+        np.vstack([log_emission, empty]),
+        np.vstack([lead_log_emission, empty]),
+        lag,
+        n_regimes,
+        with_bands,
+    )
+    if not with_bands:
+        return quantities, None
+    n_dates = log_emission.shape[0] - lag
+    dates = DrawProbabilities(*(values[:n_dates] for values in quantities))  # type: ignore[index]
+    return dates, quantities.filtered[n_dates:]
 
 
 def lead_drivers(covariates: np.ndarray, lag: int, forecast_steps: int):

@@ -12,9 +12,10 @@ an EM fit of each chain on its own columns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from regime_model.model_options import check_option_values
+from regime_model.model_options import check_option_values, normalise_lags
 from regime_model.models.bayesian_hmm import BayesianHMM
 from regime_model.models.coupled_chains import COUPLING_SD, CoupledChains
 from regime_model.models.em_hmm import EMEstimate
@@ -59,7 +60,10 @@ class LeadLagHMM(BayesianHMM):
     lead_group / lag_group: the feature groups forming the leading and the lagging chain;
         every column must belong to one of them.
     lag: L >= 0, in steps of the data's calendar: the lag chain's transitions depend on
-        the lead regime L steps earlier.
+        the lead regime L steps earlier. Several values (a list): the lag is unknown, one
+        of them with equal prior probability, summed out of the likelihood; the run
+        reports P(L | data) and the couplings given each lag
+        (:mod:`~regime_model.models.lag_mixture`).
     anchor / lag_anchor: columns ordering each chain's regimes (default: the chain's first
         ``*_return`` column, else its first column).
     coupling_sd: prior sd of the two couplings (log odds ratios).
@@ -80,7 +84,7 @@ class LeadLagHMM(BayesianHMM):
         *,
         lead_group: str = "equity",
         lag_group: str = "crypto",
-        lag: int = 1,
+        lag: int | Sequence[int] = 1,
         lag_anchor: str | None = None,
         coupling_sd: float = COUPLING_SD,
         **options: Any,
@@ -96,7 +100,13 @@ class LeadLagHMM(BayesianHMM):
             raise ValueError(f"lead and lag groups must differ, both are {lead_group!r}")
         self.lead_group = lead_group
         self.lag_group = lag_group
-        self.lag = int(lag)
+        lags = normalise_lags(lag)
+        self.lag = lags[0] if len(lags) == 1 else list(lags)
+        if len(lags) > 1 and options.get("covariates"):
+            raise ValueError(
+                "a marginalised lag (several values) does not take covariates (their "
+                "alignment depends on the lag): give one lag"
+            )
         self.lag_anchor = lag_anchor
         self.coupling_sd = coupling_sd
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
@@ -84,7 +85,8 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
             f"each upward move of {lag_group} (against staying)",
             f"staying rather than each downward move of {lag_group}",
         )
-    condition = f"when {lead_group} was risk_on vs risk_off {lag} steps earlier"
+    steps = lag if lag is not None else f"L (one of {layout['lags']}, marginalised)"
+    condition = f"when {lead_group} was risk_on vs risk_off {steps} steps earlier"
     meanings = {
         "coupling_enter": f"log odds ratio of {moves[0]} {condition}",
         "coupling_stay": f"log odds ratio of {moves[1]} {condition}",
@@ -120,10 +122,10 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
                         )
                     )
         emissions[chain] = rows
-    return {
+    summary = {
         "note": (
-            f"{lead_group} leads {lag_group} by {lag} steps: {lag_group}'s transition "
-            f"probabilities depend on {lead_group}'s regime {lag} steps earlier. "
+            f"{lead_group} leads {lag_group} by {steps} steps: {lag_group}'s transition "
+            f"probabilities depend on {lead_group}'s regime {steps} steps earlier. "
             "Couplings are log odds ratios (0: independent chains). Forecast: exact "
             "per-chain regime probabilities h steps after the last date."
         ),
@@ -149,6 +151,60 @@ def model_summary(result: RegimeResult, hdi: float = SUMMARY_HDI) -> dict[str, A
         "lead_emissions": emissions["lead"],
         "lag_emissions": emissions["lag"],
     }
+    if lag is None:
+        summary["lag_posterior"] = marginal_lag_posterior(posterior)
+        summary["coupling_by_lag"] = coupling_by_lag(posterior, list(meanings))
+    return summary
+
+
+def marginal_lag_posterior(posterior) -> list[dict[str, Any]]:
+    """P(L | data) of a run whose lag was marginalised: the mean over draws of each draw's
+    P(L | data, parameters) (``lag_probability``), with its Monte Carlo standard error
+    (sd / sqrt(ESS))."""
+    draws = report_tables.stacked(posterior, "lag_probability")  # (N, m)
+    ess = az.ess(posterior[["lag_probability"]])["lag_probability"].to_numpy()
+    lags = posterior["lag_probability"]["lag"].to_numpy()
+    return [
+        {
+            "lag": int(lag),
+            "probability": float(draws[:, i].mean()),
+            "mcse": float(draws[:, i].std() / np.sqrt(max(ess[i], 1.0))),
+        }
+        for i, lag in enumerate(lags)
+    ]
+
+
+def coupling_by_lag(posterior, names: list[str], hdi: float = SUMMARY_HDI) -> list[dict]:
+    """Each coupling's posterior given each lag (draws weighted by P(L | data, draw)):
+    mean, sd and the central ``hdi`` interval (weighted quantiles), and the weight's
+    effective number of draws (few: the lag is rarely reached, the row is rough)."""
+    weights = report_tables.stacked(posterior, "lag_probability")  # (N, m)
+    lags = posterior["lag_probability"]["lag"].to_numpy()
+    rows = []
+    for name in names:
+        draws = report_tables.stacked(posterior, name)
+        order = np.argsort(draws)
+        for i, lag in enumerate(lags):
+            w = weights[:, i]
+            if w.sum() <= 0:
+                continue
+            w = w / w.sum()
+            mean = float(w @ draws)
+            cumulative = np.cumsum(w[order])
+            lower, upper = np.interp([(1 - hdi) / 2, (1 + hdi) / 2], cumulative, draws[order])
+            rows.append(
+                {
+                    "parameter": name,
+                    "lag": int(lag),
+                    "mean": mean,
+                    "sd": float(np.sqrt(w @ (draws - mean) ** 2)),
+                    "lower": float(lower),
+                    "upper": float(upper),
+                    "p_positive": float(w @ (draws > 0)),
+                    "effective_draws": float(1.0 / (w**2).sum()),
+                }
+            )
+    return rows
 
 
 def lag_posterior(results: list[RegimeResult]) -> pd.DataFrame:
@@ -168,10 +224,15 @@ def lag_posterior(results: list[RegimeResult]) -> pd.DataFrame:
     for result in results:
         if result.model != MODEL_NAME:
             raise ValueError(f"not a lead-lag run: {result.model}")
+        layout = result.fit_info["lead_lag"]
+        if layout["lag"] is None:
+            raise ValueError(
+                "a run with the lag marginalised has its own posterior over lags "
+                "(fit_info['model_summary']['lag_posterior']); compare runs of one lag each"
+            )
         loglik = result.inference_data.log_likelihood
         if "y_holdout" not in loglik:
             raise ValueError("every run needs a held-out stretch (fit with holdout_start)")
-        layout = result.fit_info["lead_lag"]
         key = (
             list(result.columns),
             layout["lead_columns"],

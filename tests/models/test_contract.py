@@ -111,6 +111,12 @@ CONFIGS = {
         _two_scale_states,
         min_accuracy=0.8,  # eight product states: each scale's own errors add up
     ),
+    "leadlag-marginal-lag": Config(
+        {"model": "leadlag", "lag": [0, 1, 2]},
+        lambda: simulate_lead_lag_features(300, lag=1, seed=3),
+        _lead_lag_states,
+        min_accuracy=0.8,
+    ),
     "leadlag-covariates": Config(
         {"model": "leadlag", "lag": 1, "covariates": ["driver"]},
         lambda: _with_driver(simulate_lead_lag_features(300, lag=1, seed=3)),

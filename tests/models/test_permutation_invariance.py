@@ -22,6 +22,7 @@ FAMILIES = {
     "tvtp": {"model": "tvtp", "n_regimes": 3, "covariates": ["driver"]},
     "leadlag": {"model": "leadlag", "n_regimes": 2, "lag": 1},
     "leadlag-3": {"model": "leadlag", "n_regimes": 3, "lag": 0},
+    "leadlag-marginal-lag": {"model": "leadlag", "n_regimes": 2, "lag": [0, 2]},
     "leadlag-covariates": {"model": "leadlag", "n_regimes": 2, "lag": 2, "covariates": ["x"]},
     "two-scale": {"model": "two-scale", "coarse_columns": ["liquidity"]},
     "two-scale-restart-3": {
