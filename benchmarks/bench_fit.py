@@ -19,6 +19,10 @@ relabelled, or ordered) for every Bayesian row:
 * stan:    the same model in Stan with its built-in ``hmm_marginal`` (pystan 3;
            benchmarks/stan_reference.py), same EM starts, relabelled only; its wall is
            the sample call (the model built, or loaded from httpstan's cache, before);
+* pymc-extras: the model as a PyMC user writes it with pymc-extras, the regime path a
+           ``DiscreteMarkovChain`` summed out by ``pmx.marginalize`` (a scan forward pass,
+           autodiff), PyMC's NUTS (benchmarks/pymc_extras_reference.py), same EM starts;
+           a shorter run (``--scan-draws``);
 * scan:    the PyMC model with the forward algorithm written as a pytensor.scan
            (hand-written max-shifted logsumexp), the common way; a shorter run.
 
@@ -80,6 +84,7 @@ ROWS = (
     "var1",
     "numpyro",
     "stan",
+    "pymc-extras",
     "scan",
 )
 LABELS = {
@@ -94,6 +99,7 @@ LABELS = {
     "var1": "package (nutpie), VAR(1) with a full matrix over every feature",
     "numpyro": "numpyro (hand-written)",
     "stan": "Stan hmm_marginal (pystan)",
+    "pymc-extras": "pymc-extras marginalised DiscreteMarkovChain (PyMC NUTS)",
     "scan": "pytensor-scan (PyMC NUTS)",
 }
 
@@ -308,6 +314,23 @@ def stan_row(features: FeatureSet, args, path: np.ndarray) -> dict:
     return row
 
 
+def pymc_extras_row(features: FeatureSet, args, path: np.ndarray) -> dict:
+    """pymc-extras' marginalised DiscreteMarkovChain from the package's EM-based starts,
+    ``--scan-draws`` tuning steps and draws (its scan forward pass is slow)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pymc_extras_reference import fit_pymc_extras
+
+    observations, initvals, target_accept = reference_starts(features, args)
+    length = args.scan_draws
+    fit = fit_pymc_extras(
+        observations, args.regimes, initvals, length, length, target_accept, seed=1
+    )
+    draws = {"mean": fit.mean, "sigma": fit.sigma, "transition": fit.transition}
+    smoothed = _reference_smoothed(fit.mean, fit.sigma, fit.transition, fit.initial, observations)
+    label = f"{LABELS['pymc-extras']} {fit.pymc_extras_version}, {length} tune + {length} draws"
+    return draws_row(label, draws, fit.wall_seconds, 0.0, fit.diverging, smoothed, path)
+
+
 def numpyro_row(features: FeatureSet, args, path: np.ndarray) -> dict:
     """The hand-written numpyro model from the package's own EM-based chain starts."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -482,11 +505,17 @@ def main() -> None:
     if "stan" in wanted and args.identification != "relabelled":
         print("implementation=stan skipped: the Stan reference is written for relabelled")
         wanted.remove("stan")
-    for name, reference_row in (("numpyro", numpyro_row), ("stan", stan_row)):
+    for name, reference_row in (
+        ("numpyro", numpyro_row),
+        ("stan", stan_row),
+        ("pymc-extras", pymc_extras_row),
+    ):
         if name not in wanted:
             continue
         try:
             rows[name] = reference_row(features, args, path)
+        except FloatingPointError as exc:  # a reference that cannot sample this problem
+            print(f"implementation={name} failed: {exc}")
         except ImportError as exc:  # an optional backend: one line, the other rows go on
             print(
                 f"implementation={name} skipped: {exc}; install the benchmark extra "
@@ -505,7 +534,7 @@ def main() -> None:
         label = f"{LABELS['scan']}, {args.scan_draws} tune + {args.scan_draws} draws"
         rows["scan"] = package_row(label, result, time.perf_counter() - start, path)
 
-    for reference in ("scan", "numpyro", "stan"):
+    for reference in ("scan", "pymc-extras", "numpyro", "stan"):
         if reference not in rows:
             continue
         for name, row in rows.items():
