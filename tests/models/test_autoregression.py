@@ -362,15 +362,20 @@ def test_the_fitted_models_mean_adjusted_form_gives_the_published_likelihood(
 MAX_DIVERGENCES = 5
 
 
-def _assert_covers(model, published: dict[str, np.ndarray]) -> None:
-    """Every published estimate within two posterior sd of the posterior mean, and the
-    fit's diagnostics passing (up to ``MAX_DIVERGENCES`` divergences)."""
+def _assert_within_two_sd(model, published: dict[str, np.ndarray]) -> None:
+    """Every published estimate within two posterior sd of the posterior mean."""
     posterior = model.result_.inference_data.posterior
     for name, value in published.items():
         draws = posterior[name]
         mean = draws.mean(("chain", "draw")).to_numpy()
         sd = draws.std(("chain", "draw")).to_numpy()
         assert np.all(np.abs(mean - value) <= 2 * sd), (name, mean, sd, value)
+
+
+def _assert_covers(model, published: dict[str, np.ndarray]) -> None:
+    """:func:`_assert_within_two_sd`, and the fit's diagnostics passing (up to
+    ``MAX_DIVERGENCES`` divergences)."""
+    _assert_within_two_sd(model, published)
     diagnostics = model.result_.diagnostics()
     others = [failure for failure in diagnostics["failures"] if "divergent" not in failure]
     assert not others, diagnostics["failures"]
@@ -450,12 +455,7 @@ def test_the_posterior_of_statas_model_covers_the_published_estimates():
         "transition": _regime_transition(0.3812383, 0.3564492),
         "ar_coefficient": np.array([[0.3710719, 0.7002937], [0.4621503, -0.3206652]])[..., None],
     }
-    posterior = model.result_.inference_data.posterior
-    for name, value in published.items():
-        draws = posterior[name]
-        mean = draws.mean(("chain", "draw")).to_numpy()
-        sd = draws.std(("chain", "draw")).to_numpy()
-        assert np.all(np.abs(mean - value) <= 2 * sd), (name, mean, sd, value)
+    _assert_within_two_sd(model, published)
     diagnostics = model.result_.diagnostics()
     assert diagnostics["max_rhat"] < 1.01, diagnostics["failures"]
     assert diagnostics["divergences"] <= MAX_DIVERGENCES, diagnostics["failures"]
