@@ -20,9 +20,11 @@ from regime_model.inference import forward_backward as fb
 
 
 @numba.njit(cache=True, nogil=True)
-def _filter_draws(log_initial, log_transition, log_emission, rows, log_predictive, filtered):
-    """Fills ``log_predictive`` and ``filtered`` at ``rows`` (the draws of one thread)."""
-    sources = fb._sources(log_emission.shape[1], log_transition.shape[1])
+def _filter_draws(
+    log_initial, log_transition, log_emission, sources, rows, log_predictive, filtered
+):
+    """Fills ``log_predictive`` and ``filtered`` at ``rows`` (the draws of one thread);
+    move t uses matrix ``sources[t]`` of each draw's stack."""
     for draw in rows:
         transition = np.exp(log_transition[draw])
         forward_pass = fb._forward(
@@ -34,10 +36,17 @@ def _filter_draws(log_initial, log_transition, log_emission, rows, log_predictiv
 
 @numba.njit(cache=True, nogil=True)
 def _smoother_draws(
-    log_initial, log_transition, log_emission, rows, log_predictive, filtered, predicted, smoothed
+    log_initial,
+    log_transition,
+    log_emission,
+    sources,
+    rows,
+    log_predictive,
+    filtered,
+    predicted,
+    smoothed,
 ):
     """As :func:`_filter_draws`, also filling ``predicted`` and ``smoothed`` at ``rows``."""
-    sources = fb._sources(log_emission.shape[1], log_transition.shape[1])
     for draw in rows:
         transition = np.exp(log_transition[draw])
         forward_pass = fb._forward(
@@ -66,15 +75,20 @@ def _smoother_draws(
 
 
 def hmm_filter_draws(
-    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+    log_initial: np.ndarray,
+    log_transition: np.ndarray,
+    log_emission: np.ndarray,
+    sources: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The forward filter of N parameter draws in one compiled loop: (log_predictive
     (N, T), filtered (N, T, K)), each draw's as :func:`hmm_filter` gives them.
 
     Shapes: log_initial (N, K), log_transition (N, K, K) or (N, T-1, K, K), log_emission
-    (N, T, K). One call instead of N saves the per-call validation and Python work, about
-    half of a draw's cost at T = 2,873, K = 2."""
-    inputs = _validated_draws(log_initial, log_transition, log_emission)
+    (N, T, K); or, with ``sources`` (T-1,) ints, a bank (N, B, K, K) of which move t uses
+    matrix sources[t] (the kernel's indexed form: no (T-1, K, K) stack is built). One
+    call instead of N saves the per-call validation and Python work, about half of a
+    draw's cost at T = 2,873, K = 2."""
+    inputs = _validated_draws(log_initial, log_transition, log_emission, sources)
     n_draws, n_steps, n_states = inputs[2].shape
     outputs = (np.empty((n_draws, n_steps)), np.empty((n_draws, n_steps, n_states)))
     _over_threads(_filter_draws, n_draws, inputs, outputs)
@@ -82,12 +96,15 @@ def hmm_filter_draws(
 
 
 def hmm_smoother_draws(
-    log_initial: np.ndarray, log_transition: np.ndarray, log_emission: np.ndarray
+    log_initial: np.ndarray,
+    log_transition: np.ndarray,
+    log_emission: np.ndarray,
+    sources: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Filter and smoother of N parameter draws in one compiled loop: (log_predictive
     (N, T), filtered, predicted, smoothed (N, T, K)), each draw's as :func:`hmm_smoother`
     gives them. Shapes as :func:`hmm_filter_draws`."""
-    inputs = _validated_draws(log_initial, log_transition, log_emission)
+    inputs = _validated_draws(log_initial, log_transition, log_emission, sources)
     n_draws, n_steps, n_states = inputs[2].shape
     outputs = (
         np.empty((n_draws, n_steps)),
@@ -97,8 +114,9 @@ def hmm_smoother_draws(
     return outputs
 
 
-def _validated_draws(log_initial, log_transition, log_emission):
-    """The inputs of N draws as contiguous float64, transitions as (N, n, K, K)."""
+def _validated_draws(log_initial, log_transition, log_emission, sources=None):
+    """The inputs of N draws as contiguous float64, transitions as (N, n, K, K), and the
+    (T-1,) index of the matrix each move uses (given, or all 0 / 0..T-2)."""
     log_initial = np.ascontiguousarray(log_initial, dtype=np.float64)
     log_transition = np.ascontiguousarray(log_transition, dtype=np.float64)
     log_emission = np.ascontiguousarray(log_emission, dtype=np.float64)
@@ -109,6 +127,18 @@ def _validated_draws(log_initial, log_transition, log_emission):
         raise ValueError(
             f"log_initial must have shape ({n_draws}, {n_states}), got {log_initial.shape}"
         )
+    if sources is not None:
+        sources = np.ascontiguousarray(sources, dtype=np.int64)
+        if log_transition.ndim != 4 or log_transition.shape[0] != n_draws:
+            raise ValueError(
+                f"with sources, log_transition must be a bank (N, B, K, K), got "
+                f"{log_transition.shape}"
+            )
+        if sources.shape != (n_steps - 1,) or (
+            len(sources) and not 0 <= sources.min() <= sources.max() < log_transition.shape[1]
+        ):
+            raise ValueError(f"sources must be {n_steps - 1} indices into the bank")
+        return log_initial, log_transition, log_emission, sources
     if log_transition.shape == (n_draws, n_states, n_states):
         log_transition = log_transition[:, np.newaxis]
     elif log_transition.shape != (n_draws, n_steps - 1, n_states, n_states):
@@ -116,7 +146,8 @@ def _validated_draws(log_initial, log_transition, log_emission):
             f"log_transition must have shape ({n_draws}, {n_states}, {n_states}) or "
             f"({n_draws}, {n_steps - 1}, {n_states}, {n_states}), got {log_transition.shape}"
         )
-    return log_initial, np.ascontiguousarray(log_transition), log_emission
+    sources = fb._sources(n_steps, log_transition.shape[1])
+    return log_initial, np.ascontiguousarray(log_transition), log_emission, sources
 
 
 def _over_threads(kernel, n_draws: int, inputs: tuple, outputs: tuple) -> None:

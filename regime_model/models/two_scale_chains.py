@@ -198,9 +198,9 @@ class TwoScaleChains:
 
     def build(self, observations: Observations) -> KernelGraphs:
         """Priors of both scales -> the kernel's inputs over all dates (log_initial (S,),
-        log_transition (T-1, S, S), log_emission (T, S)) and the log transitions of the
-        FORECAST_STEPS fine steps after the last date (H, S, S), and the likelihood of the
-        fitted dates."""
+        the bank of the two moves (2, S, S), log_emission (T, S), which move each date
+        makes (T-1,), as floats) and the log transitions of the FORECAST_STEPS fine steps
+        after the last date (H, S, S), and the likelihood of the fitted dates."""
         coarse_view, views = self.views(observations)
         markets = self.market_groups(observations)
         with pm.Model(name=COARSE):
@@ -246,7 +246,7 @@ class TwoScaleChains:
             grid,
         )
         opens = self.opens(observations)
-        log_transition = pt.where(opens[1:, None, None], opening[None], within[None])
+        bank = pt.stack([opening, within])  # (2, S, S): OPENING, WITHIN
         forecast_opens = future_openings(observations.dates, self.coarse_freq, FORECAST_STEPS)
         forecast = pt.where(forecast_opens[:, None, None], opening[None], within[None])
         # The average one-step matrix, reported as ``transition`` (approximate, see above).
@@ -267,8 +267,13 @@ class TwoScaleChains:
         n_fit = observations.n_fit
         moves = np.where(opens[1:n_fit], OPENING, WITHIN).astype(float)
         fitted = log_emission if n_fit == observations.n_dates else log_emission[:n_fit]
-        likelihood = indexed_log_likelihood(log_initial, pt.stack([opening, within]), fitted, moves)
-        return KernelGraphs((log_initial, log_transition, log_emission, forecast), likelihood)
+        likelihood = indexed_log_likelihood(log_initial, bank, fitted, moves)
+        # The per-draw pass reads the bank and every date's move too (the moves carried
+        # as an input with the draws' leading axis: the evaluation is vectorised over
+        # draws), so it never builds the (T-1, S, S) stack either.
+        every_move = np.where(opens[1:], OPENING, WITHIN).astype(float)
+        move_input = pt.zeros_like(log_initial[:1]) + every_move  # (T-1,)
+        return KernelGraphs((log_initial, bank, log_emission, move_input, forecast), likelihood)
 
     def starts(
         self, start: TwoScaleStart, observations: Observations, n_chains: int, seed: int
@@ -404,7 +409,9 @@ class TwoScaleChains:
         coarse_view, views = self.views(observations)
         markets = self.market_groups(observations)
         sizes = (self.n_coarse, *[self.n_fine] * len(markets))
-        path = sample_markov_path(rng, log_initial, log_transition, observations.n_dates)
+        # log_transition is the bank of the two moves (build): each date's move expanded.
+        moves = np.where(self.opens(observations)[1:], OPENING, WITHIN)
+        path = sample_markov_path(rng, log_initial, log_transition[moves], observations.n_dates)
         regimes = np.unravel_index(path, sizes)
         values = np.empty((observations.n_dates, observations.n_features))
         for prefix, view, states in [(COARSE, coarse_view, regimes[0])] + [
@@ -425,7 +432,8 @@ class TwoScaleChains:
         """Per-date quantities of one draw; with bands, also the exact forecast: the last
         filtered distribution carried FORECAST_STEPS fine steps along the coming calendar
         ((H, S), beside the quantities, for :meth:`annotate`)."""
-        log_initial, log_transition, log_emission, forecast = inputs
+        log_initial, bank, log_emission, moves, forecast = inputs
+        log_transition = bank[moves.astype(np.int64)]  # (T-1, S, S), one draw's
         draw = regime_date_quantities(log_initial, log_transition, log_emission, with_bands)
         if not with_bands:
             return draw, None
@@ -441,7 +449,9 @@ class TwoScaleChains:
         (those go one at a time, with their forecasts)."""
         if with_bands:
             return None
-        log_predictive, filtered = hmm_filter_draws(*inputs[:3])
+        log_initial, bank, log_emission, moves, _ = inputs
+        sources = moves[0].astype(np.int64)  # the same for every draw
+        log_predictive, filtered = hmm_filter_draws(log_initial, bank, log_emission, sources)
         return ProbabilityDraws(filtered, None, None, log_predictive)
 
     def inputs_at(self, parameters: dict, observations: Observations) -> None:

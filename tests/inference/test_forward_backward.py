@@ -185,6 +185,33 @@ def test_filtering_many_draws_at_once_matches_one_at_a_time(time_varying):
     assert np.isnan(batched[3][5]).all() and not np.isnan(batched[3][4]).any()
 
 
+def test_a_bank_and_its_indices_filter_as_the_stack_they_index():
+    """hmm_filter_draws / hmm_smoother_draws with a bank (N, B, K, K) and sources (T-1,)
+    give what they give on the (N, T-1, K, K) stack bank[:, sources] (two-scale's
+    post-processing: a period-opening and a within-period matrix)."""
+    rng = np.random.default_rng(8)
+    n_draws, n_steps, n_states = 5, 40, 4
+    log_initial = np.log(rng.dirichlet(np.ones(n_states), size=n_draws))
+    bank = np.log(rng.dirichlet(np.ones(n_states), size=(n_draws, 2, n_states)))
+    sources = (np.arange(n_steps - 1) % 9 != 0).astype(np.int64)  # every ninth move opens
+    log_emission = rng.normal(size=(n_draws, n_steps, n_states))
+    stack = bank[:, sources]
+    for function in (hmm_filter_draws, hmm_smoother_draws):
+        indexed = function(log_initial, bank, log_emission, sources)
+        stacked = function(log_initial, stack, log_emission)
+        for value, reference in zip(indexed, stacked, strict=True):
+            np.testing.assert_array_equal(value, reference)
+    # ... and not what a wrong index would give.
+    shifted = hmm_filter_draws(log_initial, bank, log_emission, 1 - sources)
+    assert np.abs(shifted[1] - stacked[1]).max() > 1e-3
+    with pytest.raises(ValueError, match="indices into the bank"):
+        hmm_filter_draws(log_initial, bank, log_emission, sources + 1)
+    with pytest.raises(ValueError, match="indices into the bank"):
+        hmm_filter_draws(log_initial, bank, log_emission, sources[1:])
+    with pytest.raises(ValueError, match="a bank"):
+        hmm_filter_draws(log_initial, bank[:, 0], log_emission, sources)
+
+
 def test_filtering_many_draws_refuses_mismatched_shapes():
     log_initial = np.log(np.full((2, 2), 0.5))
     log_emission = np.zeros((2, 10, 2))

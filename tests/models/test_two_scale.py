@@ -163,10 +163,14 @@ def test_the_sampled_likelihood_is_the_kernels_on_the_full_transition_stack(worl
     features, _ = world
     model = TwoScaleHMM(2, **SETTINGS)
     observations = model.observations(features, holdout_start=holdout)
-    _, pymc_model, graphs = model.compose(observations)
+    composition, pymc_model, graphs = model.compose(observations)
     free = list(pymc_model.free_RVs)
-    evaluate = compile_pymc(free, [graphs.log_likelihood, *graphs.inputs[:3]])
-    likelihood, log_initial, log_transition, log_emission = evaluate(*pm.draw(free, random_seed=1))
+    evaluate = compile_pymc(free, [graphs.log_likelihood, *graphs.inputs[:4]])
+    likelihood, log_initial, bank, log_emission, moves = evaluate(*pm.draw(free, random_seed=1))
+    # The stack: a period's first date opens it (bank[0]), every other moves within (bank[1]).
+    opens = composition.opens(observations)[1:]
+    np.testing.assert_array_equal(moves, np.where(opens, 0.0, 1.0))
+    log_transition = np.where(opens[:, None, None], bank[0][None], bank[1][None])
     n_fit = observations.n_fit
     expected = hmm_loglik_and_grad(log_initial, log_transition[: n_fit - 1], log_emission[:n_fit])
     assert n_fit == (len(observations.dates) if holdout is None else 387)
