@@ -22,6 +22,7 @@ from regime_model.models.diagonal_densities import (
     diagonal_gaussian_log_density,
     diagonal_student_t_log_density,
 )
+from regime_model.models.full_densities import full_gaussian_log_density
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -79,7 +80,8 @@ def full_log_density(
     correlation_cholesky: TensorVariable,
     nu: TensorVariable | None = None,
 ) -> TensorVariable:
-    """Multivariate Gaussian (``nu`` None) or multivariate-t with full covariance.
+    """Multivariate Gaussian (``nu`` None; the compiled Op of
+    :mod:`~regime_model.models.full_densities`) or multivariate-t with full covariance.
 
     Covariance of regime k = diag(sigma_k) R_k diag(sigma_k), R_k = C_k C_k^T. Rows with
     missing features use the marginal of the observed subset. -> (T, K).
@@ -98,12 +100,13 @@ def full_log_density(
         d = len(pattern.features)
         selection = np.eye(y.shape[1])[pattern.features]  # (d, D)
         sub_covariance = selection @ covariance @ selection.T  # (K, d, d)
-        residual = (
-            pt.as_tensor(y[np.ix_(pattern.rows, pattern.features)])[None, :, :]
-            - (mean @ selection.T)[:, None, :]
-        )  # (K, n, d)
-        # One regime at a time: numba compiles a single matrix's Cholesky and triangular
-        # solve natively, not a batch of them (nutpie then could not take the model).
+        y_rows = y[np.ix_(pattern.rows, pattern.features)]  # (n, d)
+        if nu is None:  # the compiled Op: one Cholesky factor per regime, exact gradients
+            pieces.append(full_gaussian_log_density(y_rows, mean @ selection.T, sub_covariance))
+            continue
+        residual = pt.as_tensor(y_rows)[None, :, :] - (mean @ selection.T)[:, None, :]  # (K, n, d)
+        # The multivariate t as PyTensor operations, one regime at a time: numba compiles
+        # a single matrix's Cholesky and triangular solve natively, not a batch of them.
         whitened, log_det = [], []
         for k in range(n_regimes):
             cholesky = pt.linalg.cholesky(sub_covariance[k])  # (d, d)
@@ -111,16 +114,13 @@ def full_log_density(
             log_det.append(pt.log(pt.diagonal(cholesky)).sum())
         mahalanobis = (pt.stack(whitened) ** 2).sum(axis=1)  # (K, n)
         log_det = pt.stack(log_det)  # (K,)
-        if nu is None:
-            rows = -0.5 * mahalanobis - log_det[:, None] - 0.5 * d * _LOG_2PI
-        else:
-            rows = (
-                pt.gammaln((nu + d) / 2)
-                - pt.gammaln(nu / 2)
-                - 0.5 * d * pt.log(nu * np.pi)
-                - log_det[:, None]
-                - (nu + d) / 2 * pt.log1p(mahalanobis / nu)
-            )
+        rows = (
+            pt.gammaln((nu + d) / 2)
+            - pt.gammaln(nu / 2)
+            - 0.5 * d * pt.log(nu * np.pi)
+            - log_det[:, None]
+            - (nu + d) / 2 * pt.log1p(mahalanobis / nu)
+        )
         pieces.append(rows.T)  # (n, K)
     order = np.concatenate([pattern.rows for pattern in patterns])
     unobserved = np.setdiff1d(np.arange(n_rows), order)  # no feature: density 1
