@@ -141,6 +141,9 @@ class CoupledChains:
         # One lag, or several to marginalise (lag_mixture); ``lag`` is None then.
         self.lags = normalise_lags(lag)
         self.lag = self.lags[0] if len(self.lags) == 1 else None
+        # P(L | y, theta) depends on the data: a simulation's truth is recomputed on its
+        # simulated data (Model.simulate).
+        self.data_dependent = ("lag_probability",) if self.lag is None else ()
         if self.lag is None and lead_covariates is not None:
             raise ValueError(
                 "the lead-lag model marginalises the lag over several values without "

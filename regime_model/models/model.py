@@ -412,11 +412,25 @@ class RegimeHMM(RegimeEstimator):
             parameters = {name: point[name].to_numpy()[0, 0] for name in point.data_vars}
             states = np.argsort(labelling.permutations[0])[states]
         reported, _, _ = composition.reported(point, observations)
+        reported = {name: np.asarray(value)[0, 0] for name, value in reported.items()}
+        # Deterministics of the data as well as the parameters (the lag's posterior
+        # P(L | y, theta)) were drawn on the template's values: their truth is their value
+        # on the simulated data at the true parameters.
+        on_data = getattr(composition, "data_dependent", ())
+        if on_data:
+            _, simulated_model, _ = self.compose(self.observations(features, columns))
+            free = list(simulated_model.free_RVs)
+            evaluate = simulated_model.compile_fn(
+                outs=[simulated_model[name] for name in on_data],
+                inputs=free,
+                point_fn=False,
+                on_unused_input="ignore",
+            )
+            values = evaluate(*(parameters[variable.name] for variable in free))
+            for name, value in zip(on_data, values, strict=True):
+                parameters[name] = reported[name] = np.asarray(value)
         return PriorSimulation(
-            features=features,
-            states=states,
-            parameters=parameters,
-            reported={name: np.asarray(value)[0, 0] for name, value in reported.items()},
+            features=features, states=states, parameters=parameters, reported=reported
         )
 
     def quantities_at(

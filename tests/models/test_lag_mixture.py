@@ -219,3 +219,26 @@ def test_the_posterior_over_the_lag_finds_the_true_lag(lag_three_world, tmp_path
     assert loaded.config["lag"] == list(range(6))
     with pytest.raises(ValueError, match="its own posterior over lags"):
         lag_posterior([result])
+
+
+def test_a_simulations_lag_probability_is_computed_on_its_simulated_data(synthetic):
+    """P(L | y, theta) depends on the data: the truth a simulation reports (the rank SBC
+    takes) is its value on the simulated data at the true parameters, here recomputed
+    from the single-lag models' likelihoods, not its value on the template's data."""
+    from scipy.special import softmax
+
+    features, _ = synthetic
+    model = LeadLagHMM(2, lag=LAGS, standardise=False)
+    simulation = model.simulate(features, seed=3)
+    likelihoods = []
+    for lag in LAGS:
+        single = LeadLagHMM(2, lag=lag, standardise=False)
+        _, pymc_model, _ = single.compose(single.observations(simulation.features))
+        free = list(pymc_model.free_RVs)
+        evaluate = pymc_model.compile_fn(
+            outs=[pymc_model["hmm_loglik"]], inputs=free, point_fn=False
+        )
+        likelihoods.append(float(evaluate(*(simulation.parameters[v.name] for v in free))[0]))
+    expected = softmax(likelihoods)
+    np.testing.assert_allclose(simulation.reported["lag_probability"], expected, atol=1e-10)
+    np.testing.assert_allclose(simulation.parameters["lag_probability"], expected, atol=1e-10)
