@@ -9,8 +9,11 @@ chains): ordered by mean, crypto's "risk_on" would be its volatile state.
 Per lag: the couplings (log odds ratio of crypto entering / staying in risk_on when
 equity was risk_on L weeks earlier) from a fit on all dates, and the held-out one-step
 score from a fit to 2022-12-30 scored from 2023 (``regime compare`` and ``lag_posterior``).
+Then one fit with the lag itself a parameter, every lag from 0 to 8 weeks summed out of
+the likelihood on all dates: P(L | data) and the couplings given each lag.
 
 Outputs: ``couplings.csv``, ``compare.txt``/``compare.csv``, ``lag_posterior.csv``,
+``marginal_lag_posterior.csv``,
 ``couplings.png``, ``report.json``.
 """
 
@@ -69,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(format_comparison(comparison) + "\n", args.out / "compare.txt")
     posterior = lag_posterior(list(held_out.values()))
     write_table(posterior, args.out / "lag_posterior.csv")
+    # The lag as a parameter: every lag from 0 to the largest summed out of one fit's
+    # likelihood on all dates (models/lag_mixture.py), not the held-out stretch alone.
+    marginal_lags = list(range(max(lags) + 1))
+    model = LeadLagHMM(lag=marginal_lags, **options, **args.settings.as_kwargs())
+    with Timer() as timer:
+        marginal = model.fit(weekly, COLUMNS).result_
+    seconds["marginal"] = round(timer.seconds, 1)
+    verdicts["marginal"] = marginal.diagnostics().get("verdict")
+    marginal.save(args.out / "run_marginal")
+    marginal_table = pd.DataFrame(marginal.fit_info["model_summary"]["lag_posterior"])
+    write_table(marginal_table, args.out / "marginal_lag_posterior.csv")
+    log(f"marginal lag 0-{max(lags)}: {seconds['marginal']} s, {verdicts['marginal']}")
     plot(coupling_table, args.out / "couplings.png")
     write_json(
         {
@@ -80,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             "couplings": coupling_table.to_dict(orient="records"),
             "comparison": comparison.to_dict(),
             "lag_posterior": posterior.to_dict(orient="records"),
+            "marginal_lag_posterior": marginal_table.to_dict(orient="records"),
+            "marginal_coupling_by_lag": marginal.fit_info["model_summary"]["coupling_by_lag"],
         },
         args.out / "report.json",
     )
