@@ -18,7 +18,9 @@ Value, dividend-adjusted). For every event from 2025-01-01 on:
   the whole window, and where the realised return falls in the predictive (its
   predictive percentile).
 
-Outputs: ``events.csv`` (every rule's 2025-2026 events), ``scored.csv``, ``report.json``.
+Outputs: ``events.csv`` (every rule's 2025-2026 events), ``scored.csv``, ``report.json``,
+``late_2025_breakout.png`` (expected against realised 3-month returns per event date, and
+the crypto regime reading at the time).
 """
 
 from __future__ import annotations
@@ -28,9 +30,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import features, log, parse_args, prices, write_json, write_table  # noqa: E402
+from common import (  # noqa: E402
+    MODEL_COLOURS,
+    features,
+    log,
+    parse_args,
+    prices,
+    write_json,
+    write_table,
+)
 
 from regime_model.data.events import find_breakouts  # noqa: E402
 from regime_model.data.features import FeatureSet  # noqa: E402
@@ -125,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     scored = pd.DataFrame(rows)
     write_table(scored, args.out / "scored.csv")
+    plot(scored, args.out / "late_2025_breakout.png")
     write_json(
         {
             "quick": args.quick,
@@ -145,6 +160,58 @@ def main(argv: list[str] | None = None) -> int:
             f"{row.btc_return_expected_upper:.0f}], realised {row.btc_return_realised:.0f}%"
         )
     return 0
+
+
+def plot(scored: pd.DataFrame, path: Path) -> None:
+    """Left: per asset, the 3-month return the earlier breakouts predicted (mean, 90%
+    interval) and what followed each 2025 event date. Right: P(crypto risk_on) at the
+    time, per event date, with its 90% band."""
+    dates = scored.drop_duplicates("date").reset_index(drop=True)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=(3, 2))
+    markers = ("o", "s", "D", "^")
+    names = {"btc_return": "BTC", "eth_return": "ETH", "altcoin_return": "altcoins"}
+    for position, asset in enumerate(ASSETS):
+        first = dates.iloc[0]
+        mean = first[f"{asset}_expected_mean"]
+        low, high = first[f"{asset}_expected_lower"], first[f"{asset}_expected_upper"]
+        label = "predicted by the earlier breakouts" if position == 0 else None
+        left.errorbar(
+            mean, position, xerr=[[mean - low], [high - mean]], fmt="|", color="#7f8c8d",
+            markersize=14, capsize=4, label=label,
+        )  # fmt: skip
+        realised = dates[f"{asset}_realised"].to_numpy()
+        if not np.isfinite(realised).any():
+            left.annotate(
+                "no outcome in the snapshot", (mean, position), xytext=(0, 8),
+                textcoords="offset points", fontsize=8, color="#7f8c8d", ha="center",
+            )  # fmt: skip
+        for number, row in dates.iterrows():
+            value = row[f"{asset}_realised"]
+            if np.isfinite(value):
+                left.plot(
+                    value, position + 0.15 * (number + 1), markers[number % len(markers)],
+                    color="#c0392b", label=f"after {row['date']}" if position == 0 else None,
+                )  # fmt: skip
+    left.axvline(0, color="black", linewidth=0.5)
+    left.set_yticks(range(len(ASSETS)), [names[asset] for asset in ASSETS])
+    left.set_xlabel("3-month forward log return (%)")
+    left.set_title("Expected (90% interval) against realised")
+    left.set_ylim(-0.4, len(ASSETS) - 0.4)
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    right.errorbar(
+        range(len(dates)), dates["at_time_p_risk_on"],
+        yerr=[dates["at_time_p_risk_on"] - dates["at_time_p_risk_on_lower"],
+              dates["at_time_p_risk_on_upper"] - dates["at_time_p_risk_on"]],
+        fmt="o", color=MODEL_COLOURS["bayes-hmm"], capsize=4,
+    )  # fmt: skip
+    right.set_xticks(range(len(dates)), [str(date) for date in dates["date"]])
+    right.set_xlim(-0.5, len(dates) - 0.5)
+    right.set_ylim(0, 1)
+    right.set_ylabel("P(crypto risk_on), 90% band")
+    right.set_title("Crypto regime at the time (data up to it)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
