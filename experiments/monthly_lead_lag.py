@@ -78,13 +78,15 @@ def monthly(daily: FeatureSet, columns: list[str]) -> tuple[FeatureSet, dict[str
     return FeatureSet(sums, groups, "monthly", source=f"{daily.source} (monthly sums)"), missing
 
 
-def fit(data: FeatureSet, lags: list[int], args, name: str) -> dict:
+def fit(
+    data: FeatureSet, lags: list[int], args, name: str, columns: list[str] | None = COLUMNS
+) -> dict:
     model = LeadLagHMM(
         2, lag=lags, order_by="volatility", seed=args.seed, progressbar=False,
         **args.settings.as_kwargs(),
     )  # fmt: skip
     with Timer() as timer:
-        result = model.fit(data, COLUMNS if data.source != "synthetic-leadlag" else None).result_
+        result = model.fit(data, columns).result_
     result.save(args.out / f"run_{name}")
     summary = result.fit_info["model_summary"]
     diagnostics = result.diagnostics()
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         fit(after, lags, args, "from_2024"),
     ]
     if not args.quick:
-        runs.append(fit(synthetic, list(range(6)), args, "synthetic"))
+        runs.append(fit(synthetic, list(range(6)), args, "synthetic", columns=None))
     lag_table = pd.DataFrame(
         [{"fit": run["name"], **row} for run in runs for row in run["lag_posterior"]]
     )

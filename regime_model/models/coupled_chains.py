@@ -141,14 +141,6 @@ class CoupledChains:
         # One lag, or several to marginalise (lag_mixture); ``lag`` is None then.
         self.lags = normalise_lags(lag)
         self.lag = self.lags[0] if len(self.lags) == 1 else None
-        # P(L | y, theta) depends on the data: a simulation's truth is recomputed on its
-        # simulated data (Model.simulate).
-        self.data_dependent = ("lag_probability",) if self.lag is None else ()
-        if self.lag is None and lead_covariates is not None:
-            raise ValueError(
-                "the lead-lag model marginalises the lag over several values without "
-                "covariates only (their alignment depends on the lag): give one lag"
-            )
         self.anchor = anchor
         self.lag_anchor = lag_anchor
         self.order_by = order_by
@@ -156,6 +148,12 @@ class CoupledChains:
         self.initial = initial
         self.coupling_sd = coupling_sd
         self.lead_covariates = lead_covariates
+
+    @property
+    def data_dependent(self) -> tuple[str, ...]:
+        """Deterministics of the data as well as the parameters: P(L | y, theta), whose
+        truth a simulation recomputes on its simulated data (Model.simulate)."""
+        return ("lag_probability",) if self.lag is None else ()
 
     def _sticky(self) -> StickyDirichlet:
         """Each chain's homogeneous transition prior (and start values)."""
@@ -287,7 +285,7 @@ class CoupledChains:
         n_fit = observations.n_fit
         if self.lag is None:
             return self._lag_mixture(
-                log_initial, log_transition, lead_log_emission, lag_log_emission, n_fit
+                log_initial, log_transition, lead_log_emission, lag_log_emission, observations
             )
         log_emission = product_log_emission(lead_log_emission, lag_log_emission, self.lag)
         fitted = log_emission  # no slice when all are fitted: the graph keeps no n_fit
@@ -307,7 +305,9 @@ class CoupledChains:
             hmm_log_likelihood(log_initial, fitted_transition, fitted),
         )
 
-    def _lag_mixture(self, log_initial, log_transition, lead_log_emission, lag_log_emission, n_fit):
+    def _lag_mixture(
+        self, log_initial, log_transition, lead_log_emission, lag_log_emission, observations
+    ):
         """The kernel graphs with the lag marginalised over ``lags`` (uniform prior; see
         :mod:`~regime_model.models.lag_mixture`): inputs log_initial, log_transition and
         the per-lag product emissions and their lead-only parts, each (m, T + max L, S);
@@ -319,7 +319,12 @@ class CoupledChains:
             lead_parts.append(
                 product_log_emission(lead_log_emission, pt.zeros_like(lag_log_emission), lag)
             )
-            fitted = product_log_emission(lead_log_emission[:n_fit], lag_log_emission[:n_fit], lag)
+            fitted = emissions[-1]  # no slice when all are fitted: the graph keeps no n_fit
+            n_fit = observations.n_fit
+            if n_fit < observations.n_dates:
+                fitted = product_log_emission(
+                    lead_log_emission[:n_fit], lag_log_emission[:n_fit], lag
+                )
             log_likelihoods.append(hmm_log_likelihood(log_initial, log_transition, fitted))
         total, probability = mixture_log_likelihood(log_likelihoods)
         pm.Deterministic("lag_probability", probability, dims="lag")
@@ -552,8 +557,8 @@ class CoupledChains:
             lead_lag_filtered_draws(
                 log_initial,
                 log_transition,
-                np.ascontiguousarray(log_emission[:, i, : n_dates + lag]),
-                np.ascontiguousarray(lead_log_emission[:, i, : n_dates + lag]),
+                log_emission[:, i, : n_dates + lag],
+                lead_log_emission[:, i, : n_dates + lag],
                 lag,
                 self.n_regimes,
             )

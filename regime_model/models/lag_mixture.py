@@ -59,11 +59,12 @@ def date_weights(pointwise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mix_draws(filtered: np.ndarray, pointwise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-lag filtered probabilities (N, m, T, S) and one-step log densities (N, m, T) ->
-    the mixture's (N, T, S) and (N, T)."""
+    """Per-lag filtered probabilities (..., m, T, S) and one-step log densities
+    (..., m, T) -> the mixture's (..., T, S) and (..., T); the leading axes are draws
+    (or none, for one draw)."""
     before, after = date_weights(pointwise)
-    mixed = (np.exp(after)[..., None] * filtered).sum(axis=1)
-    return mixed, logsumexp(before + pointwise, axis=1)
+    mixed = (np.exp(after)[..., None] * filtered).sum(axis=-3)
+    return mixed, logsumexp(before + pointwise, axis=-2)
 
 
 def mix_date_quantities(
@@ -75,17 +76,21 @@ def mix_date_quantities(
     before, after = date_weights(pointwise)
     last = np.exp(after[:, -1])  # P(L_i | y)
 
-    def mix(name: str, weights: np.ndarray) -> np.ndarray | None:
+    def stacked(name: str) -> np.ndarray | None:
         if getattr(per_lag[0], name) is None:  # not computed (no bands)
             return None
-        values = np.stack([getattr(q, name)[:n_dates] for q in per_lag])  # (m, T, S)
-        return (weights[..., None] * values).sum(axis=0)
+        return np.stack([getattr(q, name)[:n_dates] for q in per_lag])  # (m, T, S)
 
+    def mix(name: str, weights: np.ndarray) -> np.ndarray | None:
+        values = stacked(name)
+        return None if values is None else (weights[..., None] * values).sum(axis=0)
+
+    filtered, pointwise_loglik = mix_draws(stacked("filtered"), pointwise)
     mixed = DrawProbabilities(
-        filtered=mix("filtered", np.exp(after)),
+        filtered=filtered,
         predicted=mix("predicted", np.exp(before)),
         smoothed=mix("smoothed", np.broadcast_to(last[:, None], after.shape)),
-        pointwise_loglik=logsumexp(before + pointwise, axis=0),
+        pointwise_loglik=pointwise_loglik,
     )
     forecast = None
     if forecasts is not None:

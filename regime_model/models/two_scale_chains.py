@@ -161,6 +161,11 @@ class TwoScaleChains:
         """(T,) True on the first fine date of each coarse period."""
         return period_openings(observations.dates, self.coarse_freq)
 
+    def moves(self, observations: Observations) -> np.ndarray:
+        """(T-1,) which of the bank's two moves leads into each date after the first:
+        OPENING into a period's first date, WITHIN otherwise."""
+        return np.where(self.opens(observations)[1:], OPENING, WITHIN)
+
     def grid(self, n_markets: int) -> np.ndarray:
         """(S, 1 + M) the (c, f_1, ..., f_M) of each state."""
         return state_grid(self.n_coarse, [self.n_fine] * n_markets)
@@ -265,14 +270,13 @@ class TwoScaleChains:
         # compiled function serves every data set), cast to ints by the Op. No slice when
         # every date is fitted: the graph then does not depend on n_fit.
         n_fit = observations.n_fit
-        moves = np.where(opens[1:n_fit], OPENING, WITHIN).astype(float)
+        moves = self.moves(observations).astype(float)
         fitted = log_emission if n_fit == observations.n_dates else log_emission[:n_fit]
-        likelihood = indexed_log_likelihood(log_initial, bank, fitted, moves)
+        likelihood = indexed_log_likelihood(log_initial, bank, fitted, moves[: n_fit - 1])
         # The per-draw pass reads the bank and every date's move too (the moves carried
         # as an input with the draws' leading axis: the evaluation is vectorised over
         # draws), so it never builds the (T-1, S, S) stack either.
-        every_move = np.where(opens[1:], OPENING, WITHIN).astype(float)
-        move_input = pt.zeros_like(log_initial[:1]) + every_move  # (T-1,)
+        move_input = pt.zeros_like(log_initial[:1]) + moves  # (T-1,)
         return KernelGraphs((log_initial, bank, log_emission, move_input, forecast), likelihood)
 
     def starts(
@@ -410,7 +414,7 @@ class TwoScaleChains:
         markets = self.market_groups(observations)
         sizes = (self.n_coarse, *[self.n_fine] * len(markets))
         # log_transition is the bank of the two moves (build): each date's move expanded.
-        moves = np.where(self.opens(observations)[1:], OPENING, WITHIN)
+        moves = self.moves(observations)
         path = sample_markov_path(rng, log_initial, log_transition[moves], observations.n_dates)
         regimes = np.unravel_index(path, sizes)
         values = np.empty((observations.n_dates, observations.n_features))
