@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import logsumexp
 
+from regime_model.inference.fixed_lag import log_sum_exp
 from regime_model.models.covariates import CONSTANT_GROUP, COVARIATE_VARIABLE
 from regime_model.models.observations import regime_names
 from regime_model.results import RegimeResult
@@ -64,11 +64,12 @@ def duration_draws(result: RegimeResult) -> tuple[pd.DatetimeIndex, np.ndarray]:
     intercept = _stacked(result.inference_data.posterior, "transition_intercept")
     coefficient = _stacked(result.inference_data.posterior, "transition_coefficient")
     n_regimes = result.n_regimes
-    logits = np.stack(
-        [move_logits(a, b, values[known]) for a, b in zip(intercept, coefficient, strict=True)]
-    ).reshape(len(intercept), len(dates), n_regimes, n_regimes - 1)
-    # 1 / (1 - p_stay) = 1 + 1 / sum_j exp(logit_j), in logs for stability.
-    return dates, 1.0 + np.exp(-logsumexp(logits, axis=-1))
+    # move_logits of every draw at once: (S, 1, M) + (T', C) @ (S, C, M) -> (S, T', M).
+    logits = intercept[:, None, :] + values[known] @ np.swapaxes(coefficient, 1, 2)
+    logits = logits.reshape(len(intercept), len(dates), n_regimes, n_regimes - 1)
+    # 1 / (1 - p_stay) = 1 + 1 / sum_j exp(logit_j), in logs for stability (the package's
+    # log_sum_exp: scipy's took 1.1 s on 4,000 draws of 563 weekly dates).
+    return dates, 1.0 + np.exp(-log_sum_exp(logits, axis=-1))
 
 
 def time_varying_durations(result: RegimeResult, hdi: float = SUMMARY_HDI) -> pd.DataFrame:
