@@ -21,8 +21,8 @@ The contract (both classes implement it):
 * ``simulate(parameters, log_initial, log_transition, observations, rng)``;
 * ``date_quantities(inputs, with_bands)`` -> (DrawProbabilities, extra per draw);
   optionally ``draw_quantities(inputs, with_bands)``, the same for many draws at once
-  (inputs with a leading draw axis) -> ProbabilityDraws (N, T, S), stacked, or None
-  where it cannot (those draws then go one at a time);
+  (inputs with a leading draw axis) -> (ProbabilityDraws (N, T, S), the extras stacked
+  (N, ...) or None), or None where it cannot (those draws then go one at a time);
 * ``inputs_at(parameters, observations)``: the kernel's numpy inputs at one point, or
   None to evaluate the sampled graph there;
 * ``reported(posterior, observations)`` -> (variables, dims, coords) and
@@ -233,9 +233,9 @@ class Regimes:
         ]
         return type(quantities)(*summed, quantities.pointwise_loglik)
 
-    def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws:
+    def draw_quantities(self, inputs: tuple, with_bands: bool) -> tuple[ProbabilityDraws, None]:
         """What ``date_quantities`` gives each of N draws, stacked, in one compiled call
-        (only the filtered kind and the log predictive without bands)."""
+        (only the filtered kind and the log predictive without bands); no extras."""
         if not with_bands:
             if self.history_order:
                 log_predictive, filtered = history_filter_draws(
@@ -243,11 +243,12 @@ class Regimes:
                 )
             else:
                 log_predictive, filtered = hmm_filter_draws(*inputs)
-            return self._regimes_of(ProbabilityDraws(filtered, None, None, log_predictive))
+            return self._regimes_of(ProbabilityDraws(filtered, None, None, log_predictive)), None
         log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(
             *self._general_inputs(inputs)
         )
-        return self._regimes_of(ProbabilityDraws(filtered, smoothed, predicted, log_predictive))
+        quantities = ProbabilityDraws(filtered, smoothed, predicted, log_predictive)
+        return self._regimes_of(quantities), None
 
     def inputs_at(self, parameters: dict, observations: Observations) -> tuple | None:
         """The kernel's inputs at one point when the emission component computes its

@@ -79,7 +79,6 @@ from regime_model.models.emissions import sample_emissions
 from regime_model.models.gaussian_emissions import GaussianEmissions
 from regime_model.models.lag_mixture import (
     mix_date_quantities,
-    mix_draws,
     mixture_log_likelihood,
     padded,
 )
@@ -89,6 +88,7 @@ from regime_model.models.product_chain import (
     chain_anchor,
     chain_emissions,
     coupled_log_transition,
+    lead_lag_band_draws,
     lead_lag_date_quantities,
     lead_lag_filtered_draws,
     product_log_emission,
@@ -103,7 +103,7 @@ from regime_model.models.relabelling import (
 )
 from regime_model.models.simplex import dirichlet
 from regime_model.models.transitions import CovariateLogit, StickyDirichlet
-from regime_model.results import DrawProbabilities, ProbabilityDraws, RegimeResult
+from regime_model.results import KINDS, DrawProbabilities, ProbabilityDraws, RegimeResult
 
 COUPLING_SD = 1.5  # Normal prior sd of each coupling, log odds ratio: 95% within x/ 20
 FORECAST_STEPS = 4  # the summary's forecast runs L + this many steps past the last date
@@ -535,39 +535,30 @@ class CoupledChains:
             forecasts.append(paths)
         return mix_date_quantities(per_lag, n_dates, forecasts if with_bands else None)
 
-    def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws | None:
-        """What :meth:`date_quantities` gives each of N draws without bands (filtered
-        probabilities and log predictive densities), in compiled loops; None with bands
-        (those draws, a few, go one at a time, with their forecasts)."""
-        if with_bands:
-            return None
-        log_initial, log_transition, log_emission, lead_log_emission, *_ = inputs
+    def draw_quantities(
+        self, inputs: tuple, with_bands: bool
+    ) -> tuple[ProbabilityDraws, np.ndarray | None]:
+        """:meth:`date_quantities` of N draws (inputs with a leading draw axis) in
+        compiled loops: without bands the filtered probabilities and log predictive
+        densities; with bands all three kinds and the forecast paths (N, horizon, S)."""
+        log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
+        horizon = max(self.lags) + FORECAST_STEPS if with_bands else 0
         if self.lag is not None:
-            filtered, pointwise = lead_lag_filtered_draws(
-                log_initial,
-                log_transition,
-                log_emission,
-                lead_log_emission,
-                self.lag,
-                self.n_regimes,
-            )
-            return ProbabilityDraws(filtered, None, None, pointwise)
+            return _one_lag_draws(inputs, self.lag, self.n_regimes, horizon, with_bands)
         n_dates = log_emission.shape[2] - max(self.lags)
-        per_lag = [
-            lead_lag_filtered_draws(
+        per_lag, forecasts = [], []
+        for i, lag in enumerate(self.lags):
+            steps = n_dates + lag  # the lag's own product steps (the rest is padding)
+            inputs_at_lag = (
                 log_initial,
                 log_transition,
-                log_emission[:, i, : n_dates + lag],
-                lead_log_emission[:, i, : n_dates + lag],
-                lag,
-                self.n_regimes,
+                log_emission[:, i, :steps],
+                lead_log_emission[:, i, :steps],
             )
-            for i, lag in enumerate(self.lags)
-        ]
-        filtered, pointwise = mix_draws(
-            np.stack([f for f, _ in per_lag], axis=1), np.stack([p for _, p in per_lag], axis=1)
-        )
-        return ProbabilityDraws(filtered, None, None, pointwise)
+            draws, paths = _one_lag_draws(inputs_at_lag, lag, self.n_regimes, horizon, with_bands)
+            per_lag.append(draws)
+            forecasts.append(paths)
+        return mix_date_quantities(per_lag, n_dates, forecasts if with_bands else None)
 
     def inputs_at(self, parameters: dict, observations: Observations) -> None:
         """None: a point is evaluated through the sampled graph."""
@@ -686,6 +677,35 @@ def _one_lag_quantities(
     n_dates = log_emission.shape[0] - lag
     dates = DrawProbabilities(*(values[:n_dates] for values in quantities))  # type: ignore[index]
     return dates, quantities.filtered[n_dates:]
+
+
+def _one_lag_draws(
+    inputs: tuple, lag: int, n_regimes: int, horizon: int, with_bands: bool
+) -> tuple[ProbabilityDraws, np.ndarray | None]:
+    """:func:`_one_lag_quantities` of N draws (inputs with a leading draw axis)."""
+    log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
+    if not with_bands:
+        filtered, pointwise = lead_lag_filtered_draws(
+            log_initial, log_transition, log_emission, lead_log_emission, lag, n_regimes
+        )
+        return ProbabilityDraws(filtered, None, None, pointwise), None
+    n_draws, n_steps, n_states = log_emission.shape
+    empty = np.zeros((n_draws, horizon, n_states))
+    if forecast and horizon:
+        log_transition = np.concatenate([log_transition, forecast[0][:, :horizon]], axis=1)
+    draws = lead_lag_band_draws(
+        log_initial,
+        log_transition,
+        np.concatenate([log_emission, empty], axis=1),
+        np.concatenate([lead_log_emission, empty], axis=1),
+        lag,
+        n_regimes,
+    )
+    n_dates = n_steps - lag
+    dates = ProbabilityDraws(
+        *(getattr(draws, kind)[:, :n_dates] for kind in KINDS), draws.pointwise_loglik[:, :n_dates]
+    )
+    return dates, draws.filtered[:, n_dates:]
 
 
 def lead_drivers(covariates: np.ndarray, lag: int, forecast_steps: int):

@@ -25,8 +25,6 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import logsumexp
 
-from regime_model.results import DrawProbabilities
-
 
 def padded(per_lag: list, lags: tuple[int, ...]):
     """Per-lag product emissions (T + L_i, S) -> (m, T + max L, S): each padded with
@@ -68,31 +66,33 @@ def mix_draws(filtered: np.ndarray, pointwise: np.ndarray) -> tuple[np.ndarray, 
 
 
 def mix_date_quantities(
-    per_lag: list[DrawProbabilities], n_dates: int, forecasts: list[np.ndarray] | None = None
-) -> tuple[DrawProbabilities, np.ndarray | None]:
-    """One draw's per-lag quantities (each over n_dates dates, then any forecast dates)
-    -> the mixture's over the n_dates dates, and the mixed forecast (horizon, S)."""
-    pointwise = np.stack([q.pointwise_loglik[:n_dates] for q in per_lag])  # (m, T)
-    before, after = date_weights(pointwise)
-    last = np.exp(after[:, -1])  # P(L_i | y)
+    per_lag: list, n_dates: int, forecasts: list[np.ndarray] | None = None
+) -> tuple:
+    """Per-lag quantities (each over n_dates dates, then any forecast dates) -> the
+    mixture's over the n_dates dates, and the mixed forecast (..., horizon, S). One draw
+    (DrawProbabilities (T, S), forecasts (horizon, S)) or many (ProbabilityDraws
+    (N, T, S), forecasts (N, horizon, S)): the result is of the type given."""
+    pointwise = np.stack([q.pointwise_loglik[..., :n_dates] for q in per_lag], axis=-2)
+    before, after = date_weights(pointwise)  # (..., m, T)
+    last = np.exp(after[..., -1])  # P(L_i | y), (..., m)
 
     def stacked(name: str) -> np.ndarray | None:
         if getattr(per_lag[0], name) is None:  # not computed (no bands)
             return None
-        return np.stack([getattr(q, name)[:n_dates] for q in per_lag])  # (m, T, S)
+        return np.stack([getattr(q, name)[..., :n_dates, :] for q in per_lag], axis=-3)
 
     def mix(name: str, weights: np.ndarray) -> np.ndarray | None:
-        values = stacked(name)
-        return None if values is None else (weights[..., None] * values).sum(axis=0)
+        values = stacked(name)  # (..., m, T, S)
+        return None if values is None else (weights[..., None] * values).sum(axis=-3)
 
     filtered, pointwise_loglik = mix_draws(stacked("filtered"), pointwise)
-    mixed = DrawProbabilities(
+    mixed = type(per_lag[0])(
         filtered=filtered,
         predicted=mix("predicted", np.exp(before)),
-        smoothed=mix("smoothed", np.broadcast_to(last[:, None], after.shape)),
+        smoothed=mix("smoothed", np.broadcast_to(last[..., None], after.shape)),
         pointwise_loglik=pointwise_loglik,
     )
     forecast = None
     if forecasts is not None:
-        forecast = np.tensordot(last, np.stack(forecasts), axes=1)
+        forecast = np.einsum("...m,...mhs->...hs", last, np.stack(forecasts, axis=-3))
     return mixed, forecast

@@ -127,14 +127,15 @@ def evaluate_draws(
     for indices, chunk in kernel_input_chunks(model, inputs, posterior):
         for with_bands in (False, True):
             rows = np.flatnonzero(is_band[indices] == with_bands)
-            values = None
+            answer = None
             if draw_quantities is not None and len(rows):
-                values = draw_quantities(tuple(part[rows] for part in chunk), with_bands)
-            if values is not None:
+                answer = draw_quantities(tuple(part[rows] for part in chunk), with_bands)
+            if answer is not None:
+                values, stacked_extras = answer
                 keep(indices[rows], values.pointwise_loglik, values.filtered)
                 if with_bands:
                     band_parts.append(values)
-                    extras.extend([None] * len(rows))
+                    extras.extend([None] * len(rows) if stacked_extras is None else stacked_extras)
                 continue
             for row in rows:
                 draw, extra = composition.date_quantities(

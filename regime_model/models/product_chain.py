@@ -11,10 +11,16 @@ import numpy as np
 import pytensor.tensor as pt
 import xarray as xr
 
-from regime_model.inference import fixed_lag_draws, hmm_filter, hmm_filter_draws, hmm_smoother
+from regime_model.inference import (
+    fixed_lag_draws,
+    hmm_filter,
+    hmm_filter_draws,
+    hmm_smoother,
+    hmm_smoother_draws,
+)
 from regime_model.inference.fixed_lag import fixed_lag_joint, log_sum_exp
 from regime_model.models.observations import Observations, regime_names
-from regime_model.results import DrawProbabilities
+from regime_model.results import DrawProbabilities, ProbabilityDraws
 
 
 def state_names(n_regimes: int, lead_group: str, lag_group: str) -> list[str]:
@@ -181,6 +187,62 @@ def lead_lag_filtered_draws(
     )
     cumulative = np.cumsum(log_predictive, axis=1)[:, :n_dates] + log_total
     return _date_states(joint, n_lag_regimes), np.diff(cumulative, axis=1, prepend=0.0)
+
+
+def lead_lag_band_draws(
+    log_initial: np.ndarray,
+    log_transition: np.ndarray,
+    log_emission: np.ndarray,
+    lead_log_emission: np.ndarray,
+    lag: int,
+    n_lag_regimes: int,
+) -> ProbabilityDraws:
+    """What :func:`lead_lag_date_quantities` gives with bands (filtered, smoothed and
+    predicted (N, T, S) per date, pointwise (N, T)), for N draws in compiled loops.
+
+    Shapes: the per-draw ones of :func:`lead_lag_date_quantities` with a leading axis of
+    N draws. The same joints, carried in probability space by
+    :func:`~regime_model.inference.fixed_lag_draws` instead of in logs."""
+    n_steps, n_states = log_emission.shape[1:]
+    n_dates = n_steps - lag
+    tags = np.arange(n_states) % n_lag_regimes
+    log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(
+        log_initial, log_transition, log_emission
+    )
+    log_total, joint = fixed_lag_draws(
+        filtered, log_transition, lead_log_emission, tags, n_lag_regimes, n_dates
+    )
+    cumulative = np.cumsum(log_predictive, axis=1)[:, :n_dates] + log_total
+
+    # Before date t: the prediction of step t times its lead observation (date t - L),
+    # carried through the lead observations of steps t+1..t+L-1, then one move into step
+    # t + L with nothing observed there (date t's own lead observation).
+    start, window, moves = predicted, lead_log_emission, log_transition
+    if lag:
+        peak = lead_log_emission.max(axis=2, keepdims=True)
+        start = predicted * np.exp(lead_log_emission - np.where(np.isfinite(peak), peak, 0.0))
+        start, window = start[:, :-1], lead_log_emission[:, :-1]
+        moves = log_transition if log_transition.ndim == 3 else log_transition[:, :-1]
+    _, predicted_joint = fixed_lag_draws(start, moves, window, tags, n_lag_regimes, n_dates)
+    if lag:
+        last = log_transition[:, None] if log_transition.ndim == 3 else log_transition[:, lag - 1 :]
+        predicted_joint = predicted_joint @ np.exp(last)
+        with np.errstate(invalid="ignore"):
+            predicted_joint /= predicted_joint.sum(axis=(2, 3), keepdims=True)
+
+    # All data: P(c_t | x_{t+L}, data to step t+L) times the smoothed P(x_{t+L}).
+    _, smoothed_joint = fixed_lag_draws(
+        filtered, log_transition, log_emission, tags, n_lag_regimes, n_dates
+    )
+    with np.errstate(invalid="ignore"):
+        conditional = smoothed_joint / smoothed_joint.sum(axis=2, keepdims=True)
+    weights = np.nan_to_num(conditional * smoothed[:, lag:, None, :])
+    return ProbabilityDraws(
+        _date_states(joint, n_lag_regimes),
+        _date_states(weights, n_lag_regimes),
+        _date_states(predicted_joint, n_lag_regimes),
+        np.diff(cumulative, axis=1, prepend=0.0),
+    )
 
 
 def _date_states(joint: np.ndarray, n_lag_regimes: int) -> np.ndarray:

@@ -52,6 +52,7 @@ from regime_model.data.calendar import period_openings
 from regime_model.errors import InsufficientDataError
 from regime_model.inference import (
     hmm_filter_draws,
+    hmm_smoother_draws,
     indexed_log_likelihood,
     sample_markov_path,
     stationary_distribution,
@@ -441,22 +442,23 @@ class TwoScaleChains:
         draw = regime_date_quantities(log_initial, log_transition, log_emission, with_bands)
         if not with_bands:
             return draw, None
-        paths = np.empty((len(forecast), log_emission.shape[1]))
-        current = draw.filtered[-1]
-        for step, log_move in enumerate(forecast):
-            current = current @ np.exp(log_move)
-            paths[step] = current
-        return draw, paths
+        return draw, forecast_paths(draw.filtered[-1], forecast)
 
-    def draw_quantities(self, inputs: tuple, with_bands: bool) -> ProbabilityDraws | None:
-        """Without bands, the filter of N draws in one compiled call; None with bands
-        (those go one at a time, with their forecasts)."""
-        if with_bands:
-            return None
-        log_initial, bank, log_emission, moves, _ = inputs
+    def draw_quantities(
+        self, inputs: tuple, with_bands: bool
+    ) -> tuple[ProbabilityDraws, np.ndarray | None]:
+        """:meth:`date_quantities` of N draws, the passes over the dates in one compiled
+        call: the filter, or with bands the smoother and the forecast paths (N, H, S)."""
+        log_initial, bank, log_emission, moves, forecast = inputs
         sources = moves[0].astype(np.int64)  # the same for every draw
-        log_predictive, filtered = hmm_filter_draws(log_initial, bank, log_emission, sources)
-        return ProbabilityDraws(filtered, None, None, log_predictive)
+        if not with_bands:
+            log_predictive, filtered = hmm_filter_draws(log_initial, bank, log_emission, sources)
+            return ProbabilityDraws(filtered, None, None, log_predictive), None
+        log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(
+            log_initial, bank, log_emission, sources
+        )
+        paths = forecast_paths(filtered[:, -1], forecast)
+        return ProbabilityDraws(filtered, smoothed, predicted, log_predictive), paths
 
     def inputs_at(self, parameters: dict, observations: Observations) -> None:
         """None: a point is evaluated through the sampled graph."""
@@ -569,3 +571,14 @@ def future_openings(dates: pd.DatetimeIndex, freq: str, steps: int) -> np.ndarra
     period."""
     calendar = dates[-1:].append(future_dates(dates, steps))
     return period_openings(calendar, freq)[1:]
+
+
+def forecast_paths(last_filtered: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """The last filtered distribution carried along the forecast's moves, nothing
+    observed: (..., S) and log matrices (..., H, S, S) -> (..., H, S), one row per step."""
+    paths = np.empty(forecast.shape[:-1])
+    current = last_filtered
+    for step in range(forecast.shape[-3]):
+        current = np.einsum("...s,...st->...t", current, np.exp(forecast[..., step, :, :]))
+        paths[..., step, :] = current
+    return paths

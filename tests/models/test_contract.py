@@ -226,3 +226,45 @@ def test_the_kernel_inputs_vectorise_over_draws(name, emission):
     assert all(output.type.ndim == value.type.ndim + 1 for output, value in zip(
         outputs, graphs.inputs, strict=True
     ))  # fmt: skip
+
+
+@pytest.mark.parametrize("with_bands", [False, True])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_the_batched_pass_over_draws_is_the_per_draw_pass(name, with_bands):
+    """Every family's ``draw_quantities`` (the post-processing's compiled pass over many
+    draws, with or without bands) gives each draw's per-date quantities and forecast paths
+    as ``date_quantities`` gives them one draw at a time, at two different points."""
+    spec = CONFIGS[name]
+    features, _ = spec.simulate()
+    estimator = model_from_config({**spec.config, "progressbar": False})
+    composition, model, graphs = estimator.compose(estimator.observations(features, spec.columns))
+    evaluate = model.compile_fn(
+        model.replace_rvs_by_values(list(graphs.inputs)),
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )
+    rng = np.random.default_rng(3)
+    points = [
+        {name: value + 0.3 * rng.standard_normal(np.shape(value))
+         for name, value in model.initial_point().items()}
+        for _ in range(2)
+    ]  # fmt: skip
+    per_draw = [evaluate(point) for point in points]
+    stacked = tuple(np.stack(values) for values in zip(*per_draw, strict=True))
+    answer = composition.draw_quantities(stacked, with_bands)
+    assert answer is not None, f"{name}: no batched pass with_bands={with_bands}"
+    batched, paths = answer
+    for draw, inputs in enumerate(per_draw):
+        single, extra = composition.date_quantities(tuple(inputs), with_bands)
+        for kind in ("filtered", "smoothed", "predicted", "pointwise_loglik"):
+            expected = getattr(single, kind)
+            if expected is None:
+                assert getattr(batched, kind) is None
+                continue
+            np.testing.assert_allclose(
+                getattr(batched, kind)[draw], expected, rtol=0, atol=1e-9, err_msg=kind
+            )
+        if extra is None:
+            assert paths is None
+        else:
+            np.testing.assert_allclose(paths[draw], extra, rtol=0, atol=1e-10)

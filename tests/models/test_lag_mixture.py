@@ -110,7 +110,7 @@ def test_each_date_mixes_the_lags_by_the_data_up_to_it(synthetic):
     )
     np.testing.assert_allclose(mixed.pointwise_loglik, expected, atol=1e-10)
     # All draws at once (the post-processing's compiled pass) as one at a time.
-    batched = composition.draw_quantities(tuple(np.stack([x, x]) for x in inputs), False)
+    batched, _ = composition.draw_quantities(tuple(np.stack([x, x]) for x in inputs), False)
     for draw in range(2):
         np.testing.assert_allclose(batched.filtered[draw], mixed.filtered, atol=1e-10)
         np.testing.assert_allclose(
