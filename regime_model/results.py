@@ -26,6 +26,7 @@ from scipy.special import logsumexp
 from regime_model.data.cache import write_text_atomic
 from regime_model.errors import MalformedFileError
 from regime_model.inference import hmm_forecast, hmm_smoother
+from regime_model.netcdf import write_groups
 from regime_model.run_directory import verify_run, write_run
 
 KINDS = ("filtered", "smoothed", "predicted")
@@ -354,9 +355,11 @@ class RegimeResult:
         # Uncompressed, as regime_draws.nc below: the bulk of both files is draws of
         # log densities and probabilities, which zlib shrinks by 6-11% at 4-30x the time
         # (the real daily fit: 5.9 s of writing against 1.0 s; benchmarks/bench_write.py).
-        self.inference_data.to_netcdf(str(directory / "posterior.nc"), compress=False)
+        idata = self.inference_data
+        root = {"": xr.Dataset(attrs=idata.attrs)} if idata.attrs else {}
+        write_groups(directory / "posterior.nc", root | {g: idata[g] for g in idata.groups()})
         # Full precision: a loaded run reads new data exactly as the fitted model.
-        self.draws_dataset().to_netcdf(directory / "regime_draws.nc")
+        write_groups(directory / "regime_draws.nc", {"": self.draws_dataset()})
         long = self.probabilities_long()
         long["date"] = long["date"].dt.strftime("%Y-%m-%d")
         write_text_atomic(
