@@ -179,14 +179,22 @@ def lead_lag_filtered_draws(
     Shapes: the per-draw ones of :func:`lead_lag_date_quantities` with a leading axis of
     N draws."""
     log_predictive, filtered = hmm_filter_draws(log_initial, log_transition, log_emission)
-    n_dates = log_emission.shape[1] - lag
-    n_states = log_emission.shape[2]
-    tags = np.arange(n_states) % n_lag_regimes
+    return _filtered_dates(
+        log_predictive, filtered, log_transition, lead_log_emission, lag, n_lag_regimes
+    )
+
+
+def _filtered_dates(log_predictive, filtered, log_transition, lead_log_emission, lag, n_tags):
+    """Each date's filtered states (N, T, S) and one-step log densities (N, T) from the
+    product filter's (N, T+L) log predictive densities and (N, T+L, S) probabilities: each
+    step carried L steps forward with the lead observations alone."""
+    n_dates = filtered.shape[1] - lag
+    tags = np.arange(filtered.shape[2]) % n_tags
     log_total, joint = fixed_lag_draws(
-        filtered, log_transition, lead_log_emission, tags, n_lag_regimes, n_dates
+        filtered, log_transition, lead_log_emission, tags, n_tags, n_dates
     )
     cumulative = np.cumsum(log_predictive, axis=1)[:, :n_dates] + log_total
-    return _date_states(joint, n_lag_regimes), np.diff(cumulative, axis=1, prepend=0.0)
+    return _date_states(joint, n_tags), np.diff(cumulative, axis=1, prepend=0.0)
 
 
 def lead_lag_band_draws(
@@ -209,10 +217,9 @@ def lead_lag_band_draws(
     log_predictive, filtered, predicted, smoothed = hmm_smoother_draws(
         log_initial, log_transition, log_emission
     )
-    log_total, joint = fixed_lag_draws(
-        filtered, log_transition, lead_log_emission, tags, n_lag_regimes, n_dates
+    filtered_dates, pointwise = _filtered_dates(
+        log_predictive, filtered, log_transition, lead_log_emission, lag, n_lag_regimes
     )
-    cumulative = np.cumsum(log_predictive, axis=1)[:, :n_dates] + log_total
 
     # Before date t: the prediction of step t times its lead observation (date t - L),
     # carried through the lead observations of steps t+1..t+L-1, then one move into step
@@ -238,10 +245,10 @@ def lead_lag_band_draws(
         conditional = smoothed_joint / smoothed_joint.sum(axis=2, keepdims=True)
     weights = np.nan_to_num(conditional * smoothed[:, lag:, None, :])
     return ProbabilityDraws(
-        _date_states(joint, n_lag_regimes),
+        filtered_dates,
         _date_states(weights, n_lag_regimes),
         _date_states(predicted_joint, n_lag_regimes),
-        np.diff(cumulative, axis=1, prepend=0.0),
+        pointwise,
     )
 
 
