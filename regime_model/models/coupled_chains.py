@@ -508,32 +508,7 @@ class CoupledChains:
         marginalised, each lag's quantities (forecasts over max L + FORECAST_STEPS dates)
         are mixed (:func:`~regime_model.models.lag_mixture.mix_date_quantities`).
         """
-        log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
-        horizon = max(self.lags) + FORECAST_STEPS if with_bands else 0
-        if self.lag is not None:
-            return _one_lag_quantities(
-                (log_initial, log_transition, log_emission, lead_log_emission, *forecast),
-                self.lag,
-                self.n_regimes,
-                horizon,
-                with_bands,
-            )
-        n_dates = log_emission.shape[1] - max(self.lags)
-        per_lag, forecasts = [], []
-        for i, lag in enumerate(self.lags):
-            steps = n_dates + lag  # the lag's own product steps (the rest is padding)
-            inputs_at_lag = (
-                log_initial,
-                log_transition,
-                log_emission[i, :steps],
-                lead_log_emission[i, :steps],
-            )
-            dates, paths = _one_lag_quantities(
-                inputs_at_lag, lag, self.n_regimes, horizon, with_bands
-            )
-            per_lag.append(dates)
-            forecasts.append(paths)
-        return mix_date_quantities(per_lag, n_dates, forecasts if with_bands else None)
+        return self._quantities(inputs, with_bands, _one_lag_quantities)
 
     def draw_quantities(
         self, inputs: tuple, with_bands: bool
@@ -541,22 +516,28 @@ class CoupledChains:
         """:meth:`date_quantities` of N draws (inputs with a leading draw axis) in
         compiled loops: without bands the filtered probabilities and log predictive
         densities; with bands all three kinds and the forecast paths (N, horizon, S)."""
-        log_initial, log_transition, log_emission, lead_log_emission, *forecast = inputs
+        return self._quantities(inputs, with_bands, _one_lag_draws)
+
+    def _quantities(self, inputs: tuple, with_bands: bool, one_lag):
+        """What both passes share: one lag's quantities by ``one_lag`` (one draw's or
+        many draws'), or with the lag marginalised each lag's, mixed. The arrays' lag and
+        step axes are the last but two and last but one, with or without a draw axis."""
         horizon = max(self.lags) + FORECAST_STEPS if with_bands else 0
         if self.lag is not None:
-            return _one_lag_draws(inputs, self.lag, self.n_regimes, horizon, with_bands)
-        n_dates = log_emission.shape[2] - max(self.lags)
+            return one_lag(inputs, self.lag, self.n_regimes, horizon, with_bands)
+        log_initial, log_transition, log_emission, lead_log_emission = inputs[:4]
+        n_dates = log_emission.shape[-2] - max(self.lags)
         per_lag, forecasts = [], []
         for i, lag in enumerate(self.lags):
             steps = n_dates + lag  # the lag's own product steps (the rest is padding)
             inputs_at_lag = (
                 log_initial,
                 log_transition,
-                log_emission[:, i, :steps],
-                lead_log_emission[:, i, :steps],
+                log_emission[..., i, :steps, :],
+                lead_log_emission[..., i, :steps, :],
             )
-            draws, paths = _one_lag_draws(inputs_at_lag, lag, self.n_regimes, horizon, with_bands)
-            per_lag.append(draws)
+            quantities, paths = one_lag(inputs_at_lag, lag, self.n_regimes, horizon, with_bands)
+            per_lag.append(quantities)
             forecasts.append(paths)
         return mix_date_quantities(per_lag, n_dates, forecasts if with_bands else None)
 
